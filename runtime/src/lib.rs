@@ -1,0 +1,6 @@
+//! Runtime of symgrad: the derivative rules that `#[differentiable]` code calls, a SIMD GEMM,
+//! layers, optimizers, data loading and a training loop.
+
+pub mod params;
+
+pub use params::{Params, Tensor};
