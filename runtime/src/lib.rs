@@ -1,6 +1,9 @@
 //! Runtime of symgrad: the derivative rules that `#[differentiable]` code calls, a SIMD GEMM,
 //! layers, optimizers, data loading and a training loop.
 
+pub mod checkpoint;
+pub mod metrics;
+pub mod optim;
 pub mod params;
 
 pub use params::{Params, Tensor};
