@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod metrics;
+pub mod ops;
 pub mod optim;
 pub mod params;
 

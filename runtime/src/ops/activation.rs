@@ -1,0 +1,175 @@
+//! Elementwise activations: `relu`, `leaky_relu`, `sigmoid`, `tanh`.
+
+use nalgebra::{DMatrix, RealField};
+
+use super::{assert_seed_shape, lazy_zero};
+
+/// `relu(x) = max(x, 0)`, elementwise.
+///
+/// Derivative: 1 where `x > 0`, 0 where `x <= 0` — in particular **0 at `x = 0`**, PyTorch's
+/// convention. NaN inputs propagate to the output.
+pub fn relu<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
+    x.map(|v| if v <= T::zero() { T::zero() } else { v })
+}
+
+/// [`relu`] and its pullback: `dx = seed` where `x > 0`, `0` where `x <= 0`.
+///
+/// The pullback borrows `x` and zeroes the seed in place.
+pub fn relu_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,),
+) {
+    (relu(x), move |mut seed: DMatrix<T>, need: [bool; 1]| {
+        assert_seed_shape("relu", &seed, x.shape());
+        if !need[0] {
+            return (lazy_zero(),);
+        }
+        for (g, &v) in seed.iter_mut().zip(x.iter()) {
+            if v <= T::zero() {
+                *g = T::zero();
+            }
+        }
+        (seed,)
+    })
+}
+
+/// [`relu`]'s value and its gradient `seed .* [x > 0]`.
+pub fn relu_vjp<T: RealField + Copy>(x: &DMatrix<T>, seed: DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
+    let (y, pb) = relu_pullback(x);
+    (y, pb(seed, [true]).0)
+}
+
+/// `leaky_relu(x, slope) = x` where `x > 0`, `slope * x` where `x <= 0`, elementwise.
+///
+/// `slope` is a constant (no gradient). Derivative: 1 where `x > 0`, `slope` where `x <= 0` —
+/// **`slope` at `x = 0`**, PyTorch's convention.
+pub fn leaky_relu<T: RealField + Copy>(x: &DMatrix<T>, slope: T) -> DMatrix<T> {
+    x.map(|v| if v > T::zero() { v } else { slope * v })
+}
+
+/// [`leaky_relu`] and its pullback: `dx = seed` where `x > 0`, `slope * seed` where `x <= 0`;
+/// `()` for the constant `slope`.
+///
+/// The pullback borrows `x` and scales the seed in place.
+pub fn leaky_relu_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    slope: T,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, ()),
+) {
+    (
+        leaky_relu(x, slope),
+        move |mut seed: DMatrix<T>, need: [bool; 2]| {
+            assert_seed_shape("leaky_relu", &seed, x.shape());
+            if !need[0] {
+                return (lazy_zero(), ());
+            }
+            for (g, &v) in seed.iter_mut().zip(x.iter()) {
+                if v <= T::zero() {
+                    *g *= slope;
+                }
+            }
+            (seed, ())
+        },
+    )
+}
+
+/// [`leaky_relu`]'s value and its gradient with respect to `x` (`slope` is constant).
+pub fn leaky_relu_vjp<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    slope: T,
+    seed: DMatrix<T>,
+) -> (DMatrix<T>, DMatrix<T>) {
+    let (y, pb) = leaky_relu_pullback(x, slope);
+    (y, pb(seed, [true, true]).0)
+}
+
+/// The logistic function of one value, evaluated without overflow for any sign.
+#[inline]
+fn sigmoid_scalar<T: RealField + Copy>(v: T) -> T {
+    if v >= T::zero() {
+        T::one() / (T::one() + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// `sigmoid(x) = 1 / (1 + exp(-x))`, elementwise (evaluated stably for large `|x|`).
+///
+/// Smooth everywhere; derivative `sigmoid(x) * (1 - sigmoid(x))`.
+pub fn sigmoid<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
+    x.map(sigmoid_scalar)
+}
+
+/// [`sigmoid`] and its pullback: `dx = seed .* y .* (1 - y)` with `y = sigmoid(x)`.
+///
+/// The pullback keeps the forward output `y` (no exponentials are recomputed) and writes into
+/// the seed in place.
+pub fn sigmoid_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+) {
+    let y = sigmoid(x);
+    let saved = y.clone();
+    (y, move |mut seed: DMatrix<T>, need: [bool; 1]| {
+        assert_seed_shape("sigmoid", &seed, saved.shape());
+        if !need[0] {
+            return (lazy_zero(),);
+        }
+        for (g, &s) in seed.iter_mut().zip(saved.iter()) {
+            *g *= s * (T::one() - s);
+        }
+        (seed,)
+    })
+}
+
+/// [`sigmoid`]'s value and its gradient `seed .* y .* (1 - y)`.
+pub fn sigmoid_vjp<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    seed: DMatrix<T>,
+) -> (DMatrix<T>, DMatrix<T>) {
+    let (y, pb) = sigmoid_pullback(x);
+    (y, pb(seed, [true]).0)
+}
+
+/// `tanh(x)`, the hyperbolic tangent applied elementwise (not the matrix function).
+///
+/// Smooth everywhere; derivative `1 - tanh(x)^2`.
+pub fn tanh<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
+    x.map(|v| v.tanh())
+}
+
+/// [`tanh`] and its pullback: `dx = seed .* (1 - y^2)` with `y = tanh(x)`.
+///
+/// The pullback keeps the forward output `y` and writes into the seed in place.
+pub fn tanh_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+) {
+    let y = tanh(x);
+    let saved = y.clone();
+    (y, move |mut seed: DMatrix<T>, need: [bool; 1]| {
+        assert_seed_shape("tanh", &seed, saved.shape());
+        if !need[0] {
+            return (lazy_zero(),);
+        }
+        for (g, &t) in seed.iter_mut().zip(saved.iter()) {
+            *g *= T::one() - t * t;
+        }
+        (seed,)
+    })
+}
+
+/// [`tanh`]'s value and its gradient `seed .* (1 - tanh(x)^2)`.
+pub fn tanh_vjp<T: RealField + Copy>(x: &DMatrix<T>, seed: DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
+    let (y, pb) = tanh_pullback(x);
+    (y, pb(seed, [true]).0)
+}

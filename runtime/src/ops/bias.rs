@@ -1,0 +1,143 @@
+//! Broadcast bias additions: `add_bias` (per feature, to every row) and `add_col_bias` (to
+//! every column).
+
+use nalgebra::{DMatrix, DVector, RealField};
+
+use super::{assert_seed_shape, columns_mut, lazy_zero};
+
+/// Lazy zero of a vector gradient: an empty vector, which does not allocate.
+fn lazy_zero_vec<T: RealField + Copy>() -> DVector<T> {
+    DVector::zeros(0)
+}
+
+/// `add_bias(x, b)_ij = x_ij + b_j`: adds `b` to every ROW of `x` (one bias per feature, as a
+/// linear layer does). Requires `b.len() == x.ncols()`. Linear; both arguments differentiable.
+///
+/// # Panics
+/// If `b.len() != x.ncols()`.
+#[track_caller]
+pub fn add_bias<T: RealField + Copy>(x: &DMatrix<T>, b: &DVector<T>) -> DMatrix<T> {
+    if b.len() != x.ncols() {
+        panic!(
+            "add_bias: x is {}x{} but bias has length {} (one per column expected)",
+            x.nrows(),
+            x.ncols(),
+            b.len()
+        );
+    }
+    let rows = x.nrows();
+    let mut y = x.clone();
+    for (col, &bj) in columns_mut(y.as_mut_slice(), rows).zip(b.iter()) {
+        for v in col {
+            *v += bj;
+        }
+    }
+    y
+}
+
+/// [`add_bias`] and its pullback: `dx = seed` (the seed buffer itself) and
+/// `db_j = sum_i seed_ij` (column sums of the seed).
+///
+/// # Panics
+/// If `b.len() != x.ncols()`.
+#[track_caller]
+pub fn add_bias_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    b: &DVector<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DVector<T>) + use<T>,
+) {
+    let y = add_bias(x, b);
+    let shape = y.shape();
+    (y, move |seed: DMatrix<T>, need: [bool; 2]| {
+        assert_seed_shape("add_bias", &seed, shape);
+        let db = if need[1] {
+            seed.row_sum_tr()
+        } else {
+            lazy_zero_vec()
+        };
+        let dx = if need[0] { seed } else { lazy_zero() };
+        (dx, db)
+    })
+}
+
+/// [`add_bias`]'s value and its gradients `(dx, db) = (seed, column sums of seed)`.
+///
+/// # Panics
+/// If `b.len() != x.ncols()`.
+#[track_caller]
+pub fn add_bias_vjp<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    b: &DVector<T>,
+    seed: DMatrix<T>,
+) -> (DMatrix<T>, (DMatrix<T>, DVector<T>)) {
+    let (y, pb) = add_bias_pullback(x, b);
+    (y, pb(seed, [true, true]))
+}
+
+/// `add_col_bias(x, b)_ij = x_ij + b_i`: adds `b` to every COLUMN of `x`. Requires
+/// `b.len() == x.nrows()`. Linear; both arguments differentiable.
+///
+/// # Panics
+/// If `b.len() != x.nrows()`.
+#[track_caller]
+pub fn add_col_bias<T: RealField + Copy>(x: &DMatrix<T>, b: &DVector<T>) -> DMatrix<T> {
+    if b.len() != x.nrows() {
+        panic!(
+            "add_col_bias: x is {}x{} but bias has length {} (one per row expected)",
+            x.nrows(),
+            x.ncols(),
+            b.len()
+        );
+    }
+    let rows = x.nrows();
+    let mut y = x.clone();
+    for col in columns_mut(y.as_mut_slice(), rows) {
+        for (v, &bi) in col.iter_mut().zip(b.iter()) {
+            *v += bi;
+        }
+    }
+    y
+}
+
+/// [`add_col_bias`] and its pullback: `dx = seed` (the seed buffer itself) and
+/// `db_i = sum_j seed_ij` (row sums of the seed).
+///
+/// # Panics
+/// If `b.len() != x.nrows()`.
+#[track_caller]
+pub fn add_col_bias_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    b: &DVector<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DVector<T>) + use<T>,
+) {
+    let y = add_col_bias(x, b);
+    let shape = y.shape();
+    (y, move |seed: DMatrix<T>, need: [bool; 2]| {
+        assert_seed_shape("add_col_bias", &seed, shape);
+        let db = if need[1] {
+            seed.column_sum()
+        } else {
+            lazy_zero_vec()
+        };
+        let dx = if need[0] { seed } else { lazy_zero() };
+        (dx, db)
+    })
+}
+
+/// [`add_col_bias`]'s value and its gradients `(dx, db) = (seed, row sums of seed)`.
+///
+/// # Panics
+/// If `b.len() != x.nrows()`.
+#[track_caller]
+pub fn add_col_bias_vjp<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    b: &DVector<T>,
+    seed: DMatrix<T>,
+) -> (DMatrix<T>, (DMatrix<T>, DVector<T>)) {
+    let (y, pb) = add_col_bias_pullback(x, b);
+    (y, pb(seed, [true, true]))
+}

@@ -1,0 +1,110 @@
+//! Hand-written tensor functions in the `#[differentiable]` pullback protocol.
+//!
+//! Every function `NAME` comes in three forms:
+//!
+//! * `NAME(args)` — the plain forward value;
+//! * `NAME_pullback(args)` — the forward value and a pullback closure. The closure takes the
+//!   adjoint (seed) of the output **by value** and a mask `need: [bool; N]` with one entry per
+//!   parameter (N counts constant parameters too). It returns a tuple with one entry per
+//!   parameter (a 1-tuple for one parameter): the gradient for a differentiable parameter,
+//!   `()` for a constant one (labels, masks, slopes). When `need[i]` is false the entry is a
+//!   *lazy zero* — `DMatrix::zeros(0, 0)` / `DVector::zeros(0)`, which does not allocate —
+//!   and no work is done for it;
+//! * `NAME_vjp(args, seed)` — the user-facing form: the value and the gradient(s) scaled by
+//!   `seed`. One differentiable parameter gives the bare gradient, several give a tuple of
+//!   gradients in parameter order; constant parameters are omitted.
+//!
+//! Scalar-valued functions (losses) take a scalar seed `T`.
+//!
+//! A batch is a `DMatrix` with one sample per **row** (batch × features). The pullbacks reuse
+//! the seed buffer in place where the gradient has the seed's shape, borrow the inputs they
+//! need instead of cloning them, and keep what the forward pass computed (probabilities,
+//! activations) rather than recomputing it.
+//!
+//! Shape mismatches panic with a message naming the operation and both shapes, e.g.
+//! `add_bias: x is 64x128 but bias has length 10`.
+
+// The `(value, impl FnOnce(..) -> (..))` return types are the protocol itself, and an
+// `impl Trait` cannot be named by a `type` alias on stable Rust.
+#![allow(clippy::type_complexity)]
+
+mod activation;
+mod bias;
+mod dropout;
+mod loss;
+mod softmax;
+
+pub use activation::{
+    leaky_relu, leaky_relu_pullback, leaky_relu_vjp, relu, relu_pullback, relu_vjp, sigmoid,
+    sigmoid_pullback, sigmoid_vjp, tanh, tanh_pullback, tanh_vjp,
+};
+pub use bias::{
+    add_bias, add_bias_pullback, add_bias_vjp, add_col_bias, add_col_bias_pullback,
+    add_col_bias_vjp,
+};
+pub use dropout::{dropout, dropout_mask, dropout_pullback, dropout_vjp};
+pub use loss::{l2_penalty, l2_penalty_pullback, l2_penalty_vjp, mse, mse_pullback, mse_vjp};
+pub use softmax::{
+    cross_entropy, cross_entropy_pullback, cross_entropy_vjp, log_softmax, log_softmax_pullback,
+    log_softmax_vjp, softmax, softmax_pullback, softmax_vjp,
+};
+
+use nalgebra::{DMatrix, RealField};
+
+/// Converts an `f64` constant to `T`.
+#[inline]
+pub(crate) fn lit<T: RealField + Copy>(v: f64) -> T {
+    nalgebra::convert(v)
+}
+
+/// The lazy zero of a matrix gradient: an empty matrix, which does not allocate.
+#[inline]
+pub(crate) fn lazy_zero<T: RealField + Copy>() -> DMatrix<T> {
+    DMatrix::zeros(0, 0)
+}
+
+/// Panics unless `a` and `b` have the same shape, naming the operation and both shapes.
+#[track_caller]
+pub(crate) fn assert_same_shape<T>(
+    op: &str,
+    a_name: &str,
+    a: &DMatrix<T>,
+    b_name: &str,
+    b: &DMatrix<T>,
+) {
+    if a.shape() != b.shape() {
+        panic!(
+            "{op}: {a_name} is {}x{} but {b_name} is {}x{}",
+            a.nrows(),
+            a.ncols(),
+            b.nrows(),
+            b.ncols()
+        );
+    }
+}
+
+/// Panics unless the seed handed to a pullback has the output's shape `(rows, cols)`.
+#[track_caller]
+pub(crate) fn assert_seed_shape<T>(op: &str, seed: &DMatrix<T>, shape: (usize, usize)) {
+    if seed.shape() != shape {
+        panic!(
+            "{op}: seed is {}x{} but the output is {}x{}",
+            seed.nrows(),
+            seed.ncols(),
+            shape.0,
+            shape.1
+        );
+    }
+}
+
+/// The columns of a column-major buffer with `rows` rows (nothing when `rows == 0`).
+#[inline]
+pub(crate) fn columns<T>(data: &[T], rows: usize) -> std::slice::ChunksExact<'_, T> {
+    data.chunks_exact(rows.max(1))
+}
+
+/// Mutable columns of a column-major buffer with `rows` rows (nothing when `rows == 0`).
+#[inline]
+pub(crate) fn columns_mut<T>(data: &mut [T], rows: usize) -> std::slice::ChunksExactMut<'_, T> {
+    data.chunks_exact_mut(rows.max(1))
+}

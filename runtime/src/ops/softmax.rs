@@ -1,0 +1,281 @@
+//! Row-wise softmax, log-softmax and the cross-entropy loss on logits.
+//!
+//! All three work on each sample (each ROW) and subtract the row maximum before
+//! exponentiating (log-sum-exp), so finite logits of any magnitude give finite results.
+
+use nalgebra::{DMatrix, RealField};
+
+use super::{assert_seed_shape, columns, columns_mut, lazy_zero, lit};
+
+/// The maximum of each row (zeros when there are no columns).
+fn row_max<T: RealField + Copy>(x: &DMatrix<T>) -> Vec<T> {
+    let rows = x.nrows();
+    let mut cols = columns(x.as_slice(), rows);
+    let mut m = match cols.next() {
+        Some(first) => first.to_vec(),
+        None => return vec![T::zero(); rows],
+    };
+    for col in cols {
+        for (mi, &v) in m.iter_mut().zip(col) {
+            if v > *mi {
+                *mi = v;
+            }
+        }
+    }
+    m
+}
+
+/// Per row: `m_i = max_j x_ij` and `s_i = sum_j exp(x_ij - m_i)`, without storing the
+/// exponentials.
+fn row_max_sumexp<T: RealField + Copy>(x: &DMatrix<T>) -> (Vec<T>, Vec<T>) {
+    let rows = x.nrows();
+    let m = row_max(x);
+    let mut s = vec![T::zero(); rows];
+    for col in columns(x.as_slice(), rows) {
+        for ((si, &mi), &v) in s.iter_mut().zip(&m).zip(col) {
+            *si += (v - mi).exp();
+        }
+    }
+    (m, s)
+}
+
+/// Per row: the softmax probabilities `p_ij = exp(x_ij - m_i) / s_i`, plus `m` and `s`.
+fn softmax_parts<T: RealField + Copy>(x: &DMatrix<T>) -> (DMatrix<T>, Vec<T>, Vec<T>) {
+    let rows = x.nrows();
+    let m = row_max(x);
+    let mut p = x.clone();
+    let mut s = vec![T::zero(); rows];
+    for col in columns_mut(p.as_mut_slice(), rows) {
+        for ((si, &mi), v) in s.iter_mut().zip(&m).zip(col) {
+            *v = (*v - mi).exp();
+            *si += *v;
+        }
+    }
+    let inv: Vec<T> = s.iter().map(|&si| T::one() / si).collect();
+    for col in columns_mut(p.as_mut_slice(), rows) {
+        for (v, &r) in col.iter_mut().zip(&inv) {
+            *v *= r;
+        }
+    }
+    (p, m, s)
+}
+
+/// `softmax(x)_ij = exp(x_ij) / sum_k exp(x_ik)` over each row (each sample).
+///
+/// Computed as `exp(x_ij - max_k x_ik) / sum_k exp(x_ik - max_k x_ik)`; smooth everywhere.
+/// Rows must be finite (a row of all `-inf` or containing `+inf` gives NaN).
+pub fn softmax<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
+    softmax_parts(x).0
+}
+
+/// [`softmax`] and its pullback: `dx_ij = p_ij * (g_ij - sum_k g_ik p_ik)` with `p` the
+/// softmax output and `g` the seed.
+///
+/// The pullback keeps `p` from the forward pass and writes into the seed in place.
+pub fn softmax_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+) {
+    let p = softmax(x);
+    let saved = p.clone();
+    (p, move |mut g: DMatrix<T>, need: [bool; 1]| {
+        assert_seed_shape("softmax", &g, saved.shape());
+        if !need[0] {
+            return (lazy_zero(),);
+        }
+        let rows = g.nrows();
+        let mut dot = vec![T::zero(); rows];
+        for (gc, pc) in columns(g.as_slice(), rows).zip(columns(saved.as_slice(), rows)) {
+            for ((d, &gv), &pv) in dot.iter_mut().zip(gc).zip(pc) {
+                *d += gv * pv;
+            }
+        }
+        for (gc, pc) in columns_mut(g.as_mut_slice(), rows).zip(columns(saved.as_slice(), rows)) {
+            for ((gv, &pv), &d) in gc.iter_mut().zip(pc).zip(&dot) {
+                *gv = pv * (*gv - d);
+            }
+        }
+        (g,)
+    })
+}
+
+/// [`softmax`]'s value and its gradient `p .* (seed - rowsum(seed .* p))`.
+pub fn softmax_vjp<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    seed: DMatrix<T>,
+) -> (DMatrix<T>, DMatrix<T>) {
+    let (y, pb) = softmax_pullback(x);
+    (y, pb(seed, [true]).0)
+}
+
+/// `log_softmax(x)_ij = x_ij - log sum_k exp(x_ik)` over each row (each sample).
+///
+/// Computed as `(x_ij - m_i) - log sum_k exp(x_ik - m_i)` with `m_i = max_k x_ik`
+/// (log-sum-exp), so finite logits of any magnitude give finite, accurate results. Smooth
+/// everywhere.
+pub fn log_softmax<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
+    let (m, s) = row_max_sumexp(x);
+    shifted_log(x, &m, &s)
+}
+
+/// `y_ij = (x_ij - m_i) - ln s_i`: subtracting the maximum first keeps the small digits.
+fn shifted_log<T: RealField + Copy>(x: &DMatrix<T>, m: &[T], s: &[T]) -> DMatrix<T> {
+    let rows = x.nrows();
+    let ln_s: Vec<T> = s.iter().map(|&si| si.ln()).collect();
+    let mut y = x.clone();
+    for col in columns_mut(y.as_mut_slice(), rows) {
+        for ((v, &mi), &l) in col.iter_mut().zip(m).zip(&ln_s) {
+            *v = (*v - mi) - l;
+        }
+    }
+    y
+}
+
+/// [`log_softmax`] and its pullback: `dx_ij = g_ij - p_ij * sum_k g_ik` with
+/// `p = softmax(x)` and `g` the seed.
+///
+/// The forward pass keeps the probabilities it exponentiated anyway, so the pullback does no
+/// exponentials; it writes into the seed in place.
+pub fn log_softmax_pullback<T: RealField + Copy>(
+    x: &DMatrix<T>,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+) {
+    let rows = x.nrows();
+    let (p, m, s) = softmax_parts(x);
+    let y = shifted_log(x, &m, &s);
+    (y, move |mut g: DMatrix<T>, need: [bool; 1]| {
+        assert_seed_shape("log_softmax", &g, p.shape());
+        if !need[0] {
+            return (lazy_zero(),);
+        }
+        let mut sum = vec![T::zero(); rows];
+        for gc in columns(g.as_slice(), rows) {
+            for (acc, &gv) in sum.iter_mut().zip(gc) {
+                *acc += gv;
+            }
+        }
+        for (gc, pc) in columns_mut(g.as_mut_slice(), rows).zip(columns(p.as_slice(), rows)) {
+            for ((gv, &pv), &sg) in gc.iter_mut().zip(pc).zip(&sum) {
+                *gv -= pv * sg;
+            }
+        }
+        (g,)
+    })
+}
+
+/// [`log_softmax`]'s value and its gradient `seed - softmax(x) .* rowsum(seed)`.
+pub fn log_softmax_vjp<T: RealField + Copy>(
+    x: &DMatrix<T>,
+    seed: DMatrix<T>,
+) -> (DMatrix<T>, DMatrix<T>) {
+    let (y, pb) = log_softmax_pullback(x);
+    (y, pb(seed, [true]).0)
+}
+
+/// Panics unless there is one label per row and every label indexes a column.
+#[track_caller]
+fn check_labels<T>(logits: &DMatrix<T>, labels: &[u8]) {
+    if labels.len() != logits.nrows() {
+        panic!(
+            "cross_entropy: logits are {}x{} but there are {} labels (one per row expected)",
+            logits.nrows(),
+            logits.ncols(),
+            labels.len()
+        );
+    }
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= logits.ncols())
+    {
+        panic!(
+            "cross_entropy: label {l} of sample {i} is out of range for logits of shape {}x{} ({} classes)",
+            logits.nrows(),
+            logits.ncols(),
+            logits.ncols()
+        );
+    }
+}
+
+/// The loss from the row maxima and shifted exponential sums.
+fn cross_entropy_value<T: RealField + Copy>(
+    logits: &DMatrix<T>,
+    labels: &[u8],
+    m: &[T],
+    s: &[T],
+) -> T {
+    let mut total = T::zero();
+    for (i, &l) in labels.iter().enumerate() {
+        // (m - x) is exact for nearby values; adding ln s last keeps its digits at |x| ~ 1e4.
+        total += (m[i] - logits[(i, usize::from(l))]) + s[i].ln();
+    }
+    total / lit::<T>(logits.nrows() as f64)
+}
+
+/// `cross_entropy(logits, labels) = (1/B) sum_i -log softmax(logits)_{i, labels[i]}`, the mean
+/// over the `B` rows (samples) of the negative log-likelihood of each sample's label.
+///
+/// Evaluated as `(1/B) sum_i ((m_i - logits_{i,labels[i]}) + log sum_k exp(logits_ik - m_i))`
+/// with `m_i` the row maximum (log-sum-exp), so logits of magnitude `1e4` (or larger, while finite) give a finite loss.
+/// `labels` are constants. Smooth in the logits everywhere. An empty batch gives NaN (0/0),
+/// like PyTorch's mean reduction.
+///
+/// # Panics
+/// If `labels.len() != logits.nrows()` or a label is `>= logits.ncols()`.
+#[track_caller]
+pub fn cross_entropy<T: RealField + Copy>(logits: &DMatrix<T>, labels: &[u8]) -> T {
+    check_labels(logits, labels);
+    let (m, s) = row_max_sumexp(logits);
+    cross_entropy_value(logits, labels, &m, &s)
+}
+
+/// [`cross_entropy`] and its pullback: `d logits = seed * (softmax(logits) - onehot(labels)) / B`;
+/// `()` for the constant labels.
+///
+/// The forward pass keeps the softmax probabilities and the pullback turns that buffer into
+/// the gradient in place (no allocation, no exponentials).
+///
+/// # Panics
+/// As [`cross_entropy`].
+#[track_caller]
+pub fn cross_entropy_pullback<'a, T: RealField + Copy>(
+    logits: &DMatrix<T>,
+    labels: &'a [u8],
+) -> (
+    T,
+    impl FnOnce(T, [bool; 2]) -> (DMatrix<T>, ()) + use<'a, T>,
+) {
+    check_labels(logits, labels);
+    let (mut p, m, s) = softmax_parts(logits);
+    let loss = cross_entropy_value(logits, labels, &m, &s);
+    (loss, move |seed: T, need: [bool; 2]| {
+        if !need[0] {
+            return (lazy_zero(), ());
+        }
+        let scale = seed / lit::<T>(p.nrows() as f64);
+        p *= scale;
+        for (i, &l) in labels.iter().enumerate() {
+            p[(i, usize::from(l))] -= scale;
+        }
+        (p, ())
+    })
+}
+
+/// [`cross_entropy`]'s value and its gradient with respect to the logits,
+/// `seed * (softmax(logits) - onehot(labels)) / B` (labels are constant).
+///
+/// # Panics
+/// As [`cross_entropy`].
+#[track_caller]
+pub fn cross_entropy_vjp<T: RealField + Copy>(
+    logits: &DMatrix<T>,
+    labels: &[u8],
+    seed: T,
+) -> (T, DMatrix<T>) {
+    let (loss, pb) = cross_entropy_pullback(logits, labels);
+    (loss, pb(seed, [true, true]).0)
+}
