@@ -6,5 +6,7 @@ pub mod metrics;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod plot;
+pub mod train;
 
 pub use params::{Params, Tensor};

@@ -1,0 +1,660 @@
+//! Reusable pieces of a supervised training loop for `u8` image data with `u8` labels:
+//! a seeded epoch shuffler, a minibatch assembler that reuses its buffers, evaluation in
+//! large batches, and a generic [`fit`] loop with per-step and per-epoch callbacks,
+//! non-finite loss detection and a stop flag.
+//!
+//! Batches are `batch x pixels` [`DMatrix<f32>`]s with one sample per row and pixel values
+//! scaled to `[0, 1]` (`byte / 255`). Models see the batch through two closures:
+//! `loss_grad(model, x, labels) -> (mean loss, gradient)` (the gradient has the model's type)
+//! and `predict(model, x) -> logits` (`batch x classes`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use nalgebra::DMatrix;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::metrics::{RunningMean, count_correct};
+use crate::optim::Optimizer;
+use crate::params::{Params, Tensor};
+
+/// A borrowed view of a labelled `u8` image data set: `images` holds `len() * pixels` bytes,
+/// image after image (each image row-major), and `labels` one byte per image.
+///
+/// Build it from a loaded data set without copying, e.g.
+/// `DataRef::new(&ds.images, &ds.labels, ds.rows * ds.cols)`.
+#[derive(Debug, Clone, Copy)]
+pub struct DataRef<'a> {
+    images: &'a [u8],
+    labels: &'a [u8],
+    pixels: usize,
+}
+
+impl<'a> DataRef<'a> {
+    /// A view of `labels.len()` images of `pixels_per_image` bytes each.
+    ///
+    /// # Panics
+    /// If `images.len() != labels.len() * pixels_per_image` or `pixels_per_image == 0`.
+    pub fn new(images: &'a [u8], labels: &'a [u8], pixels_per_image: usize) -> Self {
+        assert!(pixels_per_image > 0, "DataRef: pixels_per_image is 0");
+        assert_eq!(
+            images.len(),
+            labels.len() * pixels_per_image,
+            "DataRef: {} image bytes for {} labels of {pixels_per_image} pixels each",
+            images.len(),
+            labels.len()
+        );
+        Self {
+            images,
+            labels,
+            pixels: pixels_per_image,
+        }
+    }
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// Pixels per image (the number of columns of a batch).
+    pub fn pixels(&self) -> usize {
+        self.pixels
+    }
+    /// The bytes of image `i`.
+    pub fn image(&self, i: usize) -> &'a [u8] {
+        &self.images[i * self.pixels..(i + 1) * self.pixels]
+    }
+    /// The label of sample `i`.
+    pub fn label(&self, i: usize) -> u8 {
+        self.labels[i]
+    }
+    /// All image bytes.
+    pub fn images(&self) -> &'a [u8] {
+        self.images
+    }
+    /// All labels.
+    pub fn labels(&self) -> &'a [u8] {
+        self.labels
+    }
+    /// The first `n` samples (all of them if `n >= len()`).
+    pub fn head(&self, n: usize) -> DataRef<'a> {
+        let n = n.min(self.len());
+        Self {
+            images: &self.images[..n * self.pixels],
+            labels: &self.labels[..n],
+            pixels: self.pixels,
+        }
+    }
+}
+
+/// The sample order of epoch `epoch` (0-based): a permutation of `0..n` drawn with
+/// [`ChaCha8Rng`] seeded from `seed`, on stream `epoch`. The same `(seed, epoch, n)` always
+/// gives the same order (on every platform); different seeds or epochs give different orders.
+pub fn epoch_permutation(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
+    let mut order = Vec::with_capacity(n);
+    shuffle_epoch(seed, epoch, n, &mut order);
+    order
+}
+
+/// [`epoch_permutation`] into a reused buffer.
+pub fn shuffle_epoch(seed: u64, epoch: u64, n: usize, order: &mut Vec<usize>) {
+    order.clear();
+    order.extend(0..n);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch);
+    order.shuffle(&mut rng);
+}
+
+/// Resizes `x` to `rows x cols` keeping its allocation where possible (no allocation when the
+/// new size fits the old capacity, e.g. the last partial batch and the next full one).
+fn resize_reusing(x: &mut DMatrix<f32>, rows: usize, cols: usize) {
+    if x.shape() == (rows, cols) {
+        return;
+    }
+    let old = std::mem::replace(x, DMatrix::zeros(0, 0));
+    let mut storage: Vec<f32> = old.data.into();
+    storage.resize(rows * cols, 0.0);
+    *x = DMatrix::from_vec(rows, cols, storage);
+}
+
+/// Fills `x` (resized to `indices.len() x pixels`, one sample per row, `byte / 255`) and
+/// `labels` with the samples `indices` of `data`. Buffers are reused: after the first call
+/// nothing is allocated unless a batch is larger than every earlier one.
+///
+/// # Panics
+/// If an index is out of range.
+pub fn fill_batch(
+    data: DataRef<'_>,
+    indices: &[usize],
+    x: &mut DMatrix<f32>,
+    labels: &mut Vec<u8>,
+) {
+    let (n, p) = (indices.len(), data.pixels);
+    resize_reusing(x, n, p);
+    labels.clear();
+    labels.extend(indices.iter().map(|&i| data.labels[i]));
+    // Column-major storage: element (r, c) lives at c * n + r.
+    let out = x.as_mut_slice();
+    for (r, &i) in indices.iter().enumerate() {
+        let img = data.image(i);
+        for (c, &b) in img.iter().enumerate() {
+            out[c * n + r] = f32::from(b) / 255.0;
+        }
+    }
+}
+
+/// Like [`fill_batch`] for the contiguous samples `start..end` (evaluation order).
+///
+/// # Panics
+/// If `start > end` or `end > data.len()`.
+pub fn fill_batch_range(
+    data: DataRef<'_>,
+    start: usize,
+    end: usize,
+    x: &mut DMatrix<f32>,
+    labels: &mut Vec<u8>,
+) {
+    assert!(
+        start <= end && end <= data.len(),
+        "fill_batch_range: bad range {start}..{end} of {}",
+        data.len()
+    );
+    let (n, p) = (end - start, data.pixels);
+    resize_reusing(x, n, p);
+    labels.clear();
+    labels.extend_from_slice(&data.labels[start..end]);
+    let out = x.as_mut_slice();
+    let images = &data.images[start * p..end * p];
+    for (r, img) in images.chunks_exact(p).enumerate() {
+        for (c, &b) in img.iter().enumerate() {
+            out[c * n + r] = f32::from(b) / 255.0;
+        }
+    }
+}
+
+/// A reusable minibatch: inputs `x` (`batch x pixels`, one sample per row, in `[0, 1]`) and
+/// the matching labels.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Inputs, one sample per row.
+    pub x: DMatrix<f32>,
+    /// Labels, one per row of `x`.
+    pub labels: Vec<u8>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    /// An empty batch; buffers grow on the first fill.
+    pub fn new() -> Self {
+        Self {
+            x: DMatrix::zeros(0, 0),
+            labels: Vec::new(),
+        }
+    }
+    /// A batch with room for `batch_size` samples of `pixels` pixels.
+    pub fn with_capacity(batch_size: usize, pixels: usize) -> Self {
+        Self {
+            x: DMatrix::zeros(batch_size, pixels),
+            labels: Vec::with_capacity(batch_size),
+        }
+    }
+    /// Refills the batch with the samples `indices` of `data` (see [`fill_batch`]).
+    pub fn fill(&mut self, data: DataRef<'_>, indices: &[usize]) {
+        fill_batch(data, indices, &mut self.x, &mut self.labels);
+    }
+    /// Refills the batch with the samples `start..end` of `data` (see [`fill_batch_range`]).
+    pub fn fill_range(&mut self, data: DataRef<'_>, start: usize, end: usize) {
+        fill_batch_range(data, start, end, &mut self.x, &mut self.labels);
+    }
+    /// The number of samples in the batch.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// The accuracy in `[0, 1]` of `predict` on `data`, evaluated in order in batches of
+/// `batch_size` (e.g. 1000); `NaN` for an empty data set.
+///
+/// # Panics
+/// If `batch_size == 0` or `predict` returns a number of rows other than the batch size.
+pub fn evaluate<M: ?Sized>(
+    model: &M,
+    data: DataRef<'_>,
+    batch_size: usize,
+    predict: impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+) -> f32 {
+    evaluate_with(model, data, batch_size, &predict, &mut Batch::new())
+}
+
+fn evaluate_with<M: ?Sized>(
+    model: &M,
+    data: DataRef<'_>,
+    batch_size: usize,
+    predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+    batch: &mut Batch,
+) -> f32 {
+    assert!(batch_size > 0, "evaluate: batch_size is 0");
+    let mut correct = 0usize;
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + batch_size).min(data.len());
+        batch.fill_range(data, start, end);
+        let logits = predict(model, &batch.x);
+        assert_eq!(
+            logits.nrows(),
+            batch.len(),
+            "evaluate: predict returned {} rows for a batch of {} samples (one sample per row)",
+            logits.nrows(),
+            batch.len()
+        );
+        correct += count_correct(&logits, &batch.labels);
+        start = end;
+    }
+    (correct as f64 / data.len() as f64) as f32
+}
+
+/// Settings of [`fit`].
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Number of passes over the training set. Default `10`.
+    pub epochs: usize,
+    /// Samples per optimizer step; the last batch of an epoch may be smaller. Default `64`.
+    pub batch_size: usize,
+    /// Seed of the epoch shuffles ([`epoch_permutation`]). Default `0`.
+    pub seed: u64,
+    /// Batch size of the accuracy evaluations. Default `1000`.
+    pub eval_batch_size: usize,
+    /// Evaluate the training accuracy on only the first this many training samples (saves
+    /// time on large sets); `None` = the whole training set. Default `None`.
+    pub train_eval_samples: Option<usize>,
+    /// Also stop when a gradient has a NaN or infinite element (costs one pass over the
+    /// gradient per step). Default `true`.
+    pub check_gradients: bool,
+    /// Set to `true` (e.g. from a Ctrl-C handler) to stop after the current step; [`fit`]
+    /// then returns `Ok` with [`FitReport::stopped`] set. Default `None`.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            seed: 0,
+            eval_batch_size: 1000,
+            train_eval_samples: None,
+            check_gradients: true,
+            stop: None,
+        }
+    }
+}
+
+/// Progress after one optimizer step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepInfo {
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// The step within the epoch, 1-based.
+    pub step_in_epoch: usize,
+    /// Steps per epoch (`ceil(train.len() / batch_size)`).
+    pub steps_per_epoch: usize,
+    /// The step since the start of [`fit`], 1-based.
+    pub step: u64,
+    /// This batch's loss.
+    pub loss: f32,
+    /// The per-sample mean loss of the epoch so far.
+    pub running_loss: f32,
+    /// Training throughput of the epoch so far.
+    pub samples_per_sec: f64,
+}
+
+/// The results of one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochStats {
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// The per-sample mean of the batch losses during the epoch.
+    pub train_loss: f32,
+    /// Accuracy on the training set (or its first [`TrainConfig::train_eval_samples`]) after
+    /// the epoch.
+    pub train_accuracy: f32,
+    /// Accuracy on the test set after the epoch (`NaN` if the test set is empty).
+    pub test_accuracy: f32,
+    /// Seconds spent training (without evaluation).
+    pub seconds: f64,
+    /// Seconds spent evaluating the two accuracies.
+    pub eval_seconds: f64,
+    /// Training samples per second.
+    pub samples_per_sec: f64,
+    /// Optimizer steps in the epoch.
+    pub steps: usize,
+}
+
+impl fmt::Display for EpochStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "epoch {:>3}: loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:.1}s ({:.0} samples/s, eval {:.1}s)",
+            self.epoch,
+            self.train_loss,
+            100.0 * self.train_accuracy,
+            100.0 * self.test_accuracy,
+            self.seconds,
+            self.samples_per_sec,
+            self.eval_seconds
+        )
+    }
+}
+
+/// What [`fit`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FitReport {
+    /// One entry per completed epoch.
+    pub history: Vec<EpochStats>,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Whether [`TrainConfig::stop`] ended training early (the interrupted epoch is not in
+    /// `history`).
+    pub stopped: bool,
+}
+
+/// Why [`fit`] stopped with an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    /// The loss of a batch was NaN or infinite. The optimizer step was not applied, so the
+    /// model holds the parameters from before this step.
+    #[error(
+        "loss is {loss} at step {step} (epoch {epoch}, step {step_in_epoch} of the epoch); \
+         training stopped before applying this step"
+    )]
+    NonFiniteLoss {
+        /// The step since the start of [`fit`], 1-based.
+        step: u64,
+        /// The epoch, 1-based.
+        epoch: usize,
+        /// The step within the epoch, 1-based.
+        step_in_epoch: usize,
+        /// The loss.
+        loss: f32,
+        /// The epochs completed before the error.
+        history: Vec<EpochStats>,
+    },
+    /// A gradient had a NaN or infinite element ([`TrainConfig::check_gradients`]). The step
+    /// was not applied.
+    #[error(
+        "gradient of `{tensor}` is not finite at step {step} (epoch {epoch}, step \
+         {step_in_epoch} of the epoch, loss {loss}); training stopped before applying this step"
+    )]
+    NonFiniteGradient {
+        /// The step since the start of [`fit`], 1-based.
+        step: u64,
+        /// The epoch, 1-based.
+        epoch: usize,
+        /// The step within the epoch, 1-based.
+        step_in_epoch: usize,
+        /// The first tensor (visit order) with a non-finite gradient element.
+        tensor: String,
+        /// The batch's loss.
+        loss: f32,
+        /// The epochs completed before the error.
+        history: Vec<EpochStats>,
+    },
+    /// The configuration or data cannot be trained on.
+    #[error("invalid training setup: {0}")]
+    InvalidConfig(String),
+}
+
+/// Hooks that [`fit`] calls; every method does nothing by default. `()` is the no-op hook,
+/// a pair `(A, B)` calls both, [`ProgressBarCallbacks`] drives an indicatif bar and
+/// [`FnCallbacks`] wraps closures.
+pub trait Callbacks<M: ?Sized> {
+    /// After each optimizer step.
+    fn on_step(&mut self, info: &StepInfo) {
+        let _ = info;
+    }
+    /// After each epoch's evaluation, with the model (e.g. to save a checkpoint).
+    fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
+        let _ = (stats, model);
+    }
+}
+
+impl<M: ?Sized> Callbacks<M> for () {}
+
+impl<M: ?Sized, A: Callbacks<M>, B: Callbacks<M>> Callbacks<M> for (A, B) {
+    fn on_step(&mut self, info: &StepInfo) {
+        self.0.on_step(info);
+        self.1.on_step(info);
+    }
+    fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
+        self.0.on_epoch(stats, model);
+        self.1.on_epoch(stats, model);
+    }
+}
+
+/// [`Callbacks`] from two closures: `on_step(&StepInfo)` and `on_epoch(&EpochStats, &M)`.
+pub struct FnCallbacks<S, E>(pub S, pub E);
+
+impl<M: ?Sized, S: FnMut(&StepInfo), E: FnMut(&EpochStats, &M)> Callbacks<M> for FnCallbacks<S, E> {
+    fn on_step(&mut self, info: &StepInfo) {
+        (self.0)(info)
+    }
+    fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
+        (self.1)(stats, model)
+    }
+}
+
+/// [`Callbacks`] that show an indicatif progress bar per epoch (running loss and samples/s)
+/// and print each epoch's [`EpochStats`] line above it.
+#[derive(Debug, Clone)]
+pub struct ProgressBarCallbacks {
+    /// The bar (its length and position are set per epoch).
+    pub bar: ProgressBar,
+    /// Redraw the message every this many steps (formatting it every step costs time).
+    pub update_every: usize,
+}
+
+impl ProgressBarCallbacks {
+    /// Drives `bar` (e.g. `ProgressBar::hidden()` in tests).
+    pub fn new(bar: ProgressBar) -> Self {
+        Self {
+            bar,
+            update_every: 20,
+        }
+    }
+    /// A bar on stderr with a style showing the epoch, steps, ETA and the running loss.
+    pub fn stderr() -> Self {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>9} [{bar:30}] {pos}/{len} steps {elapsed_precise}<{eta_precise} {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self::new(bar)
+    }
+}
+
+impl<M: ?Sized> Callbacks<M> for ProgressBarCallbacks {
+    fn on_step(&mut self, info: &StepInfo) {
+        if info.step_in_epoch == 1 {
+            self.bar.reset();
+            self.bar.set_length(info.steps_per_epoch as u64);
+            self.bar.set_prefix(format!("epoch {}", info.epoch));
+        }
+        if info.step_in_epoch % self.update_every.max(1) == 0
+            || info.step_in_epoch == info.steps_per_epoch
+        {
+            self.bar.set_position(info.step_in_epoch as u64);
+            self.bar.set_message(format!(
+                "loss {:.4}  {:.0} samples/s",
+                info.running_loss, info.samples_per_sec
+            ));
+        }
+    }
+    fn on_epoch(&mut self, stats: &EpochStats, _model: &M) {
+        self.bar.println(stats.to_string());
+    }
+}
+
+/// The name of the first tensor of `grads` with a NaN or infinite element.
+fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
+    let mut found = None;
+    grads.visit("", &mut |name, t: &dyn Tensor| {
+        if found.is_none() && !t.as_slice().iter().all(|x| x.is_finite()) {
+            found = Some(name.to_string());
+        }
+    });
+    found
+}
+
+/// Trains `model` with `opt` on `train` for [`TrainConfig::epochs`] epochs and evaluates the
+/// training and test accuracy after each epoch.
+///
+/// Per step: the next shuffled minibatch is assembled into reused buffers, `loss_grad`
+/// returns the batch's mean loss and the gradient (same type as the model), the loss (and,
+/// with [`TrainConfig::check_gradients`], the gradient) is checked to be finite *before* the
+/// optimizer step, the step is applied, [`Callbacks::on_step`] is called and the stop flag
+/// is checked. After each epoch both accuracies are computed with `predict` in batches of
+/// [`TrainConfig::eval_batch_size`] and [`Callbacks::on_epoch`] is called.
+///
+/// # Errors
+/// [`TrainError::NonFiniteLoss`] / [`TrainError::NonFiniteGradient`] naming the step (the
+/// model keeps its state from before that step); [`TrainError::InvalidConfig`] for a zero
+/// batch size or an empty training set.
+#[allow(clippy::too_many_arguments)]
+pub fn fit<M, O, L, F, C>(
+    model: &mut M,
+    opt: &mut O,
+    train: DataRef<'_>,
+    test: DataRef<'_>,
+    cfg: &TrainConfig,
+    mut loss_grad: L,
+    predict: F,
+    callbacks: &mut C,
+) -> Result<FitReport, TrainError>
+where
+    M: Params,
+    O: Optimizer,
+    L: FnMut(&M, &DMatrix<f32>, &[u8]) -> (f32, M),
+    F: Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+    C: Callbacks<M>,
+{
+    if cfg.batch_size == 0 || cfg.eval_batch_size == 0 {
+        return Err(TrainError::InvalidConfig(
+            "batch_size and eval_batch_size must be positive".into(),
+        ));
+    }
+    if train.is_empty() {
+        return Err(TrainError::InvalidConfig(
+            "the training set is empty".into(),
+        ));
+    }
+    if !test.is_empty() && test.pixels() != train.pixels() {
+        return Err(TrainError::InvalidConfig(format!(
+            "training images have {} pixels but test images {}",
+            train.pixels(),
+            test.pixels()
+        )));
+    }
+    let stop_requested = || cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+    let n = train.len();
+    let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let train_eval = train.head(cfg.train_eval_samples.unwrap_or(n));
+    let mut order = Vec::with_capacity(n);
+    let mut batch = Batch::with_capacity(cfg.batch_size, train.pixels());
+    let mut eval_batch = Batch::new();
+    let mut report = FitReport::default();
+
+    'epochs: for epoch in 1..=cfg.epochs {
+        if stop_requested() {
+            report.stopped = true;
+            break;
+        }
+        shuffle_epoch(cfg.seed, (epoch - 1) as u64, n, &mut order);
+        let started = Instant::now();
+        let mut epoch_loss = RunningMean::new();
+        let mut samples = 0usize;
+        for (i, indices) in order.chunks(cfg.batch_size).enumerate() {
+            batch.fill(train, indices);
+            let (loss, grad) = loss_grad(model, &batch.x, &batch.labels);
+            let step = report.steps + 1;
+            if !loss.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step,
+                    epoch,
+                    step_in_epoch: i + 1,
+                    loss,
+                    history: report.history,
+                });
+            }
+            if cfg.check_gradients {
+                if let Some(tensor) = first_non_finite(&grad) {
+                    return Err(TrainError::NonFiniteGradient {
+                        step,
+                        epoch,
+                        step_in_epoch: i + 1,
+                        tensor,
+                        loss,
+                        history: report.history,
+                    });
+                }
+            }
+            opt.step(model, &grad);
+            report.steps = step;
+            epoch_loss.add_weighted(f64::from(loss), indices.len() as f64);
+            samples += indices.len();
+            callbacks.on_step(&StepInfo {
+                epoch,
+                step_in_epoch: i + 1,
+                steps_per_epoch,
+                step,
+                loss,
+                running_loss: epoch_loss.mean() as f32,
+                samples_per_sec: samples as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            if stop_requested() {
+                report.stopped = true;
+                break 'epochs;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let eval_started = Instant::now();
+        let train_accuracy = evaluate_with(
+            model,
+            train_eval,
+            cfg.eval_batch_size,
+            &predict,
+            &mut eval_batch,
+        );
+        let test_accuracy =
+            evaluate_with(model, test, cfg.eval_batch_size, &predict, &mut eval_batch);
+        let stats = EpochStats {
+            epoch,
+            train_loss: epoch_loss.mean() as f32,
+            train_accuracy,
+            test_accuracy,
+            seconds,
+            eval_seconds: eval_started.elapsed().as_secs_f64(),
+            samples_per_sec: samples as f64 / seconds.max(1e-9),
+            steps: steps_per_epoch,
+        };
+        callbacks.on_epoch(&stats, model);
+        report.history.push(stats);
+    }
+    Ok(report)
+}
