@@ -2,6 +2,7 @@
 //! layers, optimizers, data loading and a training loop.
 
 pub mod checkpoint;
+pub mod gemm;
 pub mod metrics;
 pub mod ops;
 pub mod optim;

@@ -1,0 +1,191 @@
+//! x86-64 AVX2+FMA micro-kernels.
+//!
+//! Both kernels keep a `2 x 6` grid of 256-bit accumulators (12 of the 16 `ymm` registers): per
+//! step of k they load two vectors of the packed A micro-panel, broadcast six elements of the
+//! packed B micro-panel and issue 12 FMAs. The tile's rows run along the vectors, so a
+//! column-major C (nalgebra's layout, `rsc == 1`) is updated with full-vector loads and stores;
+//! other strides and edge tiles go through a small stack buffer.
+//!
+//! There is no aarch64 NEON kernel: it could not be compiled or tested on the machine this was
+//! written on. aarch64 uses the portable [`super::kernel::Fallback`] kernel, which LLVM
+//! vectorises with NEON.
+
+use core::arch::x86_64::*;
+
+use super::kernel::{GemmKernel, store_tile_scalar};
+
+/// f32 `16 x 6` AVX2+FMA kernel.
+pub(crate) struct Avx2F32;
+/// f64 `8 x 6` AVX2+FMA kernel.
+pub(crate) struct Avx2F64;
+
+/// Whether the running CPU can execute the kernels of this module.
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+macro_rules! avx2_kernel {
+    ($name:ident, $t:ty, $vec:ty, $lanes:expr, $mc:expr, $nc:expr,
+     $zero:ident, $load:ident, $store:ident, $bcast:ident, $fmadd:ident, $mul:ident, $set1:ident) => {
+        impl GemmKernel for $name {
+            type Elem = $t;
+            const MR: usize = 2 * $lanes;
+            const NR: usize = 6;
+            const KC: usize = 256;
+            const MC: usize = $mc;
+            const NC: usize = $nc;
+
+            /// # Safety
+            ///
+            /// The trait's contract, and the CPU must support AVX2 and FMA
+            /// (checked once by [`available`] before this kernel is ever selected).
+            #[inline]
+            unsafe fn kernel(
+                k: usize,
+                alpha: $t,
+                a: *const $t,
+                b: *const $t,
+                beta: $t,
+                c: *mut $t,
+                rsc: usize,
+                csc: usize,
+                mr: usize,
+                nr: usize,
+            ) {
+                // SAFETY: forwarded from the caller, who also guarantees AVX2+FMA.
+                unsafe { body(k, alpha, a, b, beta, c, rsc, csc, mr, nr) }
+            }
+        }
+
+        /// One kernel body compiled with AVX2+FMA enabled.
+        ///
+        /// # Safety
+        ///
+        /// As [`GemmKernel::kernel`]; the CPU must support AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn body(
+            k: usize,
+            alpha: $t,
+            a: *const $t,
+            b: *const $t,
+            beta: $t,
+            c: *mut $t,
+            rsc: usize,
+            csc: usize,
+            mr: usize,
+            nr: usize,
+        ) {
+            const L: usize = $lanes;
+            const MR: usize = 2 * L;
+            const NR: usize = 6;
+            let mut acc: [[$vec; 2]; NR] = [[$zero(); 2]; NR];
+            let mut a = a;
+            let mut b = b;
+            macro_rules! step {
+                () => {{
+                    // SAFETY: `a` stays within the `k * MR` packed elements: this runs `k`
+                    // times and advances by `MR`.
+                    let a0 = unsafe { $load(a) };
+                    // SAFETY: as above.
+                    let a1 = unsafe { $load(a.add(L)) };
+                    for j in 0..NR {
+                        // SAFETY: `b` stays within the `k * NR` packed elements.
+                        let bj = unsafe { $bcast(&*b.add(j)) };
+                        acc[j][0] = $fmadd(a0, bj, acc[j][0]);
+                        acc[j][1] = $fmadd(a1, bj, acc[j][1]);
+                    }
+                    // SAFETY: one past the last step at most, still inside the panels' bounds
+                    // or one past their end (never dereferenced there).
+                    a = unsafe { a.add(MR) };
+                    // SAFETY: as above.
+                    b = unsafe { b.add(NR) };
+                }};
+            }
+            let mut p = 0;
+            while p + 4 <= k {
+                step!();
+                step!();
+                step!();
+                step!();
+                p += 4;
+            }
+            while p < k {
+                step!();
+                p += 1;
+            }
+
+            let va = $set1(alpha);
+            if mr == MR && nr == NR && rsc == 1 {
+                for (j, accj) in acc.iter().enumerate() {
+                    // SAFETY: the full tile exists (`mr == MR`, `nr == NR`) and rows are
+                    // contiguous (`rsc == 1`), so column `j` is `MR` valid elements.
+                    let col = unsafe { c.add(j * csc) };
+                    for (h, &v) in accj.iter().enumerate() {
+                        // SAFETY: `h * L + L <= MR` elements of column `j`.
+                        let p = unsafe { col.add(h * L) };
+                        let t = $mul(va, v);
+                        let r = if beta == 0.0 {
+                            t
+                        } else {
+                            // SAFETY: in bounds as above; C is read only when `beta != 0`.
+                            $fmadd($set1(beta), unsafe { $load(p) }, t)
+                        };
+                        // SAFETY: in bounds as above.
+                        unsafe { $store(p, r) };
+                    }
+                }
+            } else {
+                let mut buf = [0.0 as $t; MR * NR];
+                for (j, accj) in acc.iter().enumerate() {
+                    for (h, &v) in accj.iter().enumerate() {
+                        // SAFETY: `j * MR + h * L + L <= MR * NR`, inside `buf`.
+                        unsafe { $store(buf.as_mut_ptr().add(j * MR + h * L), v) };
+                    }
+                }
+                // SAFETY: forwarded from the caller; `buf` is `NR` columns of `MR`.
+                unsafe {
+                    store_tile_scalar::<$t, true>(&buf, MR, alpha, beta, c, rsc, csc, mr, nr)
+                };
+            }
+        }
+    };
+}
+
+mod f32_kernel {
+    use super::*;
+    avx2_kernel!(
+        Avx2F32,
+        f32,
+        __m256,
+        8,
+        96,
+        3072,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps,
+        _mm256_mul_ps,
+        _mm256_set1_ps
+    );
+}
+
+mod f64_kernel {
+    use super::*;
+    avx2_kernel!(
+        Avx2F64,
+        f64,
+        __m256d,
+        4,
+        96,
+        3072,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd,
+        _mm256_mul_pd,
+        _mm256_set1_pd
+    );
+}
