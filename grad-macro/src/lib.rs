@@ -1,3 +1,282 @@
+//! The `#[differentiable]` attribute and `#[derive(Params)]` of symgrad.
+//!
+//! The macro sees only syntax: it lowers the function to single operations
+//! ([`lower`]), walks them backwards and emits calls to derivative rules that live in
+//! the runtime as ordinary Rust functions ([`emit`]). rustc then resolves scalar versus
+//! matrix. See the `symgrad` crate for the user documentation.
+
+mod args;
+mod emit;
+mod ir;
+mod lower;
+mod params;
+mod pretty;
+
 use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::{format_ident, quote};
+use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
+
+/// Generates the gradient of a function at compile time; see the `symgrad` crate docs.
 #[proc_macro_attribute]
-pub fn differentiable(_args: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = parse_macro_input!(args as args::Args);
+    let func = parse_macro_input!(item as ItemFn);
+    let out = expand(&args, &func).unwrap_or_else(|errors| fallback(&func, errors));
+    if std::env::var_os("SYMGRAD_DEBUG_EXPAND")
+        .is_some_and(|v| v == func.sig.ident.to_string().as_str())
+    {
+        eprintln!("{}", pretty::pretty(&out));
+    }
+    out.into()
+}
+
+/// Implements `Params`, `Differentiable` and `Accumulate` for a struct of parameters.
+#[proc_macro_derive(Params, attributes(params))]
+pub fn derive_params(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as syn::DeriveInput);
+    params::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// On error: the compile errors, and the original function untouched, so the user sees
+/// the errors that matter and not a cascade of missing functions.
+fn fallback(func: &ItemFn, errors: Vec<syn::Error>) -> TokenStream2 {
+    let errors = errors.into_iter().map(syn::Error::into_compile_error);
+    quote! {
+        #(#errors)*
+        #func
+    }
+}
+
+fn root(args: &args::Args) -> TokenStream2 {
+    match &args.krate {
+        Some(p) => quote!(#p::__private),
+        None => quote!(::symgrad::__private),
+    }
+}
+
+/// The gradient type of a parameter type: references stripped, slices become `Vec`s.
+fn grad_type(ty: &Type) -> Type {
+    match ty {
+        Type::Reference(r) => grad_type(&r.elem),
+        Type::Paren(p) => grad_type(&p.elem),
+        Type::Slice(s) => {
+            let e = &s.elem;
+            syn::parse_quote!(::std::vec::Vec<#e>)
+        }
+        other => other.clone(),
+    }
+}
+
+fn is_float(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")))
+}
+
+/// Gives every elided reference lifetime in a parameter the name `'__sg`.
+fn with_lifetime(arg: &FnArg) -> FnArg {
+    let mut arg = arg.clone();
+    match &mut arg {
+        FnArg::Receiver(r) => {
+            if let Some((_, lt)) = &mut r.reference {
+                if lt.is_none() {
+                    *lt = Some(syn::parse_quote!('__sg));
+                }
+            }
+            if r.colon_token.is_none() {
+                if let Type::Reference(tr) = &mut *r.ty {
+                    if tr.lifetime.is_none() {
+                        tr.lifetime = Some(syn::parse_quote!('__sg));
+                    }
+                }
+            }
+        }
+        FnArg::Typed(pt) => {
+            if let Type::Reference(tr) = &mut *pt.ty {
+                if tr.lifetime.is_none() {
+                    tr.lifetime = Some(syn::parse_quote!('__sg));
+                }
+            }
+        }
+    }
+    arg
+}
+
+const ALLOWS: &str = "unused_mut, unused_variables, unused_assignments, unreachable_code, unused_parens, unused_braces, non_snake_case, non_camel_case_types, clippy::all, clippy::pedantic, clippy::nursery";
+
+fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Error>> {
+    let f = lower::lower(func, args)?;
+    let root = root(args);
+    let sig = &func.sig;
+    let vis = &func.vis;
+    let name = &sig.ident;
+    let ReturnType::Type(_, ret_ty) = &sig.output else {
+        unreachable!("checked by lower")
+    };
+    let items = &f.items;
+    let allows: TokenStream2 = ALLOWS.parse().unwrap();
+    let seed = if f.params.iter().any(|p| p.ident == "seed") {
+        format_ident!("__seed")
+    } else {
+        format_ident!("seed")
+    };
+    let np = f.params.len();
+    let has_self = f.params.iter().any(|p| p.ident == "self");
+
+    // `_pullback`: forward value and the adjoint as a closure.
+    let mut pb_gen = emit::Gen::new(&f, root.clone(), emit::Mode::Pullback, seed.clone());
+    let pb_body = pb_gen.body(ret_ty);
+    let entries: Vec<Type> = f
+        .params
+        .iter()
+        .map(|p| {
+            if p.active {
+                grad_type(&p.ty)
+            } else {
+                syn::parse_quote!(())
+            }
+        })
+        .collect();
+    let pb_name = format_ident!("{}_pullback", name);
+    let pb_inputs: Vec<FnArg> = sig.inputs.iter().map(with_lifetime).collect();
+    let pb_doc = format!(
+        " The forward value of [`{name}`] and its pullback: the closure maps the adjoint of the \
+         output (and a mask of which gradients the caller needs) to one gradient per parameter \
+         (`()` for a constant one). Generated by `#[differentiable]`; code generated for a \
+         caller of `{name}` calls this."
+    );
+
+    // `_vjp`: the pullback applied to a seed.
+    let vjp_name = format_ident!("{}_vjp", name);
+    let inputs = &sig.inputs;
+    let active: Vec<&lower::Param> = f.params.iter().filter(|p| p.active).collect();
+    let grads_ty: Type = if active.len() == 1 {
+        grad_type(&active[0].ty)
+    } else {
+        let ts: Vec<Type> = active.iter().map(|p| grad_type(&p.ty)).collect();
+        syn::parse_quote!((#(#ts,)*))
+    };
+    let call_args: Vec<&syn::Ident> = f
+        .params
+        .iter()
+        .filter(|p| p.ident != "self")
+        .map(|p| &p.ident)
+        .collect();
+    let call = if has_self {
+        quote!(self.#pb_name(#(#call_args),*))
+    } else {
+        quote!(#pb_name(#(#call_args),*))
+    };
+    let pats: Vec<TokenStream2> = f
+        .params
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let g = format_ident!("__g{}", k);
+            if p.active { quote!(#g) } else { quote!(_) }
+        })
+        .collect();
+    let finals: Vec<TokenStream2> = f
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.active)
+        .map(|(k, p)| {
+            let g = format_ident!("__g{}", k);
+            let id = &p.ident;
+            let r = if matches!(p.ty, Type::Reference(_)) {
+                quote!(#id)
+            } else {
+                quote!(&#id)
+            };
+            quote!(#root::finalize(#r, #g))
+        })
+        .collect();
+    let vjp_result = if finals.len() == 1 {
+        let g = &finals[0];
+        quote!(#g)
+    } else {
+        quote!((#(#finals,)*))
+    };
+    let vjp_doc = format!(
+        " The value of [`{name}`] and the gradient of `{seed} * {name}(..)` with respect to each \
+         active parameter, in declaration order. Generated by `#[differentiable]`. To give a \
+         function a derivative of your own, write its `_pullback` by hand (see the crate docs)."
+    );
+    let vjp_params: Vec<TokenStream2> = inputs.iter().map(|i| quote!(#i)).collect();
+
+    // `_grad`: for a scalar function, the value and the gradient, with the seed folded.
+    let (grad_fn, listing) = if is_float(ret_ty) {
+        let mut g = emit::Gen::new(&f, root.clone(), emit::Mode::Grad, seed.clone());
+        let body = g.body(ret_ty);
+        let listing = g.reverse_listing();
+        let grad_name = format_ident!("{}_grad", name);
+        let doc = doc_listing(name, &listing, &root);
+        (
+            quote! {
+                #[doc = #doc]
+                #[allow(#allows)]
+                #[inline]
+                #vis fn #grad_name(#inputs) -> (#ret_ty, #grads_ty) {
+                    #(#items)*
+                    #body
+                }
+            },
+            true,
+        )
+    } else {
+        (TokenStream2::new(), false)
+    };
+    let pb_listing = if listing {
+        String::new()
+    } else {
+        doc_listing(name, &pb_gen.reverse_listing(), &root)
+    };
+
+    Ok(quote! {
+        #func
+
+        #[doc = #pb_doc]
+        #[doc = ""]
+        #[doc = #pb_listing]
+        #[allow(#allows)]
+        #[inline]
+        #vis fn #pb_name<'__sg>(#(#pb_inputs),*) -> (#ret_ty, impl ::core::ops::FnOnce(#ret_ty, [bool; #np]) -> (#(#entries,)*) + '__sg) {
+            #(#items)*
+            #pb_body
+        }
+
+        #[doc = #vjp_doc]
+        #[allow(#allows)]
+        #[inline]
+        #vis fn #vjp_name(#(#vjp_params,)* #seed: #ret_ty) -> (#ret_ty, #grads_ty) {
+            let (__value, __pb) = #call;
+            let (#(#pats,)*) = __pb(#seed, [true; #np]);
+            (__value, #vjp_result)
+        }
+
+        #grad_fn
+    })
+}
+
+fn doc_listing(name: &syn::Ident, listing: &[TokenStream2], root: &TokenStream2) -> String {
+    let prefix = format!("{} ::", root.to_string());
+    let mut doc = format!(
+        " The value of [`{name}`] and its gradient, computed by code that `#[differentiable]` wrote.\n\n \
+         After the forward pass (the body of `{name}`, keeping the values below), the adjoint runs:\n\n ```text\n"
+    );
+    for (k, l) in listing.iter().enumerate() {
+        if listing.len() > 1 {
+            doc.push_str(&format!(" // after return #{k}\n"));
+        }
+        let text = pretty::pretty(l).replace(&prefix, "");
+        for line in text.lines() {
+            doc.push(' ');
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    doc.push_str(" ```");
+    doc
+}

@@ -91,6 +91,7 @@ pub fn history_svg(history: &[EpochStats], width: u32, height: u32) -> Result<St
         loss_chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("loss")
             .x_labels(history.len().clamp(2, 10))
             .draw()
@@ -129,12 +130,13 @@ pub fn history_svg(history: &[EpochStats], width: u32, height: u32) -> Result<St
         acc_chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("accuracy %")
             .x_labels(history.len().clamp(2, 10))
             .draw()
             .map_err(draw_err)?;
         let series: [(&str, RGBColor, Metric); 2] = [
-            ("train", GREEN, |s| s.train_accuracy),
+            ("train", RGBColor(0, 150, 0), |s| s.train_accuracy),
             ("test", RED, |s| s.test_accuracy),
         ];
         for (name, color, get) in series {

@@ -1,0 +1,58 @@
+//! `#[differentiable(wrt(a, b), crate = path)]`
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Ident, Path, Token};
+
+#[derive(Default)]
+pub struct Args {
+    /// `wrt(..)`: the active parameters, when given.
+    pub wrt: Option<Vec<Ident>>,
+    /// `crate = path`: where `__private` lives (default `::symgrad`).
+    pub krate: Option<Path>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = Args::default();
+        while !input.is_empty() {
+            if input.peek(Token![crate]) {
+                input.parse::<Token![crate]>()?;
+                input.parse::<Token![=]>()?;
+                args.krate = Some(input.call(Path::parse_mod_style)?);
+            } else {
+                let key: Ident = input.parse()?;
+                if key != "wrt" {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown argument `{key}`; expected `wrt(..)` or `crate = path`"),
+                    ));
+                }
+                let content;
+                syn::parenthesized!(content in input);
+                let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(
+                    &content,
+                    Ident::parse_any_ident,
+                )?;
+                if args.wrt.is_some() {
+                    return Err(syn::Error::new(key.span(), "`wrt` given twice"));
+                }
+                args.wrt = Some(names.into_iter().collect());
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(args)
+    }
+}
+
+trait ParseAnyIdent {
+    fn parse_any_ident(input: ParseStream) -> syn::Result<Ident>;
+}
+impl ParseAnyIdent for Ident {
+    fn parse_any_ident(input: ParseStream) -> syn::Result<Ident> {
+        use syn::ext::IdentExt;
+        Ident::parse_any(input)
+    }
+}

@@ -1,0 +1,1298 @@
+//! Emission: the forward pass (the original computation, keeping what the adjoint needs)
+//! and the adjoint sweep (the IR walked backwards, one rule per operation).
+//!
+//! Control flow. The forward pass runs inside a labeled block; every `return` leaves it
+//! with the value and the values its adjoint needs (its *stash*), tagged with which return
+//! it was. The adjoint of that return is emitted at that point's path: the statements
+//! executed before it, in reverse, through the branches it is inside of and the loop
+//! iterations before it. So no path is merged: each return has its own straight adjoint.
+//! A completed `if` leaves a `Branch::Then/Else` with the values of the branch taken; a
+//! completed `for` leaves a `Vec` with one tuple of values per iteration (a tape of typed
+//! values, never a recomputation).
+
+use crate::ir::*;
+use crate::lower::Function;
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use std::collections::{BTreeMap, HashMap};
+use syn::Ident;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The closure form: seed and need-mask are arguments.
+    Pullback,
+    /// `_grad`: the seed is the literal 1.
+    Grad,
+}
+
+#[derive(Clone)]
+enum Adj {
+    Lit(f64),
+    Var(Ident),
+}
+
+enum Contrib {
+    Lit(f64),
+    Ts(TokenStream),
+}
+
+#[derive(Clone, Default)]
+struct Rev {
+    adj: HashMap<VarId, Adj>,
+}
+
+enum FrameKind<'a> {
+    Top,
+    Branch,
+    Loop(&'a For),
+}
+
+struct Frame<'a> {
+    kind: FrameKind<'a>,
+    done: Vec<&'a Stmt>,
+}
+
+pub struct Exit {
+    pub stash: Vec<Ident>,
+    pub reverse: TokenStream,
+}
+
+pub struct Gen<'a> {
+    f: &'a Function,
+    root: TokenStream,
+    mode: Mode,
+    reads: BTreeMap<String, Ident>,
+    assume_all: bool,
+    pub exits: Vec<Exit>,
+    stash_cache: HashMap<(usize, u8), Vec<Ident>>,
+    all_deps: u64,
+    seed: Ident,
+    tmp: usize,
+}
+
+fn lit(x: f64) -> TokenStream {
+    if x < 0.0 {
+        let l = Literal::f64_unsuffixed(-x);
+        quote!((-#l))
+    } else {
+        let l = Literal::f64_unsuffixed(x);
+        quote!(#l)
+    }
+}
+
+impl<'a> Gen<'a> {
+    pub fn new(f: &'a Function, root: TokenStream, mode: Mode, seed: Ident) -> Self {
+        let all_deps = f.params.iter().fold(0, |d, p| d | f.vars[p.var].deps);
+        Gen {
+            f,
+            root,
+            mode,
+            reads: BTreeMap::new(),
+            assume_all: false,
+            exits: Vec::new(),
+            stash_cache: HashMap::new(),
+            all_deps,
+            seed,
+            tmp: 0,
+        }
+    }
+
+    fn id(&self, v: VarId) -> &Ident {
+        &self.f.vars[v].ident
+    }
+
+    fn adj_ident(&self, v: VarId) -> Ident {
+        let name = self.f.vars[v].ident.to_string();
+        format_ident!("__g_{}", name.trim_start_matches("__"))
+    }
+
+    fn is_param(&self, name: &str) -> bool {
+        self.f.params.iter().any(|p| p.ident == name)
+    }
+
+    fn read(&mut self, v: VarId) {
+        let id = self.f.vars[v].ident.clone();
+        if !self.is_param(&id.to_string()) {
+            self.reads.insert(id.to_string(), id);
+        }
+    }
+
+    fn read_ident(&mut self, id: &Ident) {
+        self.reads.insert(id.to_string(), id.clone());
+    }
+
+    /// A reference to the operand (`x` for a reference, `&x` for an owned value).
+    fn r(&mut self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => {
+                self.read(*v);
+                let id = self.id(*v);
+                if self.f.vars[*v].is_ref {
+                    quote!(#id)
+                } else {
+                    quote!(&#id)
+                }
+            }
+            Operand::Const(e) => quote!(&(#e)),
+        }
+    }
+
+    /// The operand by value (scalars).
+    fn val(&mut self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => {
+                self.read(*v);
+                let id = self.id(*v);
+                if self.f.vars[*v].is_ref {
+                    quote!((*#id))
+                } else {
+                    quote!(#id)
+                }
+            }
+            Operand::Const(e) => quote!((#e)),
+        }
+    }
+
+    /// Forward-pass tokens of an operand (no read recorded).
+    fn fwd_ref(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => {
+                let id = self.id(*v);
+                if self.f.vars[*v].is_ref {
+                    quote!(#id)
+                } else {
+                    quote!(&#id)
+                }
+            }
+            Operand::Const(e) => quote!(&(#e)),
+        }
+    }
+
+    fn fwd_val(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => {
+                let id = self.id(*v);
+                if self.f.vars[*v].is_ref {
+                    quote!((*#id))
+                } else {
+                    quote!(#id)
+                }
+            }
+            Operand::Const(e) => quote!((#e)),
+        }
+    }
+
+    fn fwd_plain(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => {
+                let id = self.id(*v);
+                quote!(#id)
+            }
+            Operand::Const(e) => quote!((#e)),
+        }
+    }
+
+    fn active(&self, o: &Operand) -> Option<VarId> {
+        match o {
+            Operand::Var(v) if self.f.vars[*v].active => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn fresh(&mut self, base: &str) -> Ident {
+        self.tmp += 1;
+        format_ident!("__{}{}", base, self.tmp)
+    }
+
+    // ----- forward -----
+
+    fn fwd_assign(&self, a: &Assign) -> TokenStream {
+        let root = &self.root;
+        let t = self.id(a.dst);
+        let span = a.span;
+        let ty = self.f.types.get(&a.dst).map(|ty| quote!(: #ty));
+        let rhs = match &a.op {
+            Op::Clone(x) => {
+                let x = self.fwd_ref(x);
+                quote!(::core::clone::Clone::clone(#x))
+            }
+            Op::Add(x, y) => {
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #x + #y)
+            }
+            Op::Sub(x, y) => {
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #x - #y)
+            }
+            Op::Neg(x) => {
+                let x = self.fwd_ref(x);
+                quote_spanned!(span=> -#x)
+            }
+            Op::Mul(x, y) => {
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #root::mul(#x, #y))
+            }
+            Op::Div(x, y) => {
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #root::div(#x, #y))
+            }
+            Op::MatMulNt(x, y) => {
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #root::matmul_nt(#x, #y))
+            }
+            Op::MatMulTn(x, y) => {
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #root::matmul_tn(#x, #y))
+            }
+            Op::Math(m, args) => {
+                let name = format_ident!("{}", m.name(), span = span);
+                let recv = self.fwd_val(&args[0]);
+                let rest: Vec<TokenStream> = args[1..].iter().map(|a| self.fwd_val(a)).collect();
+                quote_spanned!(span=> #recv.#name(#(#rest),*))
+            }
+            Op::Call(callee, args) => {
+                let pb = format_ident!("__pb_{}", t.to_string().trim_start_matches("__"));
+                let args: Vec<TokenStream> = args
+                    .iter()
+                    .map(|a| {
+                        if a.by_ref {
+                            self.fwd_ref(&a.operand)
+                        } else {
+                            self.fwd_plain(&a.operand)
+                        }
+                    })
+                    .collect();
+                let call = match callee {
+                    Callee::Path(p) => {
+                        let mut p = p.clone();
+                        let last = p.segments.last_mut().unwrap();
+                        last.ident =
+                            format_ident!("{}_pullback", last.ident, span = last.ident.span());
+                        quote_spanned!(span=> #p(#(#args),*))
+                    }
+                    Callee::Method { receiver, method } => {
+                        let r = self.id(*receiver);
+                        let m = format_ident!("{}_pullback", method, span = method.span());
+                        quote_spanned!(span=> #r.#m(#(#args),*))
+                    }
+                };
+                return quote_spanned!(span=> let (#t, #pb) = #call;);
+            }
+            Op::Field(b, m) => {
+                let b = self.id(*b);
+                quote_spanned!(span=> &#b.#m)
+            }
+            Op::Index(b, i) => {
+                let b = self.id(*b);
+                let i = self.fwd_plain(i);
+                quote_spanned!(span=> #b[#i])
+            }
+            Op::Transpose(x) => {
+                let x = self.fwd_plain(x);
+                quote_spanned!(span=> #x.transpose())
+            }
+            Op::Sum(x) => {
+                let x = self.fwd_plain(x);
+                quote_spanned!(span=> #x.sum())
+            }
+            Op::Mean(x) => {
+                let x = self.fwd_plain(x);
+                quote_spanned!(span=> #x.mean())
+            }
+            Op::ComponentMul(x, y) => {
+                let x = self.fwd_plain(x);
+                let y = self.fwd_ref(y);
+                quote_spanned!(span=> #x.component_mul(#y))
+            }
+            Op::Inactive(ts) => ts.clone(),
+        };
+        quote!(let #t #ty = #rhs;)
+    }
+
+    fn local_names(&self, b: &Block) -> Vec<String> {
+        let mut out: Vec<String> = b
+            .defined()
+            .iter()
+            .map(|v| self.id(*v).to_string())
+            .collect();
+        for s in &b.stmts {
+            match s {
+                Stmt::If(i) => out.push(format!("__br_{}", i.id)),
+                Stmt::For(f) => out.push(format!("__tape_{}", f.id)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The values that the adjoint of `b` reads among those `b` defines: what a branch
+    /// or a loop iteration must keep. `extra` are further local names (loop index, heads).
+    fn stash_of(
+        &mut self,
+        key: (usize, u8),
+        b: &'a Block,
+        extra: &[VarId],
+        seeds: &[VarId],
+    ) -> Vec<Ident> {
+        if let Some(s) = self.stash_cache.get(&key) {
+            return s.clone();
+        }
+        let saved_reads = std::mem::take(&mut self.reads);
+        let saved_all = std::mem::replace(&mut self.assume_all, true);
+        let saved_tmp = self.tmp;
+        let mut st = Rev::default();
+        for s in seeds {
+            let g = self.adj_ident(*s);
+            st.adj.insert(*s, Adj::Var(g));
+        }
+        let mut sink = TokenStream::new();
+        let refs: Vec<&Stmt> = b.stmts.iter().collect();
+        self.rev_stmts(&refs, &mut st, &mut sink);
+        let reads = std::mem::replace(&mut self.reads, saved_reads);
+        self.assume_all = saved_all;
+        self.tmp = saved_tmp;
+        let mut local = self.local_names(b);
+        local.extend(extra.iter().map(|v| self.id(*v).to_string()));
+        let stash: Vec<Ident> = reads
+            .into_iter()
+            .filter(|(n, _)| local.contains(n))
+            .map(|(_, i)| i)
+            .collect();
+        self.stash_cache.insert(key, stash.clone());
+        stash
+    }
+
+    fn tuple(ids: &[Ident]) -> TokenStream {
+        quote!((#(#ids,)*))
+    }
+
+    /// Forward pass of a block; `frames` is the path to it.
+    fn fwd_block(&mut self, b: &'a Block, frames: &mut Vec<Frame<'a>>) -> TokenStream {
+        let root = self.root.clone();
+        let mut out = TokenStream::new();
+        for s in &b.stmts {
+            match s {
+                Stmt::Assign(a) => {
+                    out.extend(self.fwd_assign(a));
+                    frames.last_mut().unwrap().done.push(s);
+                }
+                Stmt::Return(v, span) => {
+                    let k = self.exits.len();
+                    let (stash, reverse) = self.rev_exit(frames, v);
+                    let variant = format_ident!("E{}", k);
+                    let value = match v {
+                        Operand::Var(id) if stash.iter().any(|s| s == self.id(*id)) => {
+                            let i = self.id(*id);
+                            quote!(::core::clone::Clone::clone(&#i))
+                        }
+                        o => self.fwd_plain(o),
+                    };
+                    let t = Self::tuple(&stash);
+                    out.extend(
+                        quote_spanned!(*span=> break '__fwd (#value, __Exit::#variant(#t));),
+                    );
+                    self.exits.push(Exit { stash, reverse });
+                    return out;
+                }
+                Stmt::If(i) => {
+                    let br = format_ident!("__br_{}", i.id);
+                    let cond = &i.cond;
+                    let then_seeds: Vec<VarId> = i
+                        .phis
+                        .iter()
+                        .filter_map(|p| self.active(&p.then_v))
+                        .collect();
+                    let else_seeds: Vec<VarId> = i
+                        .phis
+                        .iter()
+                        .filter_map(|p| self.active(&p.else_v))
+                        .collect();
+                    let then_stash = self.stash_of((i.id, 0), &i.then_b, &[], &then_seeds);
+                    let else_stash = self.stash_of((i.id, 1), &i.else_b, &[], &else_seeds);
+                    let mk = |g: &mut Self,
+                              block: &'a Block,
+                              stash: &[Ident],
+                              which: bool,
+                              frames: &mut Vec<Frame<'a>>| {
+                        frames.push(Frame {
+                            kind: FrameKind::Branch,
+                            done: Vec::new(),
+                        });
+                        let body = g.fwd_block(block, frames);
+                        frames.pop();
+                        if block.diverges {
+                            return quote!({ #body });
+                        }
+                        let locals = g.local_names(block);
+                        let vals: Vec<TokenStream> = i
+                            .phis
+                            .iter()
+                            .map(|p| {
+                                let o = if which { &p.then_v } else { &p.else_v };
+                                match o {
+                                    Operand::Var(v) => {
+                                        let id = g.id(*v).clone();
+                                        let name = id.to_string();
+                                        if locals.contains(&name) && !stash.iter().any(|s| *s == id)
+                                        {
+                                            quote!(#id)
+                                        } else {
+                                            quote!(::core::clone::Clone::clone(&#id))
+                                        }
+                                    }
+                                    Operand::Const(e) => quote!((#e)),
+                                }
+                            })
+                            .collect();
+                        let t = Self::tuple(stash);
+                        let other_diverges = if which {
+                            i.else_b.diverges
+                        } else {
+                            i.then_b.diverges
+                        };
+                        let tag = match (which, other_diverges) {
+                            (true, false) => quote!(#root::Branch::Then(#t)),
+                            (true, true) => quote!(#root::Branch::<_, ()>::Then(#t)),
+                            (false, false) => quote!(#root::Branch::Else(#t)),
+                            (false, true) => quote!(#root::Branch::<(), _>::Else(#t)),
+                        };
+                        quote!({ #body (#(#vals,)* #tag) })
+                    };
+                    let then_t = mk(self, &i.then_b, &then_stash, true, frames);
+                    let else_t = mk(self, &i.else_b, &else_stash, false, frames);
+                    if i.then_b.diverges && i.else_b.diverges {
+                        out.extend(quote!(if #cond #then_t else #else_t));
+                        return out;
+                    }
+                    let phis: Vec<&Ident> = i.phis.iter().map(|p| self.id(p.dst)).collect();
+                    out.extend(quote!(let (#(#phis,)* #br) = if #cond #then_t else #else_t;));
+                    frames.last_mut().unwrap().done.push(s);
+                }
+                Stmt::For(fl) => {
+                    let tape = format_ident!("__tape_{}", fl.id);
+                    let index = self.id(fl.index).clone();
+                    let iter = &fl.iter;
+                    let taped = fl.carried.iter().any(|c| self.f.vars[c.head].active);
+                    let mut extra = vec![fl.index];
+                    extra.extend(fl.carried.iter().map(|c| c.head));
+                    let seeds: Vec<VarId> = fl
+                        .carried
+                        .iter()
+                        .filter_map(|c| self.active(&c.end))
+                        .collect();
+                    let stash = if taped {
+                        self.stash_of((fl.id, 2), &fl.body, &extra, &seeds)
+                    } else {
+                        Vec::new()
+                    };
+                    let mut pre = TokenStream::new();
+                    let mut heads = TokenStream::new();
+                    let mut ends = TokenStream::new();
+                    let mut post = TokenStream::new();
+                    let locals = {
+                        let mut l = self.local_names(&fl.body);
+                        l.extend(extra.iter().map(|v| self.id(*v).to_string()));
+                        l
+                    };
+                    for c in &fl.carried {
+                        let cur = format_ident!("__c_{}", c.after);
+                        let init = match &c.init {
+                            Operand::Var(v) => {
+                                let id = self.id(*v);
+                                quote!(::core::clone::Clone::clone(&#id))
+                            }
+                            Operand::Const(e) => quote!((#e)),
+                        };
+                        pre.extend(quote!(let mut #cur = #init;));
+                        let head = self.id(c.head);
+                        heads.extend(quote!(let #head = #cur;));
+                        let end = match &c.end {
+                            Operand::Var(v) => {
+                                let id = self.id(*v).clone();
+                                if locals.contains(&id.to_string()) && !stash.contains(&id) {
+                                    quote!(#id)
+                                } else {
+                                    quote!(::core::clone::Clone::clone(&#id))
+                                }
+                            }
+                            Operand::Const(e) => quote!((#e)),
+                        };
+                        ends.extend(quote!(#cur = #end;));
+                        let after = self.id(c.after);
+                        post.extend(quote!(let #after = #cur;));
+                    }
+                    frames.push(Frame {
+                        kind: FrameKind::Loop(fl),
+                        done: Vec::new(),
+                    });
+                    let body = self.fwd_block(&fl.body, frames);
+                    frames.pop();
+                    let t = Self::tuple(&stash);
+                    let (tape_decl, push) = if taped {
+                        (
+                            quote!(let mut #tape = ::std::vec::Vec::new();),
+                            quote!(#tape.push(#t);),
+                        )
+                    } else {
+                        (TokenStream::new(), TokenStream::new())
+                    };
+                    let tail = if fl.body.diverges {
+                        TokenStream::new()
+                    } else {
+                        quote!(#ends #push)
+                    };
+                    out.extend(quote! {
+                        #pre
+                        #tape_decl
+                        for #index in #iter {
+                            #heads
+                            #body
+                            #tail
+                        }
+                        #post
+                    });
+                    frames.last_mut().unwrap().done.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    // ----- reverse -----
+
+    fn neg(c: Contrib) -> Contrib {
+        match c {
+            Contrib::Lit(x) => Contrib::Lit(-x),
+            Contrib::Ts(t) => Contrib::Ts(quote!(-(#t))),
+        }
+    }
+
+    fn need_expr(&self, deps: u64) -> TokenStream {
+        let bits: Vec<TokenStream> = (0..64)
+            .filter(|i| deps & (1u64 << i) != 0)
+            .map(|i| {
+                let i = Literal::usize_unsuffixed(i);
+                quote!(__need[#i])
+            })
+            .collect();
+        quote!(#(#bits)||*)
+    }
+
+    /// Wraps the contribution to `v` so that the pullback skips it when the caller does not
+    /// need any gradient that flows through `v`.
+    fn guard(&mut self, v: VarId, from: VarId, c: Contrib) -> Contrib {
+        let deps = self.f.vars[v].deps;
+        if self.mode != Mode::Pullback || deps == self.f.vars[from].deps || deps == self.all_deps {
+            return c;
+        }
+        match c {
+            Contrib::Lit(_) => c,
+            Contrib::Ts(t) => {
+                let need = self.need_expr(deps);
+                let r = self.r(&Operand::Var(v));
+                let root = &self.root;
+                Contrib::Ts(quote!(if #need { #t } else { #root::zero(#r) }))
+            }
+        }
+    }
+
+    fn contribute(&mut self, st: &mut Rev, out: &mut TokenStream, v: VarId, c: Contrib) {
+        if !self.f.vars[v].active {
+            return;
+        }
+        let root = self.root.clone();
+        let g = self.adj_ident(v);
+        match (st.adj.get(&v).cloned(), c) {
+            (None, Contrib::Lit(x)) => {
+                st.adj.insert(v, Adj::Lit(x));
+            }
+            (None, Contrib::Ts(t)) => {
+                out.extend(quote!(let mut #g = #t;));
+                st.adj.insert(v, Adj::Var(g));
+            }
+            (Some(Adj::Lit(x)), Contrib::Lit(y)) => {
+                st.adj.insert(v, Adj::Lit(x + y));
+            }
+            (Some(Adj::Lit(x)), Contrib::Ts(t)) => {
+                let x = lit(x);
+                out.extend(quote!(let mut #g = #t; #root::acc(&mut #g, #x);));
+                st.adj.insert(v, Adj::Var(g));
+            }
+            (Some(Adj::Var(g)), Contrib::Lit(y)) => {
+                let y = lit(y);
+                out.extend(quote!(#root::acc(&mut #g, #y);));
+            }
+            (Some(Adj::Var(g)), Contrib::Ts(t)) => {
+                out.extend(quote!(#root::acc(&mut #g, #t);));
+            }
+        }
+    }
+
+    /// Makes sure `v`'s adjoint is a named, mutable value (for field and index updates and
+    /// for accumulation inside branches and loops).
+    fn materialize(&mut self, st: &mut Rev, out: &mut TokenStream, v: VarId) -> Ident {
+        let root = self.root.clone();
+        let g = self.adj_ident(v);
+        match st.adj.get(&v).cloned() {
+            Some(Adj::Var(g)) => g,
+            Some(Adj::Lit(x)) => {
+                let x = lit(x);
+                out.extend(quote!(let mut #g = #x;));
+                st.adj.insert(v, Adj::Var(g.clone()));
+                g
+            }
+            None => {
+                let r = self.r(&Operand::Var(v));
+                out.extend(quote!(let mut #g = #root::zero(#r);));
+                st.adj.insert(v, Adj::Var(g.clone()));
+                g
+            }
+        }
+    }
+
+    fn take(&mut self, st: &mut Rev, v: VarId) -> Option<Adj> {
+        if !self.f.vars[v].active {
+            return None;
+        }
+        if self.assume_all {
+            return Some(Adj::Var(self.adj_ident(v)));
+        }
+        st.adj.remove(&v)
+    }
+
+    fn rev_stmts(&mut self, stmts: &[&'a Stmt], st: &mut Rev, out: &mut TokenStream) {
+        for s in stmts.iter().rev() {
+            match s {
+                Stmt::Assign(a) => self.rev_assign(a, st, out),
+                Stmt::If(i) => self.rev_if(i, st, out),
+                Stmt::For(f) => {
+                    let init: Vec<Option<Adj>> =
+                        f.carried.iter().map(|c| self.take(st, c.after)).collect();
+                    self.rev_loop(f, init, false, st, out);
+                }
+                Stmt::Return(..) => {}
+            }
+        }
+    }
+
+    fn g_tokens(g: &Adj) -> TokenStream {
+        match g {
+            Adj::Lit(x) => lit(*x),
+            Adj::Var(i) => quote!(#i),
+        }
+    }
+
+    fn rev_assign(&mut self, a: &Assign, st: &mut Rev, out: &mut TokenStream) {
+        let t = a.dst;
+        let Some(g) = self.take(st, t) else {
+            return;
+        };
+        let root = self.root.clone();
+        let span = a.span;
+        let gt = Self::g_tokens(&g);
+        let as_contrib = |g: &Adj| match g {
+            Adj::Lit(x) => Contrib::Lit(*x),
+            Adj::Var(i) => Contrib::Ts(quote!(#i)),
+        };
+        match &a.op {
+            Op::Clone(x) => {
+                if let Some(v) = self.active(x) {
+                    self.contribute(st, out, v, as_contrib(&g));
+                }
+            }
+            Op::Add(x, y) | Op::Sub(x, y) => {
+                let neg = matches!(a.op, Op::Sub(..));
+                let (ax, ay) = (self.active(x), self.active(y));
+                if let Some(v) = ax {
+                    let c = if ay.is_some() {
+                        match &g {
+                            Adj::Lit(x) => Contrib::Lit(*x),
+                            Adj::Var(i) => Contrib::Ts(quote!(::core::clone::Clone::clone(&#i))),
+                        }
+                    } else {
+                        as_contrib(&g)
+                    };
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+                if let Some(v) = ay {
+                    let c = as_contrib(&g);
+                    let c = if neg { Self::neg(c) } else { c };
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+            }
+            Op::Neg(x) => {
+                if let Some(v) = self.active(x) {
+                    self.contribute(st, out, v, Self::neg(as_contrib(&g)));
+                }
+            }
+            Op::Mul(x, y) => {
+                for (side, this, other) in [(0, x, y), (1, y, x)] {
+                    let Some(v) = self.active(this) else { continue };
+                    let c = match (other, &g) {
+                        (Operand::Const(c), Adj::Lit(k)) if *k == 1.0 => Contrib::Ts(quote!((#c))),
+                        (Operand::Const(c), Adj::Lit(k)) if *k == -1.0 => {
+                            Contrib::Ts(quote!(-(#c)))
+                        }
+                        (Operand::Const(c), _) => Contrib::Ts(quote_spanned!(span=> #gt * (#c))),
+                        (Operand::Var(_), Adj::Lit(k)) if *k == 1.0 => Contrib::Ts(self.val(other)),
+                        (Operand::Var(_), Adj::Lit(k)) if *k == -1.0 => {
+                            let o = self.val(other);
+                            Contrib::Ts(quote!(-#o))
+                        }
+                        _ => {
+                            let (rx, ry) = (self.r(x), self.r(y));
+                            if side == 0 {
+                                Contrib::Ts(
+                                    quote_spanned!(span=> #root::mul_grad_lhs(#rx, #ry, &#gt)),
+                                )
+                            } else {
+                                Contrib::Ts(
+                                    quote_spanned!(span=> #root::mul_grad_rhs(#rx, #ry, &#gt)),
+                                )
+                            }
+                        }
+                    };
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+            }
+            Op::Div(x, y) => {
+                if let Some(v) = self.active(x) {
+                    let c = match y {
+                        Operand::Const(c) => Contrib::Ts(quote_spanned!(span=> #gt / (#c))),
+                        _ => {
+                            let (rx, ry) = (self.r(x), self.r(y));
+                            Contrib::Ts(quote_spanned!(span=> #root::div_grad_lhs(#rx, #ry, &#gt)))
+                        }
+                    };
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+                if let Some(v) = self.active(y) {
+                    let (rx, ry) = (self.r(x), self.r(y));
+                    let c = Contrib::Ts(quote_spanned!(span=> #root::div_grad_rhs(#rx, #ry, &#gt)));
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+            }
+            Op::MatMulNt(x, y) | Op::MatMulTn(x, y) => {
+                let (fl, fr) = if matches!(a.op, Op::MatMulNt(..)) {
+                    (quote!(matmul_nt_grad_lhs), quote!(matmul_nt_grad_rhs))
+                } else {
+                    (quote!(matmul_tn_grad_lhs), quote!(matmul_tn_grad_rhs))
+                };
+                for (this, f) in [(x, fl), (y, fr)] {
+                    let Some(v) = self.active(this) else { continue };
+                    let (rx, ry) = (self.r(x), self.r(y));
+                    let c = Contrib::Ts(quote_spanned!(span=> #root::#f(#rx, #ry, &#gt)));
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+            }
+            Op::Math(m, args) => self.rev_math(*m, args, t, &gt, span, st, out),
+            Op::Call(callee, args) => {
+                let pb = format_ident!("__pb_{}", self.id(t).to_string().trim_start_matches("__"));
+                self.read_ident(&pb);
+                let mut operands: Vec<Operand> = Vec::new();
+                if let Callee::Method { receiver, .. } = callee {
+                    operands.push(Operand::Var(*receiver));
+                }
+                operands.extend(args.iter().map(|a| a.operand.clone()));
+                let names: Vec<Ident> = (0..operands.len()).map(|_| self.fresh("d")).collect();
+                let masks: Vec<TokenStream> = operands
+                    .iter()
+                    .map(|o| match self.active(o) {
+                        Some(v)
+                            if self.mode == Mode::Pullback
+                                && self.f.vars[v].deps != self.all_deps =>
+                        {
+                            self.need_expr(self.f.vars[v].deps)
+                        }
+                        Some(_) => quote!(true),
+                        None => quote!(false),
+                    })
+                    .collect();
+                let pats: Vec<TokenStream> = operands
+                    .iter()
+                    .zip(&names)
+                    .map(|(o, n)| {
+                        if self.active(o).is_some() {
+                            quote!(#n)
+                        } else {
+                            quote!(_)
+                        }
+                    })
+                    .collect();
+                out.extend(quote_spanned!(span=> let (#(#pats,)*) = #pb(#gt, [#(#masks),*]);));
+                for (o, n) in operands.iter().zip(&names) {
+                    if let Some(v) = self.active(o) {
+                        let r = self.r(o);
+                        self.contribute(
+                            st,
+                            out,
+                            v,
+                            Contrib::Ts(quote_spanned!(span=> #root::grad_of(#r, #n))),
+                        );
+                    }
+                }
+            }
+            Op::Field(b, m) => {
+                let gb = self.materialize(st, out, *b);
+                out.extend(quote!(#root::acc(&mut #gb.#m, #gt);));
+            }
+            Op::Index(b, i) => {
+                let gb = self.materialize(st, out, *b);
+                self.read(*b);
+                let base = self.id(*b).clone();
+                let i = self.val(i);
+                out.extend(quote!(#root::acc_index(&mut #gb, #base.len(), #i, #gt);));
+            }
+            Op::Transpose(x) => {
+                if let Some(v) = self.active(x) {
+                    self.contribute(st, out, v, Contrib::Ts(quote!(#root::transpose_vjp(&#gt))));
+                }
+            }
+            Op::Sum(x) | Op::Mean(x) => {
+                if let Some(v) = self.active(x) {
+                    let f = if matches!(a.op, Op::Sum(_)) {
+                        quote!(sum_vjp)
+                    } else {
+                        quote!(mean_vjp)
+                    };
+                    let rx = self.r(x);
+                    self.contribute(st, out, v, Contrib::Ts(quote!(#root::#f(#rx, #gt))));
+                }
+            }
+            Op::ComponentMul(x, y) => {
+                for (this, other) in [(x, y), (y, x)] {
+                    let Some(v) = self.active(this) else { continue };
+                    let ro = self.r(other);
+                    let c = Contrib::Ts(quote!(#root::component_mul_vjp(#ro, &#gt)));
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+            }
+            Op::Inactive(_) => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rev_math(
+        &mut self,
+        m: MathFn,
+        args: &[Operand],
+        t: VarId,
+        gt: &TokenStream,
+        span: Span,
+        st: &mut Rev,
+        out: &mut TokenStream,
+    ) {
+        use MathFn::*;
+        let root = self.root.clone();
+        let f = format_ident!("{}_vjp", m.name(), span = span);
+        let a0 = &args[0];
+        match m {
+            Signum => {}
+            Sin | Cos | Asin | Acos | Atan | Sinh | Cosh | Ln | Log10 | Log2 | Abs => {
+                if let Some(v) = self.active(a0) {
+                    let x = self.val(a0);
+                    self.contribute(
+                        st,
+                        out,
+                        v,
+                        Contrib::Ts(quote_spanned!(span=> #root::#f(#x, #gt))),
+                    );
+                }
+            }
+            Tan | Tanh | Exp | Exp2 | Sqrt | Cbrt | Recip => {
+                if let Some(v) = self.active(a0) {
+                    let y = self.val(&Operand::Var(t));
+                    self.contribute(
+                        st,
+                        out,
+                        v,
+                        Contrib::Ts(quote_spanned!(span=> #root::#f(#y, #gt))),
+                    );
+                }
+            }
+            Powi => {
+                if let Some(v) = self.active(a0) {
+                    let x = self.val(a0);
+                    let n = self.val(&args[1]);
+                    self.contribute(
+                        st,
+                        out,
+                        v,
+                        Contrib::Ts(quote_spanned!(span=> #root::#f(#x, #n, #gt))),
+                    );
+                }
+            }
+            Atan2 | Log | Max | Min | Powf | Hypot | MulAdd => {
+                let mut call_args: Vec<TokenStream> =
+                    args.iter().take(2).map(|a| self.val(a)).collect();
+                if matches!(m, Powf | Hypot) {
+                    call_args.push(self.val(&Operand::Var(t)));
+                }
+                let n = if m == MulAdd { 3 } else { 2 };
+                let names: Vec<Ident> = (0..n).map(|_| self.fresh("d")).collect();
+                let pats: Vec<TokenStream> = args
+                    .iter()
+                    .zip(&names)
+                    .map(|(o, n)| {
+                        if self.active(o).is_some() {
+                            quote!(#n)
+                        } else {
+                            quote!(_)
+                        }
+                    })
+                    .collect();
+                out.extend(
+                    quote_spanned!(span=> let (#(#pats,)*) = #root::#f(#(#call_args,)* #gt);),
+                );
+                for (o, n) in args.iter().zip(&names) {
+                    if let Some(v) = self.active(o) {
+                        self.contribute(st, out, v, Contrib::Ts(quote!(#n)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Vars outside `locals` whose adjoint a piece of reverse code touches.
+    fn outer_targets(
+        &mut self,
+        st: &Rev,
+        locals: &[String],
+        body: impl FnOnce(&mut Self, &mut Rev, &mut TokenStream),
+    ) -> Vec<VarId> {
+        let saved_reads = self.reads.clone();
+        let saved_tmp = self.tmp;
+        let mut scratch = st.clone();
+        let mut sink = TokenStream::new();
+        body(self, &mut scratch, &mut sink);
+        self.reads = saved_reads;
+        self.tmp = saved_tmp;
+        let mut out: Vec<VarId> = scratch
+            .adj
+            .iter()
+            .filter(|(v, a)| {
+                !locals.contains(&self.id(**v).to_string())
+                    && match (st.adj.get(v), a) {
+                        (None, _) => true,
+                        (Some(Adj::Lit(x)), Adj::Lit(y)) => x != y,
+                        (Some(Adj::Lit(_)), Adj::Var(_)) => true,
+                        _ => false,
+                    }
+            })
+            .map(|(v, _)| *v)
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn rev_if(&mut self, i: &'a If, st: &mut Rev, out: &mut TokenStream) {
+        if self.assume_all {
+            self.read_ident(&format_ident!("__br_{}", i.id));
+            for p in &i.phis {
+                let _ = self.take(st, p.dst);
+            }
+            for b in [&i.then_b, &i.else_b] {
+                let refs: Vec<&Stmt> = b.stmts.iter().collect();
+                self.rev_stmts(&refs, st, out);
+            }
+            return;
+        }
+        let seeds: Vec<(usize, Adj)> = i
+            .phis
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| self.take(st, p.dst).map(|g| (k, g)))
+            .collect();
+        if seeds.is_empty() {
+            return;
+        }
+        let root = self.root.clone();
+        let br = format_ident!("__br_{}", i.id);
+        self.read_ident(&br);
+        let then_seeds: Vec<VarId> = i
+            .phis
+            .iter()
+            .filter_map(|p| self.active(&p.then_v))
+            .collect();
+        let else_seeds: Vec<VarId> = i
+            .phis
+            .iter()
+            .filter_map(|p| self.active(&p.else_v))
+            .collect();
+        let then_stash = self.stash_of((i.id, 0), &i.then_b, &[], &then_seeds);
+        let else_stash = self.stash_of((i.id, 1), &i.else_b, &[], &else_seeds);
+        let arm = |g: &mut Self, st: &mut Rev, out: &mut TokenStream, which: bool| {
+            let block = if which { &i.then_b } else { &i.else_b };
+            for (k, a) in &seeds {
+                let p = &i.phis[*k];
+                let o = if which { &p.then_v } else { &p.else_v };
+                if let Some(v) = g.active(o) {
+                    let c = match a {
+                        Adj::Lit(x) => Contrib::Lit(*x),
+                        Adj::Var(id) => Contrib::Ts(quote!(#id)),
+                    };
+                    g.contribute(st, out, v, c);
+                }
+            }
+            let refs: Vec<&Stmt> = block.stmts.iter().collect();
+            g.rev_stmts(&refs, st, out);
+        };
+        let mut targets = Vec::new();
+        for which in [true, false] {
+            let block = if which { &i.then_b } else { &i.else_b };
+            let locals = self.local_names(block);
+            targets.extend(self.outer_targets(st, &locals, |g, s, o| arm(g, s, o, which)));
+        }
+        targets.sort();
+        targets.dedup();
+        for v in targets {
+            self.materialize(st, out, v);
+        }
+        let mut arms = TokenStream::new();
+        for which in [true, false] {
+            if (which && i.then_b.diverges) || (!which && i.else_b.diverges) {
+                continue;
+            }
+            let mut scratch = st.clone();
+            let mut body = TokenStream::new();
+            let outer_reads = self.reads.clone();
+            arm(self, &mut scratch, &mut body, which);
+            let (stash, variant) = if which {
+                (Self::tuple(&then_stash), quote!(Then))
+            } else {
+                (Self::tuple(&else_stash), quote!(Else))
+            };
+            arms.extend(quote!(#root::Branch::#variant(#stash) => { #body }));
+            let block = if which { &i.then_b } else { &i.else_b };
+            let locals = self.local_names(block);
+            self.reads
+                .retain(|n, _| !locals.contains(n) || outer_reads.contains_key(n));
+        }
+        if i.then_b.diverges || i.else_b.diverges {
+            arms.extend(quote!(_ => ::core::unreachable!(),));
+        }
+        out.extend(quote!(match #br { #arms }));
+    }
+
+    /// The adjoint of a loop's iterations (all of them, or those before the current one),
+    /// given the adjoints of the carried values at the end of the last one.
+    fn rev_loop(
+        &mut self,
+        f: &'a For,
+        init: Vec<Option<Adj>>,
+        in_iteration: bool,
+        st: &mut Rev,
+        out: &mut TokenStream,
+    ) {
+        let taped = f.carried.iter().any(|c| self.f.vars[c.head].active);
+        if !taped {
+            return;
+        }
+        let tape = format_ident!("__tape_{}", f.id);
+        self.read_ident(&tape);
+        let mut extra = vec![f.index];
+        extra.extend(f.carried.iter().map(|c| c.head));
+        let seeds: Vec<VarId> = f
+            .carried
+            .iter()
+            .filter_map(|c| self.active(&c.end))
+            .collect();
+        let stash = self.stash_of((f.id, 2), &f.body, &extra, &seeds);
+        if self.assume_all {
+            let refs: Vec<&Stmt> = f.body.stmts.iter().collect();
+            self.rev_stmts(&refs, st, out);
+            return;
+        }
+        if init.iter().all(|a| a.is_none()) {
+            return;
+        }
+        let root = self.root.clone();
+        let gcs: Vec<Ident> = f
+            .carried
+            .iter()
+            .map(|c| format_ident!("__gc_{}", c.after))
+            .collect();
+        // One iteration's adjoint: seed the carried ends, run the body backwards, hand the
+        // heads' adjoints to the previous iteration.
+        let iteration = |g: &mut Self, st: &mut Rev, out: &mut TokenStream| {
+            for (c, gc) in f.carried.iter().zip(&gcs) {
+                if let Some(v) = g.active(&c.end) {
+                    if g.f.vars[c.head].active {
+                        g.contribute(st, out, v, Contrib::Ts(quote!(#gc)));
+                    }
+                }
+            }
+            let refs: Vec<&Stmt> = f.body.stmts.iter().collect();
+            g.rev_stmts(&refs, st, out);
+            for (c, gc) in f.carried.iter().zip(&gcs) {
+                if !g.f.vars[c.head].active {
+                    continue;
+                }
+                let v = match g.take(st, c.head) {
+                    Some(Adj::Var(i)) => quote!(#i),
+                    Some(Adj::Lit(x)) => lit(x),
+                    None => {
+                        let r = g.r(&Operand::Var(c.head));
+                        quote!(#root::zero(#r))
+                    }
+                };
+                out.extend(quote!(#gc = #v;));
+            }
+        };
+        let mut locals = self.local_names(&f.body);
+        locals.extend(extra.iter().map(|v| self.id(*v).to_string()));
+        let targets = self.outer_targets(st, &locals, |g, s, o| iteration(g, s, o));
+        for v in targets {
+            self.materialize(st, out, v);
+        }
+        for ((c, gc), a) in f.carried.iter().zip(&gcs).zip(init) {
+            if !self.f.vars[c.head].active {
+                continue;
+            }
+            let v = match a {
+                Some(Adj::Var(i)) => quote!(#i),
+                Some(Adj::Lit(x)) => lit(x),
+                None => {
+                    let r = self.r(&Operand::Var(if in_iteration { c.head } else { c.after }));
+                    quote!(#root::zero(#r))
+                }
+            };
+            out.extend(quote!(let mut #gc = #v;));
+        }
+        let mut body = TokenStream::new();
+        let mut scratch = st.clone();
+        let outer_reads = self.reads.clone();
+        iteration(self, &mut scratch, &mut body);
+        self.reads
+            .retain(|n, _| !locals.contains(n) || outer_reads.contains_key(n));
+        let t = Self::tuple(&stash);
+        out.extend(quote! {
+            for #t in #tape.into_iter().rev() {
+                #body
+            }
+        });
+        for (c, gc) in f.carried.iter().zip(&gcs) {
+            if !self.f.vars[c.head].active {
+                continue;
+            }
+            if let Some(v) = self.active(&c.init) {
+                self.contribute(st, out, v, Contrib::Ts(quote!(#gc)));
+            }
+        }
+    }
+
+    /// The adjoint of the path that ends at a `return v`: what the match arm of that exit runs.
+    fn rev_exit(&mut self, frames: &[Frame<'a>], v: &Operand) -> (Vec<Ident>, TokenStream) {
+        let saved_reads = std::mem::take(&mut self.reads);
+        let mut st = Rev::default();
+        let mut out = TokenStream::new();
+        if let Some(id) = self.active(v) {
+            let seed = &self.seed;
+            let c = match self.mode {
+                Mode::Grad => Contrib::Lit(1.0),
+                Mode::Pullback => Contrib::Ts(quote!(#seed)),
+            };
+            self.contribute(&mut st, &mut out, id, c);
+        }
+        for frame in frames.iter().rev() {
+            self.rev_stmts(&frame.done, &mut st, &mut out);
+            if let FrameKind::Loop(f) = frame.kind {
+                let init: Vec<Option<Adj>> = f
+                    .carried
+                    .iter()
+                    .map(|c| self.take(&mut st, c.head))
+                    .collect();
+                self.rev_loop(f, init, true, &mut st, &mut out);
+            }
+        }
+        out.extend(self.result(&mut st));
+        let reads = std::mem::replace(&mut self.reads, saved_reads);
+        let stash = reads.into_values().collect();
+        (stash, out)
+    }
+
+    /// The gradients at the end of an exit's adjoint.
+    fn result(&mut self, st: &mut Rev) -> TokenStream {
+        let root = self.root.clone();
+        let mut items = Vec::new();
+        for p in &self.f.params {
+            if !p.active {
+                if self.mode == Mode::Pullback {
+                    items.push(quote!(()));
+                }
+                continue;
+            }
+            let g = match st.adj.get(&p.var).cloned() {
+                Some(Adj::Var(i)) => quote!(#i),
+                Some(Adj::Lit(x)) => lit(x),
+                None => {
+                    let r = self.r(&Operand::Var(p.var));
+                    quote!(#root::zero(#r))
+                }
+            };
+            let r = self.r(&Operand::Var(p.var));
+            items.push(match self.mode {
+                Mode::Pullback => g,
+                Mode::Grad => quote!(#root::finalize(#r, #g)),
+            });
+        }
+        if self.mode == Mode::Grad && items.len() == 1 {
+            let g = &items[0];
+            quote!(#g)
+        } else {
+            quote!((#(#items,)*))
+        }
+    }
+
+    /// The body of a generated function: forward pass, then the adjoint of the exit taken.
+    pub fn body(&mut self, ret_ty: &syn::Type) -> TokenStream {
+        let mut frames = vec![Frame {
+            kind: FrameKind::Top,
+            done: Vec::new(),
+        }];
+        let fwd = self.fwd_block(&self.f.body, &mut frames);
+        let n = self.exits.len();
+        let params: Vec<Ident> = (0..n).map(|k| format_ident!("T{}", k)).collect();
+        let variants: Vec<Ident> = (0..n).map(|k| format_ident!("E{}", k)).collect();
+        let arms: Vec<TokenStream> = self
+            .exits
+            .iter()
+            .zip(&variants)
+            .map(|(e, v)| {
+                let t = Self::tuple(&e.stash);
+                let r = &e.reverse;
+                quote!(__Exit::#v(#t) => { #r })
+            })
+            .collect();
+        let enum_def = quote! {
+            enum __Exit<#(#params),*> { #(#variants(#params)),* }
+        };
+        let seed = &self.seed;
+        let np = self.f.params.len();
+        match self.mode {
+            Mode::Pullback => quote! {
+                #enum_def
+                let (__value, __exit) = '__fwd: { #fwd };
+                (__value, move |#seed: #ret_ty, __need: [bool; #np]| match __exit { #(#arms)* })
+            },
+            Mode::Grad => quote! {
+                #enum_def
+                let (__value, __exit) = '__fwd: { #fwd };
+                let __grads = match __exit { #(#arms)* };
+                (__value, __grads)
+            },
+        }
+    }
+
+    /// The adjoint code of every exit, for the documentation.
+    pub fn reverse_listing(&self) -> Vec<TokenStream> {
+        self.exits.iter().map(|e| e.reverse.clone()).collect()
+    }
+}

@@ -1,0 +1,220 @@
+//! The intermediate representation: the body of a `#[differentiable]` fn as single
+//! operations on SSA values, with structured `if`/`for`/`return`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::{Expr, Ident, Member, Path};
+
+/// An SSA value: assigned once, by one [`Assign`] (or a parameter, phi, loop head...).
+pub type VarId = usize;
+
+/// What the emitter needs to know of a value.
+#[derive(Clone)]
+pub struct VarInfo {
+    /// Its name in generated code (a parameter keeps its own name).
+    pub ident: Ident,
+    /// Whether the value is a reference (`&T` parameters, field borrows).
+    pub is_ref: bool,
+    /// Whether a gradient flows into it (it depends on an active parameter).
+    pub active: bool,
+    /// The parameters (bit = position) it depends on.
+    pub deps: u64,
+}
+
+/// An operand: a value, or a constant expression (literal, `const`, path) copied verbatim.
+#[derive(Clone)]
+pub enum Operand {
+    Var(VarId),
+    Const(Expr),
+}
+
+/// The scalar math functions, with their arity.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MathFn {
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Atan2,
+    Sinh,
+    Cosh,
+    Tanh,
+    Exp,
+    Exp2,
+    Ln,
+    Log10,
+    Log2,
+    Log,
+    Sqrt,
+    Cbrt,
+    Powi,
+    Powf,
+    Abs,
+    Max,
+    Min,
+    Hypot,
+    Recip,
+    MulAdd,
+    Signum,
+}
+
+impl MathFn {
+    pub const ALL: &'static [(&'static str, MathFn, usize)] = &[
+        ("sin", MathFn::Sin, 1),
+        ("cos", MathFn::Cos, 1),
+        ("tan", MathFn::Tan, 1),
+        ("asin", MathFn::Asin, 1),
+        ("acos", MathFn::Acos, 1),
+        ("atan", MathFn::Atan, 1),
+        ("atan2", MathFn::Atan2, 2),
+        ("sinh", MathFn::Sinh, 1),
+        ("cosh", MathFn::Cosh, 1),
+        ("tanh", MathFn::Tanh, 1),
+        ("exp", MathFn::Exp, 1),
+        ("exp2", MathFn::Exp2, 1),
+        ("ln", MathFn::Ln, 1),
+        ("log10", MathFn::Log10, 1),
+        ("log2", MathFn::Log2, 1),
+        ("log", MathFn::Log, 2),
+        ("sqrt", MathFn::Sqrt, 1),
+        ("cbrt", MathFn::Cbrt, 1),
+        ("powi", MathFn::Powi, 2),
+        ("powf", MathFn::Powf, 2),
+        ("abs", MathFn::Abs, 1),
+        ("max", MathFn::Max, 2),
+        ("min", MathFn::Min, 2),
+        ("hypot", MathFn::Hypot, 2),
+        ("recip", MathFn::Recip, 1),
+        ("mul_add", MathFn::MulAdd, 3),
+        ("signum", MathFn::Signum, 1),
+    ];
+
+    pub fn lookup(name: &str) -> Option<(MathFn, usize)> {
+        Self::ALL
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, f, a)| (*f, *a))
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, f, _)| *f == self).unwrap().0
+    }
+}
+
+/// A call to a differentiable function or method, through its `_pullback`.
+#[derive(Clone)]
+pub enum Callee {
+    /// `path(args)`: calls `path_pullback(args)`.
+    Path(Path),
+    /// `receiver.method(args)`: calls `receiver.method_pullback(args)`; the receiver's
+    /// gradient is the first entry of the pullback's result.
+    Method { receiver: VarId, method: Ident },
+}
+
+/// One argument of a call.
+#[derive(Clone)]
+pub struct Arg {
+    pub operand: Operand,
+    /// Written `&expr` by the user.
+    pub by_ref: bool,
+}
+
+#[derive(Clone)]
+pub enum Op {
+    /// `x.clone()`
+    Clone(Operand),
+    Add(Operand, Operand),
+    Sub(Operand, Operand),
+    Mul(Operand, Operand),
+    Div(Operand, Operand),
+    Neg(Operand),
+    /// `a * b.transpose()`, without materialising the transpose.
+    MatMulNt(Operand, Operand),
+    /// `a.transpose() * b`
+    MatMulTn(Operand, Operand),
+    Math(MathFn, Vec<Operand>),
+    Call(Callee, Vec<Arg>),
+    /// `&base.member`
+    Field(VarId, Member),
+    /// `base[index]` (index is a constant or an integer value)
+    Index(VarId, Operand),
+    Transpose(Operand),
+    Sum(Operand),
+    Mean(Operand),
+    ComponentMul(Operand, Operand),
+    /// An expression of constants only (integer arithmetic, casts of loop indices...),
+    /// already renamed.
+    Inactive(TokenStream),
+}
+
+#[derive(Clone)]
+pub struct Assign {
+    pub dst: VarId,
+    pub op: Op,
+    pub span: Span,
+}
+
+#[derive(Clone)]
+pub struct Phi {
+    pub dst: VarId,
+    pub then_v: Operand,
+    pub else_v: Operand,
+}
+
+#[derive(Clone)]
+pub struct If {
+    pub id: usize,
+    pub cond: TokenStream,
+    pub then_b: Block,
+    pub else_b: Block,
+    pub phis: Vec<Phi>,
+}
+
+#[derive(Clone)]
+pub struct Carried {
+    pub init: Operand,
+    pub head: VarId,
+    pub end: Operand,
+    pub after: VarId,
+}
+
+#[derive(Clone)]
+pub struct For {
+    pub id: usize,
+    pub index: VarId,
+    pub iter: TokenStream,
+    pub body: Block,
+    pub carried: Vec<Carried>,
+}
+
+#[derive(Clone)]
+pub enum Stmt {
+    Assign(Assign),
+    If(If),
+    For(For),
+    Return(Operand, Span),
+}
+
+#[derive(Clone, Default)]
+pub struct Block {
+    pub stmts: Vec<Stmt>,
+    /// Every path through the block returns.
+    pub diverges: bool,
+}
+
+impl Block {
+    /// The values defined at the top level of this block (not inside nested blocks).
+    pub fn defined(&self) -> Vec<VarId> {
+        let mut out = Vec::new();
+        for s in &self.stmts {
+            match s {
+                Stmt::Assign(a) => out.push(a.dst),
+                Stmt::If(i) => out.extend(i.phis.iter().map(|p| p.dst)),
+                Stmt::For(f) => out.extend(f.carried.iter().map(|c| c.after)),
+                Stmt::Return(..) => {}
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,1421 @@
+//! Lowering: the body of a `#[differentiable]` fn to the IR, one operation per step.
+//! Unsupported syntax is rejected here, with an error on the offending tokens.
+
+use crate::args::Args;
+use crate::ir::*;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote};
+use std::collections::HashMap;
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{BinOp, Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type, UnOp};
+
+/// A parameter of the differentiated function.
+pub struct Param {
+    pub ident: Ident,
+    /// The declared type (`Self` or `&Self` for a receiver).
+    pub ty: Type,
+    pub active: bool,
+    pub var: VarId,
+}
+
+/// The lowered function.
+pub struct Function {
+    pub params: Vec<Param>,
+    pub vars: Vec<VarInfo>,
+    pub body: Block,
+    /// Items declared in the body (`const`, `fn`, `use`), copied into the generated fns.
+    pub items: Vec<syn::Stmt>,
+    /// Explicit types of `let` bindings, by value.
+    pub types: HashMap<VarId, Type>,
+}
+
+#[derive(Clone)]
+struct Binding {
+    op: Operand,
+    mutable: bool,
+    is_param: bool,
+}
+
+type Scopes = Vec<Vec<(String, Binding)>>;
+
+struct Lowerer {
+    vars: Vec<VarInfo>,
+    scopes: Scopes,
+    errors: Vec<syn::Error>,
+    items: Vec<syn::Stmt>,
+    types: HashMap<VarId, Type>,
+    cur: Vec<Stmt>,
+    diverged: bool,
+    next_id: usize,
+}
+
+struct Snapshot {
+    vars: usize,
+    errors: usize,
+    items: usize,
+    scopes: Scopes,
+    next_id: usize,
+}
+
+const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul";
+
+/// Float methods that exist but have no rule here.
+const UNSUPPORTED_FLOAT_METHODS: &[&str] = &[
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "fract",
+    "exp_m1",
+    "ln_1p",
+    "sin_cos",
+    "to_degrees",
+    "to_radians",
+    "clamp",
+    "rem_euclid",
+    "div_euclid",
+    "copysign",
+    "asinh",
+    "acosh",
+    "atanh",
+    "powi_checked",
+    "sqrt_checked",
+];
+
+/// nalgebra methods that exist but have no rule here.
+const UNSUPPORTED_MATRIX_METHODS: &[&str] = &[
+    "map",
+    "apply",
+    "zip_map",
+    "tr_mul",
+    "ad_mul",
+    "tr_dot",
+    "dot",
+    "norm",
+    "norm_squared",
+    "normalize",
+    "try_inverse",
+    "determinant",
+    "column",
+    "row",
+    "rows",
+    "columns",
+    "view",
+    "iter",
+    "iter_mut",
+    "into_iter",
+    "component_div",
+    "add_scalar",
+    "kronecker",
+    "max",
+    "min",
+    "amax",
+    "variance",
+    "row_sum",
+    "column_sum",
+    "row_mean",
+    "column_mean",
+    "fill",
+    "set_column",
+    "set_row",
+];
+
+/// Methods that read the structure of a value, not its numbers: never differentiated.
+const STRUCTURAL_METHODS: &[&str] = &["len", "nrows", "ncols", "shape", "is_empty"];
+
+fn is_constant_type(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => is_constant_type(&r.elem),
+        Type::Slice(s) => is_constant_type(&s.elem),
+        Type::Array(a) => is_constant_type(&a.elem),
+        Type::Paren(p) => is_constant_type(&p.elem),
+        Type::Path(p) => {
+            let Some(last) = p.path.segments.last() else {
+                return false;
+            };
+            let name = last.ident.to_string();
+            matches!(
+                name.as_str(),
+                "i8" | "i16"
+                    | "i32"
+                    | "i64"
+                    | "i128"
+                    | "isize"
+                    | "u8"
+                    | "u16"
+                    | "u32"
+                    | "u64"
+                    | "u128"
+                    | "usize"
+                    | "bool"
+                    | "char"
+                    | "str"
+                    | "String"
+            ) || (name == "Vec" || name == "Option")
+                && match &last.arguments {
+                    syn::PathArguments::AngleBracketed(a) => a.args.iter().all(|g| match g {
+                        syn::GenericArgument::Type(t) => is_constant_type(t),
+                        _ => true,
+                    }),
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip(&p.expr),
+        Expr::Group(g) => strip(&g.expr),
+        Expr::Reference(r) => strip(&r.expr),
+        _ => e,
+    }
+}
+
+/// `e.transpose()` -> `e`
+fn as_transpose(e: &Expr) -> Option<&Expr> {
+    match strip(e) {
+        Expr::MethodCall(m) if m.method == "transpose" && m.args.is_empty() => Some(&m.receiver),
+        _ => None,
+    }
+}
+
+fn err(span: Span, msg: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new(span, msg)
+}
+
+/// Lowers `func`: checks the signature, decides which parameters are active, and turns the
+/// body into the IR. Every error found is returned, not only the first.
+pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
+    let mut l = Lowerer {
+        vars: Vec::new(),
+        scopes: vec![Vec::new()],
+        errors: Vec::new(),
+        items: Vec::new(),
+        types: HashMap::new(),
+        cur: Vec::new(),
+        diverged: false,
+        next_id: 0,
+    };
+    let sig = &func.sig;
+    if let Some(t) = &sig.unsafety {
+        l.errors.push(err(
+            t.span,
+            "`unsafe fn` cannot be #[differentiable]; keep the unsafe code in a helper with a hand-written `_vjp`",
+        ));
+    }
+    if let Some(t) = &sig.asyncness {
+        l.errors
+            .push(err(t.span, "`async fn` cannot be #[differentiable]"));
+    }
+    if !sig.generics.params.is_empty() {
+        l.errors.push(err(
+            sig.generics.params.span(),
+            "generic functions are not supported by #[differentiable]; write the function for concrete types (f32 or f64)",
+        ));
+    }
+    if let Some(w) = &sig.generics.where_clause {
+        l.errors.push(err(
+            w.span(),
+            "`where` clauses are not supported by #[differentiable]",
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        l.errors
+            .push(err(v.span(), "variadic functions are not supported"));
+    }
+    if let ReturnType::Default = sig.output {
+        l.errors.push(err(
+            sig.ident.span(),
+            "a #[differentiable] fn must return a value (f32, f64, a matrix...)",
+        ));
+    }
+
+    // Parameters.
+    let mut params = Vec::new();
+    for (pos, input) in sig.inputs.iter().enumerate() {
+        let (ident, ty, is_ref) = match input {
+            FnArg::Receiver(r) => {
+                if let Some(m) = &r.mutability {
+                    l.errors.push(err(
+                        m.span,
+                        "`&mut self` is not supported: a #[differentiable] method reads its receiver; take `&self`",
+                    ));
+                }
+                let ty: Type = if r.reference.is_some() {
+                    syn::parse_quote!(&Self)
+                } else {
+                    syn::parse_quote!(Self)
+                };
+                (
+                    Ident::new("self", r.self_token.span),
+                    ty,
+                    r.reference.is_some(),
+                )
+            }
+            FnArg::Typed(pt) => {
+                let ident = match &*pt.pat {
+                    Pat::Ident(pi) => {
+                        if let Some(m) = &pi.mutability {
+                            l.errors.push(err(
+                                m.span,
+                                "parameters of a #[differentiable] fn cannot be `mut`: a parameter is read-only; copy it into a `let mut` local",
+                            ));
+                        }
+                        if pi.by_ref.is_some() || pi.subpat.is_some() {
+                            l.errors
+                                .push(err(pi.span(), "only plain parameter names are supported"));
+                        }
+                        pi.ident.clone()
+                    }
+                    other => {
+                        l.errors.push(err(
+                            other.span(),
+                            "only plain parameter names are supported (no patterns); destructure in a `let`",
+                        ));
+                        format_ident!("__bad_param_{}", pos)
+                    }
+                };
+                if let Type::Reference(r) = &*pt.ty {
+                    if let Some(m) = &r.mutability {
+                        l.errors.push(err(
+                            m.span,
+                            "`&mut` parameters are not supported: a #[differentiable] fn cannot mutate its inputs",
+                        ));
+                    }
+                }
+                let is_ref = matches!(&*pt.ty, Type::Reference(_));
+                ((ident), (*pt.ty).clone(), is_ref)
+            }
+        };
+        let is_self = ident == "self";
+        let active = match &args.wrt {
+            Some(list) => list.iter().any(|w| *w == ident),
+            None => is_self || !is_constant_type(&ty),
+        };
+        if pos >= 64 {
+            l.errors
+                .push(err(ident.span(), "at most 64 parameters are supported"));
+        }
+        let deps = if active { 1u64 << (pos % 64) } else { 0 };
+        let var = l.vars.len();
+        l.vars.push(VarInfo {
+            ident: ident.clone(),
+            is_ref,
+            active,
+            deps,
+        });
+        l.scopes[0].push((
+            ident.to_string(),
+            Binding {
+                op: Operand::Var(var),
+                mutable: false,
+                is_param: true,
+            },
+        ));
+        params.push(Param {
+            ident,
+            ty,
+            active,
+            var,
+        });
+    }
+    if let Some(list) = &args.wrt {
+        for w in list {
+            match params.iter().find(|p| p.ident == *w) {
+                None => l.errors.push(err(
+                    w.span(),
+                    format!("`{w}` is not a parameter of this function"),
+                )),
+                Some(p) if is_constant_type(&p.ty) => l.errors.push(err(
+                    w.span(),
+                    format!(
+                        "`{w}` cannot be differentiated: its type `{}` is not a float type; only f32/f64 values, arrays, slices, matrices and parameter structs carry gradients",
+                        p.ty.to_token_stream()
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if !params.iter().any(|p| p.active) && l.errors.is_empty() {
+        l.errors.push(err(
+            sig.inputs.span(),
+            "no parameter to differentiate: every parameter has an integer or bool type; name the active ones with #[differentiable(wrt(..))]",
+        ));
+    }
+    l.next_id = l.vars.len();
+
+    // Body.
+    let tail = l.stmts(&func.block.stmts);
+    if !l.diverged {
+        match tail {
+            Some(v) => {
+                let span = func
+                    .block
+                    .stmts
+                    .last()
+                    .map(|s| s.span())
+                    .unwrap_or_else(|| func.block.span());
+                l.cur.push(Stmt::Return(v, span));
+                l.diverged = true;
+            }
+            None => l.errors.push(err(
+                func.block.brace_token.span.close(),
+                "a #[differentiable] fn must end with the value it returns",
+            )),
+        }
+    }
+    if !l.errors.is_empty() {
+        return Err(l.errors);
+    }
+    Ok(Function {
+        params,
+        vars: l.vars,
+        body: Block {
+            stmts: l.cur,
+            diverges: true,
+        },
+        items: l.items,
+        types: l.types,
+    })
+}
+
+impl Lowerer {
+    fn new_var(&mut self, base: &str, active: bool, deps: u64, is_ref: bool) -> VarId {
+        let id = self.vars.len();
+        let name = if base.is_empty() {
+            format!("__t{id}")
+        } else {
+            format!("__{}_{id}", base.trim_start_matches("r#"))
+        };
+        self.vars.push(VarInfo {
+            ident: Ident::new(&name, Span::call_site()),
+            is_ref,
+            active,
+            deps,
+        });
+        id
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            vars: self.vars.len(),
+            errors: self.errors.len(),
+            items: self.items.len(),
+            scopes: self.scopes.clone(),
+            next_id: self.next_id,
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        self.vars.truncate(s.vars);
+        self.errors.truncate(s.errors);
+        self.items.truncate(s.items);
+        self.types.retain(|k, _| *k < s.vars);
+        self.scopes = s.scopes;
+        self.next_id = s.next_id;
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Binding> {
+        self.scopes
+            .iter()
+            .rev()
+            .find_map(|s| s.iter().rev().find(|(n, _)| n == name).map(|(_, b)| b))
+    }
+
+    fn bind(&mut self, name: String, op: Operand, mutable: bool) {
+        self.scopes.last_mut().unwrap().push((
+            name,
+            Binding {
+                op,
+                mutable,
+                is_param: false,
+            },
+        ));
+    }
+
+    /// Rebinds an existing (mutable) name in the scope that declared it.
+    fn rebind(&mut self, name: &str, op: Operand) {
+        for scope in self.scopes.iter_mut().rev() {
+            if let Some((_, b)) = scope.iter_mut().rev().find(|(n, _)| n == name) {
+                b.op = op;
+                return;
+            }
+        }
+    }
+
+    fn active(&self, o: &Operand) -> bool {
+        match o {
+            Operand::Var(v) => self.vars[*v].active,
+            Operand::Const(_) => false,
+        }
+    }
+
+    fn deps(&self, o: &Operand) -> u64 {
+        match o {
+            Operand::Var(v) => self.vars[*v].deps,
+            Operand::Const(_) => 0,
+        }
+    }
+
+    fn dummy() -> Operand {
+        Operand::Const(syn::parse_quote!(0.0))
+    }
+
+    /// Emits `dst = op` and returns `dst`.
+    fn assign(&mut self, op: Op, operands: &[&Operand], span: Span, is_ref: bool) -> Operand {
+        let active = operands.iter().any(|o| self.active(o));
+        let deps = operands.iter().fold(0, |d, o| d | self.deps(o));
+        let dst = self.new_var("", active, deps, is_ref);
+        self.cur.push(Stmt::Assign(Assign { dst, op, span }));
+        Operand::Var(dst)
+    }
+
+    /// An expression of constants, with local names renamed; `allow_active` lets it read
+    /// values that carry gradients (conditions, comparisons).
+    fn inactive_expr(&mut self, e: &Expr, allow_active: bool) -> TokenStream {
+        struct Renamer<'a> {
+            l: &'a Lowerer,
+            allow_active: bool,
+            errors: Vec<syn::Error>,
+        }
+        impl VisitMut for Renamer<'_> {
+            fn visit_expr_mut(&mut self, e: &mut Expr) {
+                if let Expr::Path(p) = e {
+                    if p.qself.is_none() && p.path.segments.len() == 1 {
+                        let name = p.path.segments[0].ident.to_string();
+                        if let Some(b) = self.l.lookup(&name) {
+                            match &b.op {
+                                Operand::Var(v) => {
+                                    let info = &self.l.vars[*v];
+                                    if info.active && !self.allow_active {
+                                        self.errors.push(err(
+                                            p.span(),
+                                            format!(
+                                                "`{name}` carries a gradient and cannot be used here; only constants and integer values can (casts, indices, loop bounds)"
+                                            ),
+                                        ));
+                                    }
+                                    let id = &info.ident;
+                                    *e = syn::parse_quote!(#id);
+                                }
+                                Operand::Const(c) => {
+                                    *e = syn::parse_quote!((#c));
+                                }
+                            }
+                            return;
+                        }
+                    }
+                }
+                if let Expr::Closure(c) = e {
+                    self.errors.push(err(
+                        c.or1_token.span,
+                        "closures are not supported in a #[differentiable] fn; write a separate #[differentiable] fn",
+                    ));
+                    return;
+                }
+                syn::visit_mut::visit_expr_mut(self, e);
+            }
+            fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+        }
+        let mut e = e.clone();
+        let mut r = Renamer {
+            l: self,
+            allow_active,
+            errors: Vec::new(),
+        };
+        r.visit_expr_mut(&mut e);
+        let errs = r.errors;
+        self.errors.extend(errs);
+        e.into_token_stream()
+    }
+
+    fn inactive(&mut self, e: &Expr, allow_active: bool) -> Operand {
+        let ts = self.inactive_expr(e, allow_active);
+        let dst = self.new_var("", false, 0, false);
+        self.cur.push(Stmt::Assign(Assign {
+            dst,
+            op: Op::Inactive(ts),
+            span: e.span(),
+        }));
+        Operand::Var(dst)
+    }
+
+    /// Lowers the statements of a block; returns the value of its tail expression.
+    fn stmts(&mut self, stmts: &[syn::Stmt]) -> Option<Operand> {
+        let mut tail = None;
+        for (i, s) in stmts.iter().enumerate() {
+            if self.diverged {
+                break;
+            }
+            let last = i + 1 == stmts.len();
+            match s {
+                syn::Stmt::Local(local) => self.local(local),
+                syn::Stmt::Item(item) => self.items.push(syn::Stmt::Item(item.clone())),
+                syn::Stmt::Macro(m) => self.errors.push(err(
+                    m.mac.path.span(),
+                    "macros are not supported in a #[differentiable] fn",
+                )),
+                syn::Stmt::Expr(e, semi) => {
+                    if last && semi.is_none() {
+                        tail = Some(self.expr(e));
+                    } else {
+                        self.stmt_expr(e);
+                    }
+                }
+            }
+        }
+        tail
+    }
+
+    fn local(&mut self, local: &syn::Local) {
+        let (pat, ty) = match &local.pat {
+            Pat::Type(pt) => (&*pt.pat, Some((*pt.ty).clone())),
+            p => (p, None),
+        };
+        let (name, mutable) = match pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                (Some(pi.ident.to_string()), pi.mutability.is_some())
+            }
+            Pat::Wild(_) => (None, false),
+            other => {
+                self.errors.push(err(
+                    other.span(),
+                    "only `let name = ...` and `let mut name = ...` are supported (no patterns)",
+                ));
+                return;
+            }
+        };
+        let Some(init) = &local.init else {
+            self.errors.push(err(
+                local.span(),
+                "a `let` in a #[differentiable] fn needs a value: write `let x = ...;`",
+            ));
+            return;
+        };
+        if let Some((else_tok, _)) = &init.diverge {
+            self.errors.push(err(
+                else_tok.span,
+                "`let ... else` is not supported in a #[differentiable] fn",
+            ));
+            return;
+        }
+        let before = self.cur.len();
+        let mut op = self.expr(&init.expr);
+        // A fresh value gets the user's name (readable generated code) and type annotation.
+        let fresh = match &op {
+            Operand::Var(v) => {
+                self.cur.len() > before
+                    && matches!(self.cur.last(), Some(Stmt::Assign(a)) if a.dst == *v)
+            }
+            Operand::Const(_) => false,
+        };
+        if let (Some(ty), Operand::Const(c)) = (&ty, &op) {
+            let dst = self.new_var(name.as_deref().unwrap_or(""), false, 0, false);
+            self.cur.push(Stmt::Assign(Assign {
+                dst,
+                op: Op::Inactive(c.to_token_stream()),
+                span: init.expr.span(),
+            }));
+            self.types.insert(dst, ty.clone());
+            op = Operand::Var(dst);
+        } else if let (true, Operand::Var(v)) = (fresh, &op) {
+            if let Some(n) = &name {
+                self.vars[*v].ident = format_ident!("__{}_{}", n.trim_start_matches("r#"), v);
+            }
+            if let Some(ty) = &ty {
+                let is_call = matches!(
+                    self.cur.last(),
+                    Some(Stmt::Assign(Assign {
+                        op: Op::Call(..),
+                        ..
+                    }))
+                );
+                if !is_call {
+                    self.types.insert(*v, ty.clone());
+                }
+            }
+        }
+        if let Some(n) = name {
+            self.bind(n, op, mutable);
+        }
+    }
+
+    /// An expression in statement position.
+    fn stmt_expr(&mut self, e: &Expr) {
+        match e {
+            Expr::Assign(a) => {
+                let v = self.expr(&a.right);
+                self.assign_to(&a.left, v);
+            }
+            Expr::Binary(b)
+                if matches!(
+                    b.op,
+                    BinOp::AddAssign(_)
+                        | BinOp::SubAssign(_)
+                        | BinOp::MulAssign(_)
+                        | BinOp::DivAssign(_)
+                ) =>
+            {
+                let Some(cur) = self.target(&b.left) else {
+                    return;
+                };
+                let rhs = self.expr(&b.right);
+                let v = match b.op {
+                    BinOp::AddAssign(_) => {
+                        self.binary_op(Op::Add(cur.clone(), rhs.clone()), &cur, &rhs, e)
+                    }
+                    BinOp::SubAssign(_) => {
+                        self.binary_op(Op::Sub(cur.clone(), rhs.clone()), &cur, &rhs, e)
+                    }
+                    BinOp::MulAssign(_) => {
+                        self.binary_op(Op::Mul(cur.clone(), rhs.clone()), &cur, &rhs, e)
+                    }
+                    _ => self.binary_op(Op::Div(cur.clone(), rhs.clone()), &cur, &rhs, e),
+                };
+                self.assign_to(&b.left, v);
+            }
+            Expr::Binary(b)
+                if matches!(
+                    b.op,
+                    BinOp::RemAssign(_)
+                        | BinOp::BitAndAssign(_)
+                        | BinOp::BitOrAssign(_)
+                        | BinOp::BitXorAssign(_)
+                        | BinOp::ShlAssign(_)
+                        | BinOp::ShrAssign(_)
+                ) =>
+            {
+                self.errors.push(err(
+                    b.op.span(),
+                    "only `=`, `+=`, `-=`, `*=` and `/=` are supported in a #[differentiable] fn",
+                ));
+            }
+            Expr::If(i) => {
+                let _ = self.lower_if(i, false);
+            }
+            Expr::ForLoop(_) | Expr::Return(_) | Expr::Block(_) => {
+                let _ = self.expr(e);
+            }
+            other => {
+                let _ = self.expr(other);
+                if !self.diverged {
+                    self.errors.push(err(
+                        other.span(),
+                        "this statement has no effect on the result; a #[differentiable] fn computes its value with `let`, assignments, `if`, `for` and `return`",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The current value of an assignment target, checking that it can be assigned.
+    fn target(&mut self, left: &Expr) -> Option<Operand> {
+        match strip_paren(left) {
+            Expr::Path(p) if p.path.segments.len() == 1 && p.qself.is_none() => {
+                let name = p.path.segments[0].ident.to_string();
+                match self.lookup(&name) {
+                    Some(b) if b.is_param => {
+                        self.errors.push(err(
+                            p.span(),
+                            format!("cannot assign to parameter `{name}`: parameters are read-only in a #[differentiable] fn; copy it into a `let mut` local first"),
+                        ));
+                        None
+                    }
+                    Some(b) if !b.mutable => {
+                        self.errors.push(err(
+                            p.span(),
+                            format!("cannot assign twice to `{name}`: declare it with `let mut`"),
+                        ));
+                        None
+                    }
+                    Some(b) => Some(b.op.clone()),
+                    None => {
+                        self.errors.push(err(
+                            p.span(),
+                            format!("cannot assign to `{name}`: only local `let mut` variables can be assigned"),
+                        ));
+                        None
+                    }
+                }
+            }
+            Expr::Index(_) | Expr::Field(_) => {
+                let root = root_name(left);
+                let is_param = root
+                    .as_ref()
+                    .and_then(|n| self.lookup(n))
+                    .is_some_and(|b| b.is_param);
+                let msg = if is_param {
+                    format!(
+                        "cannot assign into parameter `{}`: parameters are read-only in a #[differentiable] fn",
+                        root.unwrap_or_default()
+                    )
+                } else {
+                    "assignment to an element or a field is not supported in a #[differentiable] fn; compute a new value with `let`".to_string()
+                };
+                self.errors.push(err(left.span(), msg));
+                None
+            }
+            other => {
+                self.errors
+                    .push(err(other.span(), "unsupported assignment target"));
+                None
+            }
+        }
+    }
+
+    fn assign_to(&mut self, left: &Expr, v: Operand) {
+        if self.target(left).is_some() {
+            if let Expr::Path(p) = strip_paren(left) {
+                let name = p.path.segments[0].ident.to_string();
+                if let Operand::Var(id) = &v {
+                    if self.vars[*id].ident.to_string().starts_with("__t") {
+                        self.vars[*id].ident =
+                            format_ident!("__{}_{}", name.trim_start_matches("r#"), id);
+                    }
+                }
+                self.rebind(&name, v);
+            }
+        }
+    }
+
+    fn binary_op(&mut self, op: Op, a: &Operand, b: &Operand, e: &Expr) -> Operand {
+        if !self.active(a) && !self.active(b) {
+            return self.inactive(e, true);
+        }
+        self.assign(op, &[a, b], e.span(), false)
+    }
+
+    fn expr(&mut self, e: &Expr) -> Operand {
+        if self.diverged {
+            return Self::dummy();
+        }
+        match e {
+            Expr::Lit(_) => Operand::Const(e.clone()),
+            Expr::Path(p) => {
+                if p.qself.is_none() && p.path.segments.len() == 1 {
+                    let name = p.path.segments[0].ident.to_string();
+                    if let Some(b) = self.lookup(&name) {
+                        return b.op.clone();
+                    }
+                }
+                Operand::Const(e.clone())
+            }
+            Expr::Paren(p) => self.expr(&p.expr),
+            Expr::Group(g) => self.expr(&g.expr),
+            Expr::Reference(r) => {
+                if let Some(m) = &r.mutability {
+                    self.errors.push(err(m.span, "`&mut` borrows are not supported in a #[differentiable] fn"));
+                }
+                self.expr(&r.expr)
+            }
+            Expr::Unary(u) => match u.op {
+                UnOp::Neg(_) => {
+                    let a = self.expr(&u.expr);
+                    if let Operand::Const(_) = a {
+                        return Operand::Const(e.clone());
+                    }
+                    if !self.active(&a) {
+                        return self.inactive(e, true);
+                    }
+                    self.assign(Op::Neg(a.clone()), &[&a], e.span(), false)
+                }
+                UnOp::Deref(_) => self.expr(&u.expr),
+                _ => self.inactive(e, true),
+            },
+            Expr::Binary(b) => self.binary(b, e),
+            Expr::Cast(c) => {
+                let _ = c;
+                self.inactive(e, false)
+            }
+            Expr::MethodCall(m) => self.method_call(m, e),
+            Expr::Call(c) => self.call(c, e),
+            Expr::Index(ix) => {
+                let base = self.expr(&ix.expr);
+                let index = self.expr(&ix.index);
+                if self.active(&index) {
+                    self.errors.push(err(ix.index.span(), "an index must be an integer, not a value that carries a gradient"));
+                    return Self::dummy();
+                }
+                match base {
+                    Operand::Var(v) if self.vars[v].active => {
+                        let active = true;
+                        let deps = self.vars[v].deps;
+                        let dst = self.new_var("", active, deps, false);
+                        self.cur.push(Stmt::Assign(Assign {
+                            dst,
+                            op: Op::Index(v, index),
+                            span: e.span(),
+                        }));
+                        Operand::Var(dst)
+                    }
+                    _ => self.inactive(e, true),
+                }
+            }
+            Expr::Field(f) => {
+                let base = self.expr(&f.base);
+                match base {
+                    Operand::Var(v) if self.vars[v].active => {
+                        let deps = self.vars[v].deps;
+                        let dst = self.new_var(&member_name(&f.member), true, deps, true);
+                        self.cur.push(Stmt::Assign(Assign {
+                            dst,
+                            op: Op::Field(v, f.member.clone()),
+                            span: e.span(),
+                        }));
+                        Operand::Var(dst)
+                    }
+                    Operand::Var(_) => self.inactive(&syn::parse_quote!(&#e), true),
+                    Operand::Const(_) => Operand::Const(e.clone()),
+                }
+            }
+            Expr::Block(b) => {
+                if let Some(label) = &b.label {
+                    self.errors.push(err(label.span(), "labeled blocks are not supported in a #[differentiable] fn"));
+                }
+                self.scopes.push(Vec::new());
+                let v = self.stmts(&b.block.stmts);
+                self.scopes.pop();
+                match v {
+                    Some(v) => v,
+                    None if self.diverged => Self::dummy(),
+                    None => {
+                        self.errors.push(err(b.span(), "this block has no value"));
+                        Self::dummy()
+                    }
+                }
+            }
+            Expr::If(i) => self.lower_if(i, true).unwrap_or_else(Self::dummy),
+            Expr::ForLoop(f) => {
+                self.lower_for(f);
+                Self::dummy()
+            }
+            Expr::Return(r) => {
+                match &r.expr {
+                    Some(v) => {
+                        let v = self.expr(v);
+                        if !self.diverged {
+                            self.cur.push(Stmt::Return(v, r.span()));
+                        }
+                    }
+                    None => self.errors.push(err(r.span(), "`return` needs a value in a #[differentiable] fn")),
+                }
+                self.diverged = true;
+                Self::dummy()
+            }
+            Expr::While(w) => self.unsupported(w.while_token.span, "`while` loops are not supported in a #[differentiable] fn; use `for i in a..b`"),
+            Expr::Loop(l) => self.unsupported(l.loop_token.span, "`loop` is not supported in a #[differentiable] fn; use `for i in a..b` with an early `return`"),
+            Expr::Closure(c) => self.unsupported(c.or1_token.span, "closures are not supported in a #[differentiable] fn; write a separate #[differentiable] fn and call it"),
+            Expr::Match(m) => self.unsupported(m.match_token.span, "`match` is not supported in a #[differentiable] fn; use `if`/`else if`/`else`"),
+            Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
+            Expr::Break(b) => self.unsupported(b.break_token.span, "`break` is not supported in a #[differentiable] fn; use an early `return`"),
+            Expr::Continue(c) => self.unsupported(c.continue_token.span, "`continue` is not supported in a #[differentiable] fn; use `if` around the rest of the body"),
+            Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in a #[differentiable] fn"),
+            Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
+            Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
+            Expr::Await(a) => self.unsupported(a.await_token.span, "`.await` is not supported in a #[differentiable] fn"),
+            Expr::Tuple(t) => self.unsupported(t.span(), "tuples are not supported in a #[differentiable] fn; return one value"),
+            Expr::Array(a) => self.unsupported(a.span(), "array expressions are not supported in a #[differentiable] fn; take arrays as parameters"),
+            Expr::Assign(a) => self.unsupported(a.eq_token.span, "an assignment is a statement, not a value; end it with `;`"),
+            Expr::Let(l) => self.unsupported(l.let_token.span, "`if let` is not supported in a #[differentiable] fn"),
+            Expr::Range(r) => self.unsupported(r.span(), "ranges are only supported as `for` loop bounds"),
+            other => self.unsupported(other.span(), "this expression is not supported in a #[differentiable] fn"),
+        }
+    }
+
+    fn unsupported(&mut self, span: Span, msg: &str) -> Operand {
+        self.errors.push(err(span, msg));
+        Self::dummy()
+    }
+
+    fn binary(&mut self, b: &syn::ExprBinary, e: &Expr) -> Operand {
+        match b.op {
+            BinOp::Mul(_) => {
+                if let Some(inner) = as_transpose(&b.right) {
+                    let l = self.expr(&b.left);
+                    let r = self.expr(inner);
+                    if self.active(&l) || self.active(&r) {
+                        return self.assign(
+                            Op::MatMulNt(l.clone(), r.clone()),
+                            &[&l, &r],
+                            e.span(),
+                            false,
+                        );
+                    }
+                    return self.inactive(e, true);
+                }
+                if let Some(inner) = as_transpose(&b.left) {
+                    let l = self.expr(inner);
+                    let r = self.expr(&b.right);
+                    if self.active(&l) || self.active(&r) {
+                        return self.assign(
+                            Op::MatMulTn(l.clone(), r.clone()),
+                            &[&l, &r],
+                            e.span(),
+                            false,
+                        );
+                    }
+                    return self.inactive(e, true);
+                }
+                let l = self.expr(&b.left);
+                let r = self.expr(&b.right);
+                self.binary_op(Op::Mul(l.clone(), r.clone()), &l, &r, e)
+            }
+            BinOp::Add(_) | BinOp::Sub(_) | BinOp::Div(_) => {
+                let l = self.expr(&b.left);
+                let r = self.expr(&b.right);
+                let op = match b.op {
+                    BinOp::Add(_) => Op::Add(l.clone(), r.clone()),
+                    BinOp::Sub(_) => Op::Sub(l.clone(), r.clone()),
+                    _ => Op::Div(l.clone(), r.clone()),
+                };
+                self.binary_op(op, &l, &r, e)
+            }
+            BinOp::Rem(_) => {
+                let l = self.expr(&b.left);
+                let r = self.expr(&b.right);
+                if self.active(&l) || self.active(&r) {
+                    return self.unsupported(
+                        b.op.span(),
+                        "`%` of values that carry a gradient is not supported",
+                    );
+                }
+                self.inactive(e, true)
+            }
+            BinOp::AddAssign(_)
+            | BinOp::SubAssign(_)
+            | BinOp::MulAssign(_)
+            | BinOp::DivAssign(_) => self.unsupported(
+                b.op.span(),
+                "a compound assignment is a statement, not a value; end it with `;`",
+            ),
+            _ => {
+                // Comparisons, logic and bit operations: no gradient flows through them.
+                self.inactive(e, true)
+            }
+        }
+    }
+
+    fn method_call(&mut self, m: &syn::ExprMethodCall, e: &Expr) -> Operand {
+        let name = m.method.to_string();
+        if STRUCTURAL_METHODS.contains(&name.as_str()) {
+            return self.inactive(e, true);
+        }
+        let recv = self.expr(&m.receiver);
+        let args: Vec<(Operand, bool)> = m
+            .args
+            .iter()
+            .map(|a| (self.expr(a), matches!(strip_paren(a), Expr::Reference(_))))
+            .collect();
+        let any_active = self.active(&recv) || args.iter().any(|(a, _)| self.active(a));
+        if !any_active {
+            return self.inactive(e, true);
+        }
+        let span = m.method.span();
+        if let Some((f, arity)) = MathFn::lookup(&name) {
+            if m.args.len() + 1 != arity {
+                return self
+                    .unsupported(span, &format!("`{name}` takes {} argument(s)", arity - 1));
+            }
+            if f == MathFn::Powi && self.active(&args[0].0) {
+                return self.unsupported(m.args[0].span(), "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
+            }
+            let mut ops = vec![recv];
+            ops.extend(args.into_iter().map(|(a, _)| a));
+            let refs: Vec<&Operand> = ops.iter().collect();
+            let refs: Vec<Operand> = refs.into_iter().cloned().collect();
+            let rr: Vec<&Operand> = refs.iter().collect();
+            return self.assign(Op::Math(f, ops.clone()), &rr, e.span(), false);
+        }
+        match (name.as_str(), args.len()) {
+            ("transpose", 0) => {
+                return self.assign(Op::Transpose(recv.clone()), &[&recv], e.span(), false);
+            }
+            ("sum", 0) => return self.assign(Op::Sum(recv.clone()), &[&recv], e.span(), false),
+            ("mean", 0) => return self.assign(Op::Mean(recv.clone()), &[&recv], e.span(), false),
+            ("clone", 0) => return self.assign(Op::Clone(recv.clone()), &[&recv], e.span(), false),
+            ("component_mul", 1) => {
+                let b = args[0].0.clone();
+                return self.assign(
+                    Op::ComponentMul(recv.clone(), b.clone()),
+                    &[&recv, &b],
+                    e.span(),
+                    false,
+                );
+            }
+            _ => {}
+        }
+        if UNSUPPORTED_FLOAT_METHODS.contains(&name.as_str()) {
+            return self.unsupported(span, &format!("method `{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}"));
+        }
+        if UNSUPPORTED_MATRIX_METHODS.contains(&name.as_str()) {
+            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, and functions with a `_pullback` (relu, softmax, ...)"));
+        }
+        let Operand::Var(rv) = recv else {
+            return self.unsupported(
+                m.receiver.span(),
+                "the receiver of a differentiable method call must be a variable",
+            );
+        };
+        let mut all = vec![recv.clone()];
+        all.extend(args.iter().map(|(a, _)| a.clone()));
+        let refs: Vec<&Operand> = all.iter().collect();
+        let call_args = args
+            .into_iter()
+            .map(|(operand, by_ref)| Arg { operand, by_ref })
+            .collect();
+        self.assign(
+            Op::Call(
+                Callee::Method {
+                    receiver: rv,
+                    method: m.method.clone(),
+                },
+                call_args,
+            ),
+            &refs,
+            span,
+            false,
+        )
+    }
+
+    fn call(&mut self, c: &syn::ExprCall, e: &Expr) -> Operand {
+        let Expr::Path(p) = strip_paren(&c.func) else {
+            return self.unsupported(
+                c.func.span(),
+                "only calls of functions by name are supported in a #[differentiable] fn",
+            );
+        };
+        let segs: Vec<String> = p
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        let float_path = segs.len() == 2 && (segs[0] == "f32" || segs[0] == "f64");
+        let args: Vec<(Operand, bool)> = c
+            .args
+            .iter()
+            .map(|a| (self.expr(a), matches!(strip_paren(a), Expr::Reference(_))))
+            .collect();
+        if !args.iter().any(|(a, _)| self.active(a)) {
+            return self.inactive(e, true);
+        }
+        if float_path {
+            let name = &segs[1];
+            if let Some((f, arity)) = MathFn::lookup(name) {
+                if c.args.len() != arity {
+                    return self.unsupported(
+                        c.span(),
+                        &format!("`{}::{name}` takes {arity} argument(s)", segs[0]),
+                    );
+                }
+                if f == MathFn::Powi && self.active(&args[1].0) {
+                    return self.unsupported(c.args[1].span(), "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
+                }
+                let ops: Vec<Operand> = args.into_iter().map(|(a, _)| a).collect();
+                let refs: Vec<&Operand> = ops.iter().collect();
+                return self.assign(Op::Math(f, ops.clone()), &refs, e.span(), false);
+            }
+            return self.unsupported(p.path.segments[1].ident.span(), &format!("`{}::{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}", segs[0]));
+        }
+        let ops: Vec<Operand> = args.iter().map(|(a, _)| a.clone()).collect();
+        let refs: Vec<&Operand> = ops.iter().collect();
+        let call_args = args
+            .into_iter()
+            .map(|(operand, by_ref)| Arg { operand, by_ref })
+            .collect();
+        self.assign(
+            Op::Call(Callee::Path(p.path.clone()), call_args),
+            &refs,
+            c.span(),
+            false,
+        )
+    }
+
+    fn same(a: &Operand, b: &Operand) -> bool {
+        match (a, b) {
+            (Operand::Var(x), Operand::Var(y)) => x == y,
+            (Operand::Const(x), Operand::Const(y)) => {
+                x.to_token_stream().to_string() == y.to_token_stream().to_string()
+            }
+            _ => false,
+        }
+    }
+
+    /// Lowers a block into its own statement list (a branch or a loop body).
+    fn sub_block(
+        &mut self,
+        stmts: &[syn::Stmt],
+        extra: Vec<(String, Operand)>,
+    ) -> (Block, Option<Operand>) {
+        let saved_cur = std::mem::take(&mut self.cur);
+        let saved_div = self.diverged;
+        self.diverged = false;
+        self.scopes.push(Vec::new());
+        for (n, o) in extra {
+            self.bind(n, o, false);
+        }
+        let v = self.stmts(stmts);
+        self.scopes.pop();
+        let block = Block {
+            stmts: std::mem::replace(&mut self.cur, saved_cur),
+            diverges: self.diverged,
+        };
+        self.diverged = saved_div;
+        (block, v)
+    }
+
+    fn lower_if(&mut self, i: &syn::ExprIf, want_value: bool) -> Option<Operand> {
+        if let Expr::Let(l) = strip_paren(&i.cond) {
+            self.errors.push(err(
+                l.let_token.span,
+                "`if let` is not supported in a #[differentiable] fn",
+            ));
+            return None;
+        }
+        let cond = self.inactive_expr(&i.cond, true);
+        let before = self.scopes.clone();
+        let (then_b, then_v) = self.sub_block(&i.then_branch.stmts, vec![]);
+        let then_scopes = std::mem::replace(&mut self.scopes, before.clone());
+        let (else_b, else_v) = match &i.else_branch {
+            None => (Block::default(), None),
+            Some((_, e)) => match &**e {
+                Expr::If(inner) => {
+                    let saved_cur = std::mem::take(&mut self.cur);
+                    let saved_div = self.diverged;
+                    self.diverged = false;
+                    let v = self.lower_if(inner, want_value);
+                    let b = Block {
+                        stmts: std::mem::replace(&mut self.cur, saved_cur),
+                        diverges: self.diverged,
+                    };
+                    self.diverged = saved_div;
+                    (b, v)
+                }
+                Expr::Block(b) => self.sub_block(&b.block.stmts, vec![]),
+                other => {
+                    self.errors.push(err(other.span(), "unsupported `else`"));
+                    (Block::default(), None)
+                }
+            },
+        };
+        let else_scopes = std::mem::replace(&mut self.scopes, before.clone());
+        let mut phis = Vec::new();
+        let mut result = None;
+        if then_b.diverges && else_b.diverges {
+            self.diverged = true;
+        }
+        // Names rebound in a branch.
+        for (si, scope) in before.iter().enumerate() {
+            for (bi, (name, _)) in scope.iter().enumerate() {
+                let t = &then_scopes[si][bi].1.op;
+                let e = &else_scopes[si][bi].1.op;
+                let chosen = if then_b.diverges {
+                    e.clone()
+                } else if else_b.diverges || Self::same(t, e) {
+                    t.clone()
+                } else {
+                    let active = self.active(t) || self.active(e);
+                    let deps = self.deps(t) | self.deps(e);
+                    let is_ref = matches!(t, Operand::Var(v) if self.vars[*v].is_ref);
+                    let dst = self.new_var(name, active, deps, is_ref);
+                    phis.push(Phi {
+                        dst,
+                        then_v: t.clone(),
+                        else_v: e.clone(),
+                    });
+                    Operand::Var(dst)
+                };
+                self.scopes[si][bi].1.op = chosen;
+            }
+        }
+        if want_value {
+            result = match (then_v, else_v) {
+                (Some(t), Some(e)) if !then_b.diverges && !else_b.diverges => {
+                    let active = self.active(&t) || self.active(&e);
+                    let deps = self.deps(&t) | self.deps(&e);
+                    let is_ref = matches!(t, Operand::Var(v) if self.vars[v].is_ref);
+                    let dst = self.new_var("", active, deps, is_ref);
+                    phis.push(Phi {
+                        dst,
+                        then_v: t,
+                        else_v: e,
+                    });
+                    Some(Operand::Var(dst))
+                }
+                (_, Some(e)) if then_b.diverges => Some(e),
+                (Some(t), _) if else_b.diverges => Some(t),
+                (None, None) if then_b.diverges && else_b.diverges => None,
+                _ => {
+                    if i.else_branch.is_none() {
+                        None
+                    } else {
+                        self.errors.push(err(
+                            i.if_token.span,
+                            "both branches of this `if` must have a value",
+                        ));
+                        None
+                    }
+                }
+            };
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.cur.push(Stmt::If(If {
+            id,
+            cond,
+            then_b,
+            else_b,
+            phis,
+        }));
+        result
+    }
+
+    fn lower_for(&mut self, f: &syn::ExprForLoop) {
+        if let Some(label) = &f.label {
+            self.errors.push(err(
+                label.span(),
+                "labeled loops are not supported in a #[differentiable] fn",
+            ));
+        }
+        let pat_name = match &*f.pat {
+            Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                Some(pi.ident.to_string())
+            }
+            Pat::Wild(_) => None,
+            other => {
+                self.errors
+                    .push(err(other.span(), "the loop variable must be a name or `_`"));
+                return;
+            }
+        };
+        if !is_range(&f.expr) {
+            self.errors.push(err(
+                f.expr.span(),
+                "only `for i in a..b`, `for i in a..=b` and `for i in (a..b).rev()` loops are supported in a #[differentiable] fn",
+            ));
+            return;
+        }
+        let iter = self.inactive_expr(&f.expr, false);
+        let before = self.scopes.clone();
+        // Pass 1: which names does the body rebind?
+        let snap = self.snapshot();
+        let index = self.new_var(pat_name.as_deref().unwrap_or("i"), false, 0, false);
+        let extra: Vec<(String, Operand)> = pat_name
+            .iter()
+            .map(|n| (n.clone(), Operand::Var(index)))
+            .collect();
+        let (_, _) = self.sub_block(&f.body.stmts, extra.clone());
+        let mut carried: Vec<(usize, usize, String, Operand)> = Vec::new();
+        for (si, scope) in before.iter().enumerate() {
+            for (bi, (name, b)) in scope.iter().enumerate() {
+                if !Self::same(&b.op, &self.scopes[si][bi].1.op) {
+                    carried.push((si, bi, name.clone(), b.op.clone()));
+                }
+            }
+        }
+        self.restore(snap);
+        let mut head_act: Vec<(bool, u64)> = carried
+            .iter()
+            .map(|c| (self.active(&c.3), self.deps(&c.3)))
+            .collect();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let snap = self.snapshot();
+            let index = self.new_var(pat_name.as_deref().unwrap_or("i"), false, 0, false);
+            let mut heads = Vec::new();
+            for (k, c) in carried.iter().enumerate() {
+                let is_ref = matches!(c.3, Operand::Var(v) if self.vars[v].is_ref);
+                let h = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                self.scopes[c.0][c.1].1.op = Operand::Var(h);
+                heads.push(h);
+            }
+            let extra: Vec<(String, Operand)> = pat_name
+                .iter()
+                .map(|n| (n.clone(), Operand::Var(index)))
+                .collect();
+            let (body, _) = self.sub_block(&f.body.stmts, extra);
+            let ends: Vec<Operand> = carried
+                .iter()
+                .map(|c| self.scopes[c.0][c.1].1.op.clone())
+                .collect();
+            let mut changed = false;
+            for (k, e) in ends.iter().enumerate() {
+                let (a, d) = (self.active(e), self.deps(e));
+                let na = head_act[k].0 || a;
+                let nd = head_act[k].1 | d;
+                if (na, nd) != head_act[k] {
+                    head_act[k] = (na, nd);
+                    changed = true;
+                }
+            }
+            if changed && rounds < 70 {
+                self.restore(snap);
+                continue;
+            }
+            let mut cs = Vec::new();
+            for (k, c) in carried.iter().enumerate() {
+                let is_ref = self.vars[heads[k]].is_ref;
+                let after = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                self.scopes[c.0][c.1].1.op = Operand::Var(after);
+                cs.push(Carried {
+                    init: c.3.clone(),
+                    head: heads[k],
+                    end: ends[k].clone(),
+                    after,
+                });
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.cur.push(Stmt::For(For {
+                id,
+                index,
+                iter,
+                body,
+                carried: cs,
+            }));
+            return;
+        }
+    }
+}
+
+fn is_range(e: &Expr) -> bool {
+    match strip_paren(e) {
+        Expr::Range(r) => r.start.is_some() && r.end.is_some(),
+        Expr::MethodCall(m) if m.method == "rev" && m.args.is_empty() => is_range(&m.receiver),
+        _ => false,
+    }
+}
+
+fn strip_paren(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip_paren(&p.expr),
+        Expr::Group(g) => strip_paren(&g.expr),
+        _ => e,
+    }
+}
+
+fn root_name(e: &Expr) -> Option<String> {
+    match strip_paren(e) {
+        Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+        Expr::Index(i) => root_name(&i.expr),
+        Expr::Field(f) => root_name(&f.base),
+        _ => None,
+    }
+}
+
+fn member_name(m: &syn::Member) -> String {
+    match m {
+        syn::Member::Named(i) => i.to_string(),
+        syn::Member::Unnamed(i) => format!("f{}", i.index),
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: TokenStream) -> TokenStream {
+    quote!()
+}

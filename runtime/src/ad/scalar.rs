@@ -1,0 +1,269 @@
+//! Derivative rules of the scalar math functions, generic over `f32` and `f64`.
+//!
+//! Each `NAME_vjp` takes the primal inputs, the primal output `y` where the rule is cheaper
+//! with it, and the output adjoint `g`, and returns the input adjoint(s). Conventions at
+//! points where a function is not differentiable follow PyTorch: `abs` has derivative 0 at
+//! 0, `max`/`min` send the whole gradient to the first argument on a tie, `signum` has
+//! derivative 0 everywhere.
+
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
+/// The float operations the rules need; implemented for `f32` and `f64`.
+pub trait Float:
+    Copy
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    /// 0
+    const ZERO: Self;
+    /// 1
+    const ONE: Self;
+    /// ln 2
+    const LN_2: Self;
+    /// ln 10
+    const LN_10: Self;
+    /// Converts a small integer exactly.
+    fn from_i32(n: i32) -> Self;
+    #[doc(hidden)]
+    fn sin(self) -> Self;
+    #[doc(hidden)]
+    fn cos(self) -> Self;
+    #[doc(hidden)]
+    fn sinh(self) -> Self;
+    #[doc(hidden)]
+    fn cosh(self) -> Self;
+    #[doc(hidden)]
+    fn sqrt(self) -> Self;
+    #[doc(hidden)]
+    fn ln(self) -> Self;
+    #[doc(hidden)]
+    fn powi(self, n: i32) -> Self;
+    #[doc(hidden)]
+    fn powf(self, p: Self) -> Self;
+}
+
+macro_rules! float_impl {
+    ($t:ident) => {
+        impl Float for $t {
+            const ZERO: $t = 0.0;
+            const ONE: $t = 1.0;
+            const LN_2: $t = core::$t::consts::LN_2;
+            const LN_10: $t = core::$t::consts::LN_10;
+            #[inline(always)]
+            fn from_i32(n: i32) -> $t {
+                n as $t
+            }
+            #[inline(always)]
+            fn sin(self) -> $t {
+                $t::sin(self)
+            }
+            #[inline(always)]
+            fn cos(self) -> $t {
+                $t::cos(self)
+            }
+            #[inline(always)]
+            fn sinh(self) -> $t {
+                $t::sinh(self)
+            }
+            #[inline(always)]
+            fn cosh(self) -> $t {
+                $t::cosh(self)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> $t {
+                $t::sqrt(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> $t {
+                $t::ln(self)
+            }
+            #[inline(always)]
+            fn powi(self, n: i32) -> $t {
+                $t::powi(self, n)
+            }
+            #[inline(always)]
+            fn powf(self, p: $t) -> $t {
+                $t::powf(self, p)
+            }
+        }
+    };
+}
+float_impl!(f32);
+float_impl!(f64);
+
+/// d sin x = cos x
+#[inline(always)]
+pub fn sin_vjp<T: Float>(x: T, g: T) -> T {
+    g * x.cos()
+}
+/// d cos x = -sin x
+#[inline(always)]
+pub fn cos_vjp<T: Float>(x: T, g: T) -> T {
+    -(g * x.sin())
+}
+/// d tan x = 1 + tan² x = 1 + y²
+#[inline(always)]
+pub fn tan_vjp<T: Float>(y: T, g: T) -> T {
+    g * (T::ONE + y * y)
+}
+/// d asin x = 1 / sqrt(1 - x²)
+#[inline(always)]
+pub fn asin_vjp<T: Float>(x: T, g: T) -> T {
+    g / (T::ONE - x * x).sqrt()
+}
+/// d acos x = -1 / sqrt(1 - x²)
+#[inline(always)]
+pub fn acos_vjp<T: Float>(x: T, g: T) -> T {
+    -(g / (T::ONE - x * x).sqrt())
+}
+/// d atan x = 1 / (1 + x²)
+#[inline(always)]
+pub fn atan_vjp<T: Float>(x: T, g: T) -> T {
+    g / (T::ONE + x * x)
+}
+/// atan2(a, b): d/da = b / (a² + b²), d/db = -a / (a² + b²); both 0 at the origin
+#[inline(always)]
+pub fn atan2_vjp<T: Float>(a: T, b: T, g: T) -> (T, T) {
+    let r2 = a * a + b * b;
+    if r2 == T::ZERO {
+        return (T::ZERO, T::ZERO);
+    }
+    (g * b / r2, -(g * a / r2))
+}
+/// d sinh x = cosh x
+#[inline(always)]
+pub fn sinh_vjp<T: Float>(x: T, g: T) -> T {
+    g * x.cosh()
+}
+/// d cosh x = sinh x
+#[inline(always)]
+pub fn cosh_vjp<T: Float>(x: T, g: T) -> T {
+    g * x.sinh()
+}
+/// d tanh x = 1 - tanh² x = 1 - y²
+#[inline(always)]
+pub fn tanh_vjp<T: Float>(y: T, g: T) -> T {
+    g * (T::ONE - y * y)
+}
+/// d exp x = exp x = y
+#[inline(always)]
+pub fn exp_vjp<T: Float>(y: T, g: T) -> T {
+    g * y
+}
+/// d 2^x = 2^x ln 2 = y ln 2
+#[inline(always)]
+pub fn exp2_vjp<T: Float>(y: T, g: T) -> T {
+    g * y * T::LN_2
+}
+/// d ln x = 1 / x
+#[inline(always)]
+pub fn ln_vjp<T: Float>(x: T, g: T) -> T {
+    g / x
+}
+/// d log10 x = 1 / (x ln 10)
+#[inline(always)]
+pub fn log10_vjp<T: Float>(x: T, g: T) -> T {
+    g / (x * T::LN_10)
+}
+/// d log2 x = 1 / (x ln 2)
+#[inline(always)]
+pub fn log2_vjp<T: Float>(x: T, g: T) -> T {
+    g / (x * T::LN_2)
+}
+/// log_b x = ln x / ln b: d/dx = 1 / (x ln b), d/db = -ln x / (b ln² b)
+#[inline(always)]
+pub fn log_vjp<T: Float>(x: T, b: T, g: T) -> (T, T) {
+    let lb = b.ln();
+    (g / (x * lb), -(g * x.ln() / (b * lb * lb)))
+}
+/// d sqrt x = 1 / (2 sqrt x) = 1 / (2y)
+#[inline(always)]
+pub fn sqrt_vjp<T: Float>(y: T, g: T) -> T {
+    g / (y + y)
+}
+/// d cbrt x = 1 / (3 cbrt² x) = 1 / (3y²)
+#[inline(always)]
+pub fn cbrt_vjp<T: Float>(y: T, g: T) -> T {
+    g / (T::from_i32(3) * y * y)
+}
+/// d x^n = n x^(n-1) (integer n is a constant); 0 for n = 0
+#[inline(always)]
+pub fn powi_vjp<T: Float>(x: T, n: i32, g: T) -> T {
+    if n == 0 {
+        T::ZERO
+    } else {
+        g * T::from_i32(n) * x.powi(n - 1)
+    }
+}
+/// x^p: d/dx = p x^(p-1), d/dp = x^p ln x = y ln x (0 where x = 0, as PyTorch does)
+#[inline(always)]
+pub fn powf_vjp<T: Float>(x: T, p: T, y: T, g: T) -> (T, T) {
+    let gx = if p == T::ZERO {
+        T::ZERO
+    } else {
+        g * p * x.powf(p - T::ONE)
+    };
+    let gp = if x == T::ZERO {
+        T::ZERO
+    } else {
+        g * y * x.ln()
+    };
+    (gx, gp)
+}
+/// d |x| = sign x, and 0 at 0 (PyTorch's convention)
+#[inline(always)]
+pub fn abs_vjp<T: Float>(x: T, g: T) -> T {
+    if x > T::ZERO {
+        g
+    } else if x < T::ZERO {
+        -g
+    } else {
+        T::ZERO
+    }
+}
+/// max(a, b): the gradient goes to the larger argument, to `a` on a tie
+#[inline(always)]
+pub fn max_vjp<T: Float>(a: T, b: T, g: T) -> (T, T) {
+    if a >= b || b != b {
+        (g, T::ZERO)
+    } else {
+        (T::ZERO, g)
+    }
+}
+/// min(a, b): the gradient goes to the smaller argument, to `a` on a tie
+#[inline(always)]
+pub fn min_vjp<T: Float>(a: T, b: T, g: T) -> (T, T) {
+    if a <= b || b != b {
+        (g, T::ZERO)
+    } else {
+        (T::ZERO, g)
+    }
+}
+/// hypot(a, b) = y: d/da = a / y, d/db = b / y; both 0 at the origin
+#[inline(always)]
+pub fn hypot_vjp<T: Float>(a: T, b: T, y: T, g: T) -> (T, T) {
+    if y == T::ZERO {
+        (T::ZERO, T::ZERO)
+    } else {
+        (g * a / y, g * b / y)
+    }
+}
+/// d (1/x) = -1/x² = -y²
+#[inline(always)]
+pub fn recip_vjp<T: Float>(y: T, g: T) -> T {
+    -(g * y * y)
+}
+/// a.mul_add(b, c) = a b + c: (b, a, 1)
+#[inline(always)]
+pub fn mul_add_vjp<T: Float>(a: T, b: T, g: T) -> (T, T, T) {
+    (g * b, g * a, g)
+}
+/// signum: derivative 0 everywhere (PyTorch's convention)
+#[inline(always)]
+pub fn signum_vjp<T: Float>(_x: T, _g: T) -> T {
+    T::ZERO
+}
