@@ -146,7 +146,7 @@ fn relu_matches_finite_differences() {
         relu,
         |x, s| {
             let (y, pb) = relu_pullback(x);
-            (y, pb(s, [true]).0)
+            (y, pb(x, s, [true]).0)
         },
         relu_vjp,
     );
@@ -174,7 +174,7 @@ fn leaky_relu_matches_finite_differences() {
             |x| leaky_relu(x, slope),
             |x, s| {
                 let (y, pb) = leaky_relu_pullback(x, slope);
-                let (g, ()) = pb(s, [true, false]);
+                let (g, ()) = pb(x, slope, s, [true, false]);
                 (y, g)
             },
             |x, s| leaky_relu_vjp(x, slope, s),
@@ -203,7 +203,7 @@ fn sigmoid_matches_finite_differences() {
         sigmoid,
         |x, s| {
             let (y, pb) = sigmoid_pullback(x);
-            (y, pb(s, [true]).0)
+            (y, pb(x, s, [true]).0)
         },
         sigmoid_vjp,
     );
@@ -234,7 +234,7 @@ fn tanh_matches_finite_differences() {
         tanh,
         |x, s| {
             let (y, pb) = tanh_pullback(x);
-            (y, pb(s, [true]).0)
+            (y, pb(x, s, [true]).0)
         },
         tanh_vjp,
     );
@@ -263,7 +263,7 @@ fn softmax_matches_finite_differences() {
         softmax,
         |x, s| {
             let (y, pb) = softmax_pullback(x);
-            (y, pb(s, [true]).0)
+            (y, pb(x, s, [true]).0)
         },
         softmax_vjp,
     );
@@ -278,7 +278,7 @@ fn log_softmax_matches_finite_differences() {
         log_softmax,
         |x, s| {
             let (y, pb) = log_softmax_pullback(x);
-            (y, pb(s, [true]).0)
+            (y, pb(x, s, [true]).0)
         },
         log_softmax_vjp,
     );
@@ -340,7 +340,7 @@ fn cross_entropy_matches_finite_differences() {
 
         let (v, pb) = cross_entropy_pullback(&logits, &labels);
         assert_eq!(v, value);
-        let (g, ()) = pb(seed, [true, false]);
+        let (g, ()) = pb(&logits, &labels, seed, [true, false]);
         assert_mat_close(&format!("cross_entropy pullback trial {trial}"), &g, &want);
 
         let (v, g) = cross_entropy_vjp(&logits, &labels, seed);
@@ -391,7 +391,7 @@ fn cross_entropy_is_stable_for_huge_logits() {
 fn cross_entropy_pullback_lazy_zero() {
     let x = DMatrix::from_row_slice(1, 2, &[0.5, -0.5]);
     let (_, pb) = cross_entropy_pullback(&x, &[0]);
-    let (g, ()) = pb(1.0, [false, false]);
+    let (g, ()) = pb(&x, &[0], 1.0, [false, false]);
     assert_lazy_zero("cross_entropy", &g);
 }
 
@@ -435,22 +435,22 @@ fn mse_matches_finite_differences_in_both_arguments() {
 
         let (v, pb) = mse_pullback(&pred, &target);
         assert_eq!(v, value);
-        let (gp, gt) = pb(seed, [true, true]);
+        let (gp, gt) = pb(&pred, &target, seed, [true, true]);
         assert_mat_close("mse pullback pred", &gp, &want_p);
         assert_mat_close("mse pullback target", &gt, &want_t);
 
         let (_, pb) = mse_pullback(&pred, &target);
-        let (gp, gt) = pb(seed, [true, false]);
+        let (gp, gt) = pb(&pred, &target, seed, [true, false]);
         assert_mat_close("mse pullback pred only", &gp, &want_p);
         assert_lazy_zero("mse target", &gt);
 
         let (_, pb) = mse_pullback(&pred, &target);
-        let (gp, gt) = pb(seed, [false, true]);
+        let (gp, gt) = pb(&pred, &target, seed, [false, true]);
         assert_lazy_zero("mse pred", &gp);
         assert_mat_close("mse pullback target only", &gt, &want_t);
 
         let (_, pb) = mse_pullback(&pred, &target);
-        let (gp, gt) = pb(seed, [false, false]);
+        let (gp, gt) = pb(&pred, &target, seed, [false, false]);
         assert_lazy_zero("mse pred", &gp);
         assert_lazy_zero("mse target", &gt);
     }
@@ -492,9 +492,9 @@ fn l2_penalty_matches_finite_differences() {
         assert_eq!(v, l2_penalty(&w));
         assert_mat_close(&format!("l2_penalty vjp {trial}"), &g, &want);
         let (_, pb) = l2_penalty_pullback(&w);
-        assert_mat_close("l2_penalty pullback", &pb(seed, [true]).0, &want);
+        assert_mat_close("l2_penalty pullback", &pb(&w, seed, [true]).0, &want);
         let (_, pb) = l2_penalty_pullback(&w);
-        assert_lazy_zero("l2_penalty", &pb(seed, [false]).0);
+        assert_lazy_zero("l2_penalty", &pb(&w, seed, [false]).0);
     }
 }
 
@@ -524,10 +524,10 @@ fn dropout_matches_finite_differences() {
         assert_eq!(y, dropout(&x, &mask));
         assert_mat_close(&format!("dropout vjp {trial}"), &g, &want);
         let (_, pb) = dropout_pullback(&x, &mask);
-        let (g, ()) = pb(s.clone(), [true, false]);
+        let (g, ()) = pb(&x, &mask, s.clone(), [true, false]);
         assert_mat_close("dropout pullback", &g, &want);
         let (_, pb) = dropout_pullback(&x, &mask);
-        let (g, ()) = pb(s, [false, false]);
+        let (g, ()) = pb(&x, &mask, s, [false, false]);
         assert_lazy_zero("dropout", &g);
     }
 }
@@ -584,12 +584,12 @@ fn add_bias_matches_finite_differences() {
         );
 
         let (_, pb) = add_bias_pullback(&x, &b);
-        let (gx, gb) = pb(s.clone(), [true, false]);
+        let (gx, gb) = pb(&x, &b, s.clone(), [true, false]);
         assert_mat_close("add_bias pullback x", &gx, &want_x);
         assert_eq!(gb.len(), 0, "add_bias: lazy zero bias gradient");
 
         let (_, pb) = add_bias_pullback(&x, &b);
-        let (gx, gb) = pb(s, [false, true]);
+        let (gx, gb) = pb(&x, &b, s, [false, true]);
         assert_lazy_zero("add_bias x", &gx);
         assert_close("add_bias pullback b", gb.as_slice(), want_b.as_slice());
     }
@@ -630,12 +630,12 @@ fn add_col_bias_matches_finite_differences() {
         );
 
         let (_, pb) = add_col_bias_pullback(&x, &b);
-        let (gx, gb) = pb(s.clone(), [true, false]);
+        let (gx, gb) = pb(&x, &b, s.clone(), [true, false]);
         assert_mat_close("add_col_bias pullback x", &gx, &want_x);
         assert_eq!(gb.len(), 0, "add_col_bias: lazy zero bias gradient");
 
         let (_, pb) = add_col_bias_pullback(&x, &b);
-        let (gx, gb) = pb(s, [false, true]);
+        let (gx, gb) = pb(&x, &b, s, [false, true]);
         assert_lazy_zero("add_col_bias x", &gx);
         assert_close("add_col_bias pullback b", gb.as_slice(), want_b.as_slice());
     }
@@ -680,15 +680,18 @@ fn add_col_bias_shape_mismatch_panics() {
 fn unary_pullbacks_return_lazy_zero_when_not_needed() {
     let x = rand_mat(&mut rng(17), 3, 4);
     let s = || DMatrix::from_element(3, 4, 1.0);
-    assert_lazy_zero("relu", &relu_pullback(&x).1(s(), [false]).0);
+    assert_lazy_zero("relu", &relu_pullback(&x).1(&x, s(), [false]).0);
     assert_lazy_zero(
         "leaky_relu",
-        &leaky_relu_pullback(&x, 0.1).1(s(), [false, true]).0,
+        &leaky_relu_pullback(&x, 0.1).1(&x, 0.1, s(), [false, true]).0,
     );
-    assert_lazy_zero("sigmoid", &sigmoid_pullback(&x).1(s(), [false]).0);
-    assert_lazy_zero("tanh", &tanh_pullback(&x).1(s(), [false]).0);
-    assert_lazy_zero("softmax", &softmax_pullback(&x).1(s(), [false]).0);
-    assert_lazy_zero("log_softmax", &log_softmax_pullback(&x).1(s(), [false]).0);
+    assert_lazy_zero("sigmoid", &sigmoid_pullback(&x).1(&x, s(), [false]).0);
+    assert_lazy_zero("tanh", &tanh_pullback(&x).1(&x, s(), [false]).0);
+    assert_lazy_zero("softmax", &softmax_pullback(&x).1(&x, s(), [false]).0);
+    assert_lazy_zero(
+        "log_softmax",
+        &log_softmax_pullback(&x).1(&x, s(), [false]).0,
+    );
 }
 
 #[test]
@@ -703,25 +706,27 @@ fn pullbacks_reuse_the_seed_buffer() {
             "{name}: gradient should reuse the seed buffer"
         );
     };
-    check("relu", &|s| relu_pullback(&x).1(s, [true]).0);
+    check("relu", &|s| relu_pullback(&x).1(&x, s, [true]).0);
     check("leaky_relu", &|s| {
-        leaky_relu_pullback(&x, 0.1).1(s, [true, false]).0
+        leaky_relu_pullback(&x, 0.1).1(&x, 0.1, s, [true, false]).0
     });
-    check("sigmoid", &|s| sigmoid_pullback(&x).1(s, [true]).0);
-    check("tanh", &|s| tanh_pullback(&x).1(s, [true]).0);
-    check("softmax", &|s| softmax_pullback(&x).1(s, [true]).0);
-    check("log_softmax", &|s| log_softmax_pullback(&x).1(s, [true]).0);
+    check("sigmoid", &|s| sigmoid_pullback(&x).1(&x, s, [true]).0);
+    check("tanh", &|s| tanh_pullback(&x).1(&x, s, [true]).0);
+    check("softmax", &|s| softmax_pullback(&x).1(&x, s, [true]).0);
+    check("log_softmax", &|s| {
+        log_softmax_pullback(&x).1(&x, s, [true]).0
+    });
     let mask = DMatrix::from_element(3, 4, 2.0);
     check("dropout", &|s| {
-        dropout_pullback(&x, &mask).1(s, [true, false]).0
+        dropout_pullback(&x, &mask).1(&x, &mask, s, [true, false]).0
     });
     let b = DVector::zeros(4);
     check("add_bias", &|s| {
-        add_bias_pullback(&x, &b).1(s, [true, true]).0
+        add_bias_pullback(&x, &b).1(&x, &b, s, [true, true]).0
     });
     let b = DVector::zeros(3);
     check("add_col_bias", &|s| {
-        add_col_bias_pullback(&x, &b).1(s, [true, true]).0
+        add_col_bias_pullback(&x, &b).1(&x, &b, s, [true, true]).0
     });
 }
 
@@ -730,7 +735,7 @@ fn pullbacks_reuse_the_seed_buffer() {
 fn pullback_seed_shape_mismatch_panics() {
     let x = DMatrix::<f64>::zeros(2, 3);
     let (_, pb) = relu_pullback(&x);
-    let _ = pb(DMatrix::zeros(2, 2), [true]);
+    let _ = pb(&x, DMatrix::zeros(2, 2), [true]);
 }
 
 #[test]
@@ -753,4 +758,162 @@ fn f32_works() {
     let _ = dropout_vjp(&x, &mask, s.clone());
     let _ = add_bias_vjp(&x, &DVector::from_element(2, 1.0f32), s.clone());
     let _ = add_col_bias_vjp(&x, &DVector::from_element(2, 1.0f32), s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// protocol v2: the pullback captures no borrowed input and gets the arguments again
+
+/// Compiles only if `f` borrows nothing (with `T = f64`, `+ use<T>` makes it `'static`).
+fn owns_everything<F: 'static>(f: F) -> F {
+    f
+}
+
+#[test]
+fn pullbacks_capture_no_borrow() {
+    let x = rand_mat(&mut rng(21), 3, 4);
+    let b4 = DVector::zeros(4);
+    let b3 = DVector::zeros(3);
+    let mask = DMatrix::from_element(3, 4, 2.0);
+    let labels = vec![0u8, 3, 1];
+    let _ = owns_everything(relu_pullback(&x).1);
+    let _ = owns_everything(leaky_relu_pullback(&x, 0.1).1);
+    let _ = owns_everything(sigmoid_pullback(&x).1);
+    let _ = owns_everything(tanh_pullback(&x).1);
+    let _ = owns_everything(softmax_pullback(&x).1);
+    let _ = owns_everything(log_softmax_pullback(&x).1);
+    let _ = owns_everything(cross_entropy_pullback(&x, &labels).1);
+    let _ = owns_everything(mse_pullback(&x, &mask).1);
+    let _ = owns_everything(l2_penalty_pullback(&x).1);
+    let _ = owns_everything(dropout_pullback(&x, &mask).1);
+    let _ = owns_everything(add_bias_pullback(&x, &b4).1);
+    let _ = owns_everything(add_col_bias_pullback(&x, &b3).1);
+}
+
+/// What the macro-generated code does: the forward values and the pullbacks live in one stash,
+/// and the pullbacks are later handed references into that stash.
+#[test]
+fn pullbacks_called_on_a_stash_match_finite_differences() {
+    struct Stash<A, B, C> {
+        x: DMatrix<f64>,
+        target: DMatrix<f64>,
+        labels: Vec<u8>,
+        relu: A,
+        ce: B,
+        mse: C,
+    }
+    let mut r = rng(22);
+    let x = rand_mat_off_zero(&mut r, 3, 4);
+    let target = rand_mat(&mut r, 3, 4);
+    let s = rand_mat(&mut r, 3, 4);
+    let labels = vec![2u8, 0, 3];
+    let (_, relu_pb) = relu_pullback(&x);
+    let (_, ce_pb) = cross_entropy_pullback(&x, &labels);
+    let (_, mse_pb) = mse_pullback(&x, &target);
+    // Moving the inputs next to the closures would not compile if the closures borrowed them.
+    let stash = Stash {
+        x,
+        target,
+        labels,
+        relu: relu_pb,
+        ce: ce_pb,
+        mse: mse_pb,
+    };
+    let want = fd_mat(&stash.x, |x| dot(&s, &relu(x)));
+    let (g,) = (stash.relu)(&stash.x, s.clone(), [true]);
+    assert_mat_close("relu from stash", &g, &want);
+    let want = fd_mat(&stash.x, |x| cross_entropy(x, &stash.labels)) * 1.5;
+    let (g, ()) = (stash.ce)(&stash.x, &stash.labels, 1.5, [true, false]);
+    assert_mat_close("cross_entropy from stash", &g, &want);
+    let want_p = fd_mat(&stash.x, |p| mse(p, &stash.target)) * 0.5;
+    let want_t = fd_mat(&stash.target, |t| mse(&stash.x, t)) * 0.5;
+    let (gp, gt) = (stash.mse)(&stash.x, &stash.target, 0.5, [true, true]);
+    assert_mat_close("mse pred from stash", &gp, &want_p);
+    assert_mat_close("mse target from stash", &gt, &want_t);
+}
+
+#[test]
+#[should_panic(expected = "relu: x handed to the pullback is 2x2 but the forward's was 2x3")]
+fn pullback_repassed_x_shape_mismatch_panics() {
+    let x = DMatrix::<f64>::zeros(2, 3);
+    let (_, pb) = relu_pullback(&x);
+    let _ = pb(&DMatrix::zeros(2, 2), DMatrix::zeros(2, 3), [true]);
+}
+
+#[test]
+#[should_panic(expected = "sigmoid: x handed to the pullback is 3x2 but the forward's was 2x3")]
+fn sigmoid_pullback_repassed_x_shape_mismatch_panics() {
+    let x = DMatrix::<f64>::zeros(2, 3);
+    let (_, pb) = sigmoid_pullback(&x);
+    let _ = pb(&DMatrix::zeros(3, 2), DMatrix::zeros(2, 3), [false]);
+}
+
+#[test]
+#[should_panic(expected = "mse: target handed to the pullback is 3x2 but the forward's was 2x3")]
+fn mse_pullback_repassed_shape_mismatch_panics() {
+    let x = DMatrix::<f64>::zeros(2, 3);
+    let (_, pb) = mse_pullback(&x, &x);
+    let _ = pb(&x, &DMatrix::zeros(3, 2), 1.0, [true, true]);
+}
+
+#[test]
+#[should_panic(expected = "dropout: mask handed to the pullback is 1x3 but the forward's was 2x3")]
+fn dropout_pullback_repassed_mask_shape_mismatch_panics() {
+    let x = DMatrix::<f64>::zeros(2, 3);
+    let (_, pb) = dropout_pullback(&x, &x);
+    let _ = pb(
+        &x,
+        &DMatrix::zeros(1, 3),
+        DMatrix::zeros(2, 3),
+        [true, false],
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "add_bias: bias handed to the pullback has length 2 but the forward's had length 3"
+)]
+fn add_bias_pullback_repassed_bias_length_panics() {
+    let x = DMatrix::<f64>::zeros(4, 3);
+    let (_, pb) = add_bias_pullback(&x, &DVector::zeros(3));
+    let _ = pb(&x, &DVector::zeros(2), DMatrix::zeros(4, 3), [true, true]);
+}
+
+#[test]
+#[should_panic(
+    expected = "add_col_bias: x handed to the pullback is 4x2 but the forward's was 4x3"
+)]
+fn add_col_bias_pullback_repassed_x_shape_mismatch_panics() {
+    let x = DMatrix::<f64>::zeros(4, 3);
+    let b = DVector::zeros(4);
+    let (_, pb) = add_col_bias_pullback(&x, &b);
+    let _ = pb(
+        &DMatrix::zeros(4, 2),
+        &b,
+        DMatrix::zeros(4, 3),
+        [true, true],
+    );
+}
+
+#[test]
+#[should_panic(expected = "cross_entropy: logits are 2x3 but there are 1 labels")]
+fn cross_entropy_pullback_repassed_label_count_panics() {
+    let x = DMatrix::<f64>::zeros(2, 3);
+    let (_, pb) = cross_entropy_pullback(&x, &[0, 1]);
+    let _ = pb(&x, &[0], 1.0, [false, false]);
+}
+
+#[test]
+#[should_panic(expected = "cross_entropy: label 7 of sample 1 is out of range")]
+fn cross_entropy_pullback_repassed_label_range_panics() {
+    let x = DMatrix::<f64>::zeros(2, 3);
+    let (_, pb) = cross_entropy_pullback(&x, &[0, 1]);
+    let _ = pb(&x, &[0, 7], 1.0, [true, false]);
+}
+
+#[test]
+#[should_panic(expected = "l2_penalty: w handed to the pullback is 1x1 but the forward's was 2x2")]
+fn l2_penalty_pullback_repassed_shape_mismatch_panics() {
+    let w = DMatrix::<f64>::zeros(2, 2);
+    let (_, pb) = l2_penalty_pullback(&w);
+    let _ = pb(&DMatrix::zeros(1, 1), 1.0, [true]);
 }

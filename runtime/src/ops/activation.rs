@@ -2,7 +2,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{assert_seed_shape, lazy_zero};
+use super::{assert_arg_shape, assert_seed_shape, lazy_zero};
 
 /// `relu(x) = max(x, 0)`, elementwise.
 ///
@@ -14,31 +14,37 @@ pub fn relu<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
 
 /// [`relu`] and its pullback: `dx = seed` where `x > 0`, `0` where `x <= 0`.
 ///
-/// The pullback borrows `x` and zeroes the seed in place.
+/// The pullback, called as `pb(&x, seed, need)`, reads `x` from its re-passed argument (it
+/// captures only the shape) and zeroes the seed in place.
 pub fn relu_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,),
+    impl FnOnce(&DMatrix<T>, DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
 ) {
-    (relu(x), move |mut seed: DMatrix<T>, need: [bool; 1]| {
-        assert_seed_shape("relu", &seed, x.shape());
-        if !need[0] {
-            return (lazy_zero(),);
-        }
-        for (g, &v) in seed.iter_mut().zip(x.iter()) {
-            if v <= T::zero() {
-                *g = T::zero();
+    let shape = x.shape();
+    (
+        relu(x),
+        move |x: &DMatrix<T>, mut seed: DMatrix<T>, need: [bool; 1]| {
+            assert_arg_shape("relu", "x", x, shape);
+            assert_seed_shape("relu", &seed, shape);
+            if !need[0] {
+                return (lazy_zero(),);
             }
-        }
-        (seed,)
-    })
+            for (g, &v) in seed.iter_mut().zip(x.iter()) {
+                if v <= T::zero() {
+                    *g = T::zero();
+                }
+            }
+            (seed,)
+        },
+    )
 }
 
 /// [`relu`]'s value and its gradient `seed .* [x > 0]`.
 pub fn relu_vjp<T: RealField + Copy>(x: &DMatrix<T>, seed: DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = relu_pullback(x);
-    (y, pb(seed, [true]).0)
+    (y, pb(x, seed, [true]).0)
 }
 
 /// `leaky_relu(x, slope) = x` where `x > 0`, `slope * x` where `x <= 0`, elementwise.
@@ -52,18 +58,21 @@ pub fn leaky_relu<T: RealField + Copy>(x: &DMatrix<T>, slope: T) -> DMatrix<T> {
 /// [`leaky_relu`] and its pullback: `dx = seed` where `x > 0`, `slope * seed` where `x <= 0`;
 /// `()` for the constant `slope`.
 ///
-/// The pullback borrows `x` and scales the seed in place.
+/// The pullback, called as `pb(&x, slope, seed, need)`, reads `x` and `slope` from its
+/// re-passed arguments (it captures only the shape) and scales the seed in place.
 pub fn leaky_relu_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
     slope: T,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, ()),
+    impl FnOnce(&DMatrix<T>, T, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, ()) + use<T>,
 ) {
+    let shape = x.shape();
     (
         leaky_relu(x, slope),
-        move |mut seed: DMatrix<T>, need: [bool; 2]| {
-            assert_seed_shape("leaky_relu", &seed, x.shape());
+        move |x: &DMatrix<T>, slope: T, mut seed: DMatrix<T>, need: [bool; 2]| {
+            assert_arg_shape("leaky_relu", "x", x, shape);
+            assert_seed_shape("leaky_relu", &seed, shape);
             if !need[0] {
                 return (lazy_zero(), ());
             }
@@ -84,7 +93,7 @@ pub fn leaky_relu_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = leaky_relu_pullback(x, slope);
-    (y, pb(seed, [true, true]).0)
+    (y, pb(x, slope, seed, [true, true]).0)
 }
 
 /// The logistic function of one value, evaluated without overflow for any sign.
@@ -107,26 +116,30 @@ pub fn sigmoid<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
 
 /// [`sigmoid`] and its pullback: `dx = seed .* y .* (1 - y)` with `y = sigmoid(x)`.
 ///
-/// The pullback keeps the forward output `y` (no exponentials are recomputed) and writes into
-/// the seed in place.
+/// The pullback, called as `pb(&x, seed, need)`, owns a copy of the forward output `y` (no
+/// exponentials are recomputed; `x` is only shape-checked) and writes into the seed in place.
 pub fn sigmoid_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+    impl FnOnce(&DMatrix<T>, DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
 ) {
     let y = sigmoid(x);
     let saved = y.clone();
-    (y, move |mut seed: DMatrix<T>, need: [bool; 1]| {
-        assert_seed_shape("sigmoid", &seed, saved.shape());
-        if !need[0] {
-            return (lazy_zero(),);
-        }
-        for (g, &s) in seed.iter_mut().zip(saved.iter()) {
-            *g *= s * (T::one() - s);
-        }
-        (seed,)
-    })
+    (
+        y,
+        move |x: &DMatrix<T>, mut seed: DMatrix<T>, need: [bool; 1]| {
+            assert_arg_shape("sigmoid", "x", x, saved.shape());
+            assert_seed_shape("sigmoid", &seed, saved.shape());
+            if !need[0] {
+                return (lazy_zero(),);
+            }
+            for (g, &s) in seed.iter_mut().zip(saved.iter()) {
+                *g *= s * (T::one() - s);
+            }
+            (seed,)
+        },
+    )
 }
 
 /// [`sigmoid`]'s value and its gradient `seed .* y .* (1 - y)`.
@@ -135,7 +148,7 @@ pub fn sigmoid_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = sigmoid_pullback(x);
-    (y, pb(seed, [true]).0)
+    (y, pb(x, seed, [true]).0)
 }
 
 /// `tanh(x)`, the hyperbolic tangent applied elementwise (not the matrix function).
@@ -147,29 +160,34 @@ pub fn tanh<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
 
 /// [`tanh`] and its pullback: `dx = seed .* (1 - y^2)` with `y = tanh(x)`.
 ///
-/// The pullback keeps the forward output `y` and writes into the seed in place.
+/// The pullback, called as `pb(&x, seed, need)`, owns a copy of the forward output `y` (`x` is
+/// only shape-checked) and writes into the seed in place.
 pub fn tanh_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+    impl FnOnce(&DMatrix<T>, DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
 ) {
     let y = tanh(x);
     let saved = y.clone();
-    (y, move |mut seed: DMatrix<T>, need: [bool; 1]| {
-        assert_seed_shape("tanh", &seed, saved.shape());
-        if !need[0] {
-            return (lazy_zero(),);
-        }
-        for (g, &t) in seed.iter_mut().zip(saved.iter()) {
-            *g *= T::one() - t * t;
-        }
-        (seed,)
-    })
+    (
+        y,
+        move |x: &DMatrix<T>, mut seed: DMatrix<T>, need: [bool; 1]| {
+            assert_arg_shape("tanh", "x", x, saved.shape());
+            assert_seed_shape("tanh", &seed, saved.shape());
+            if !need[0] {
+                return (lazy_zero(),);
+            }
+            for (g, &t) in seed.iter_mut().zip(saved.iter()) {
+                *g *= T::one() - t * t;
+            }
+            (seed,)
+        },
+    )
 }
 
 /// [`tanh`]'s value and its gradient `seed .* (1 - tanh(x)^2)`.
 pub fn tanh_vjp<T: RealField + Copy>(x: &DMatrix<T>, seed: DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = tanh_pullback(x);
-    (y, pb(seed, [true]).0)
+    (y, pb(x, seed, [true]).0)
 }

@@ -3,7 +3,18 @@
 
 use nalgebra::{DMatrix, DVector, RealField};
 
-use super::{assert_seed_shape, columns_mut, lazy_zero};
+use super::{assert_arg_shape, assert_seed_shape, columns_mut, lazy_zero};
+
+/// Panics unless the bias handed again to a pullback has the forward's length.
+#[track_caller]
+fn assert_bias_len<T>(op: &str, b: &DVector<T>, len: usize) {
+    if b.len() != len {
+        panic!(
+            "{op}: bias handed to the pullback has length {} but the forward's had length {len}",
+            b.len()
+        );
+    }
+}
 
 /// Lazy zero of a vector gradient: an empty vector, which does not allocate.
 fn lazy_zero_vec<T: RealField + Copy>() -> DVector<T> {
@@ -38,28 +49,37 @@ pub fn add_bias<T: RealField + Copy>(x: &DMatrix<T>, b: &DVector<T>) -> DMatrix<
 /// [`add_bias`] and its pullback: `dx = seed` (the seed buffer itself) and
 /// `db_j = sum_i seed_ij` (column sums of the seed).
 ///
+/// The pullback, called as `pb(&x, &b, seed, need)`, needs neither input (they are only
+/// shape-checked) and captures only the shapes.
+///
 /// # Panics
-/// If `b.len() != x.ncols()`.
+/// If `b.len() != x.ncols()`; the pullback panics if the seed or the re-passed arguments do
+/// not have the forward's shapes.
 #[track_caller]
 pub fn add_bias_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
     b: &DVector<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DVector<T>) + use<T>,
+    impl FnOnce(&DMatrix<T>, &DVector<T>, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DVector<T>) + use<T>,
 ) {
     let y = add_bias(x, b);
-    let shape = y.shape();
-    (y, move |seed: DMatrix<T>, need: [bool; 2]| {
-        assert_seed_shape("add_bias", &seed, shape);
-        let db = if need[1] {
-            seed.row_sum_tr()
-        } else {
-            lazy_zero_vec()
-        };
-        let dx = if need[0] { seed } else { lazy_zero() };
-        (dx, db)
-    })
+    let (shape, len) = (y.shape(), b.len());
+    (
+        y,
+        move |x: &DMatrix<T>, b: &DVector<T>, seed: DMatrix<T>, need: [bool; 2]| {
+            assert_arg_shape("add_bias", "x", x, shape);
+            assert_bias_len("add_bias", b, len);
+            assert_seed_shape("add_bias", &seed, shape);
+            let db = if need[1] {
+                seed.row_sum_tr()
+            } else {
+                lazy_zero_vec()
+            };
+            let dx = if need[0] { seed } else { lazy_zero() };
+            (dx, db)
+        },
+    )
 }
 
 /// [`add_bias`]'s value and its gradients `(dx, db) = (seed, column sums of seed)`.
@@ -73,7 +93,7 @@ pub fn add_bias_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, (DMatrix<T>, DVector<T>)) {
     let (y, pb) = add_bias_pullback(x, b);
-    (y, pb(seed, [true, true]))
+    (y, pb(x, b, seed, [true, true]))
 }
 
 /// `add_col_bias(x, b)_ij = x_ij + b_i`: adds `b` to every COLUMN of `x`. Requires
@@ -104,28 +124,37 @@ pub fn add_col_bias<T: RealField + Copy>(x: &DMatrix<T>, b: &DVector<T>) -> DMat
 /// [`add_col_bias`] and its pullback: `dx = seed` (the seed buffer itself) and
 /// `db_i = sum_j seed_ij` (row sums of the seed).
 ///
+/// The pullback, called as `pb(&x, &b, seed, need)`, needs neither input (they are only
+/// shape-checked) and captures only the shapes.
+///
 /// # Panics
-/// If `b.len() != x.nrows()`.
+/// If `b.len() != x.nrows()`; the pullback panics if the seed or the re-passed arguments do
+/// not have the forward's shapes.
 #[track_caller]
 pub fn add_col_bias_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
     b: &DVector<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DVector<T>) + use<T>,
+    impl FnOnce(&DMatrix<T>, &DVector<T>, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DVector<T>) + use<T>,
 ) {
     let y = add_col_bias(x, b);
-    let shape = y.shape();
-    (y, move |seed: DMatrix<T>, need: [bool; 2]| {
-        assert_seed_shape("add_col_bias", &seed, shape);
-        let db = if need[1] {
-            seed.column_sum()
-        } else {
-            lazy_zero_vec()
-        };
-        let dx = if need[0] { seed } else { lazy_zero() };
-        (dx, db)
-    })
+    let (shape, len) = (y.shape(), b.len());
+    (
+        y,
+        move |x: &DMatrix<T>, b: &DVector<T>, seed: DMatrix<T>, need: [bool; 2]| {
+            assert_arg_shape("add_col_bias", "x", x, shape);
+            assert_bias_len("add_col_bias", b, len);
+            assert_seed_shape("add_col_bias", &seed, shape);
+            let db = if need[1] {
+                seed.column_sum()
+            } else {
+                lazy_zero_vec()
+            };
+            let dx = if need[0] { seed } else { lazy_zero() };
+            (dx, db)
+        },
+    )
 }
 
 /// [`add_col_bias`]'s value and its gradients `(dx, db) = (seed, row sums of seed)`.
@@ -139,5 +168,5 @@ pub fn add_col_bias_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, (DMatrix<T>, DVector<T>)) {
     let (y, pb) = add_col_bias_pullback(x, b);
-    (y, pb(seed, [true, true]))
+    (y, pb(x, b, seed, [true, true]))
 }

@@ -3,7 +3,7 @@
 use nalgebra::{DMatrix, RealField};
 use rand::Rng;
 
-use super::{assert_same_shape, assert_seed_shape, lazy_zero, lit};
+use super::{assert_arg_shape, assert_same_shape, assert_seed_shape, lazy_zero, lit};
 
 /// `dropout(x, mask) = x .* mask`, elementwise.
 ///
@@ -20,22 +20,28 @@ pub fn dropout<T: RealField + Copy>(x: &DMatrix<T>, mask: &DMatrix<T>) -> DMatri
 
 /// [`dropout`] and its pullback: `dx = seed .* mask`; `()` for the constant mask.
 ///
-/// The pullback borrows `mask` and multiplies the seed in place.
+/// The pullback, called as `pb(&x, &mask, seed, need)`, reads the mask from its re-passed
+/// argument (it captures only the shape) and multiplies the seed in place.
 ///
 /// # Panics
-/// If the shapes differ.
+/// If the shapes differ; the pullback panics if the seed or the re-passed arguments do not
+/// have the forward's shape.
 #[track_caller]
 pub fn dropout_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
     mask: &DMatrix<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 2]) -> (DMatrix<T>, ()),
+    impl FnOnce(&DMatrix<T>, &DMatrix<T>, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, ()) + use<T>,
 ) {
+    let y = dropout(x, mask);
+    let shape = y.shape();
     (
-        dropout(x, mask),
-        move |mut seed: DMatrix<T>, need: [bool; 2]| {
-            assert_seed_shape("dropout", &seed, mask.shape());
+        y,
+        move |x: &DMatrix<T>, mask: &DMatrix<T>, mut seed: DMatrix<T>, need: [bool; 2]| {
+            assert_arg_shape("dropout", "x", x, shape);
+            assert_arg_shape("dropout", "mask", mask, shape);
+            assert_seed_shape("dropout", &seed, shape);
             if !need[0] {
                 return (lazy_zero(), ());
             }
@@ -56,7 +62,7 @@ pub fn dropout_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = dropout_pullback(x, mask);
-    (y, pb(seed, [true, true]).0)
+    (y, pb(x, mask, seed, [true, true]).0)
 }
 
 /// A `rows x cols` inverted-dropout mask: each entry is independently `0` with probability

@@ -2,7 +2,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{assert_same_shape, lazy_zero, lit};
+use super::{assert_arg_shape, assert_same_shape, lazy_zero, lit};
 
 /// `mse(pred, target) = (1/n) sum_ij (pred_ij - target_ij)^2`, the mean over all `n`
 /// elements of the squared differences (PyTorch's `MSELoss` with mean reduction).
@@ -27,40 +27,42 @@ fn mean_square<T: RealField + Copy>(diffs: impl Iterator<Item = T>, n: usize) ->
 
 /// [`mse`] and its pullback: `d pred = (2 seed / n) (pred - target)`, `d target = -d pred`.
 ///
-/// The forward pass keeps the difference `pred - target`; the pullback scales it in place.
+/// The forward pass allocates nothing. The pullback, called as `pb(&pred, &target, seed,
+/// need)`, reads both from its re-passed arguments (it captures only the shape) and writes
+/// each needed gradient straight into its own buffer (`d target` is negated from `d pred`
+/// when both are needed).
 ///
 /// # Panics
-/// If the shapes differ.
+/// If the shapes differ; the pullback panics if the re-passed arguments do not have the
+/// forward's shape.
 #[track_caller]
 pub fn mse_pullback<T: RealField + Copy>(
     pred: &DMatrix<T>,
     target: &DMatrix<T>,
 ) -> (
     T,
-    impl FnOnce(T, [bool; 2]) -> (DMatrix<T>, DMatrix<T>) + use<T>,
+    impl FnOnce(&DMatrix<T>, &DMatrix<T>, T, [bool; 2]) -> (DMatrix<T>, DMatrix<T>) + use<T>,
 ) {
-    assert_same_shape("mse", "pred", pred, "target", target);
-    let mut diff = pred - target;
-    let loss = mean_square(diff.iter().copied(), diff.len());
-    (loss, move |seed: T, need: [bool; 2]| {
-        let scale = lit::<T>(2.0) * seed / lit::<T>(diff.len() as f64);
-        match need {
-            [true, true] => {
-                diff *= scale;
-                let neg = -&diff;
-                (diff, neg)
+    let loss = mse(pred, target);
+    let shape = pred.shape();
+    (
+        loss,
+        move |pred: &DMatrix<T>, target: &DMatrix<T>, seed: T, need: [bool; 2]| {
+            assert_arg_shape("mse", "pred", pred, shape);
+            assert_arg_shape("mse", "target", target, shape);
+            let scale = lit::<T>(2.0) * seed / lit::<T>(pred.len() as f64);
+            match need {
+                [true, true] => {
+                    let dp = pred.zip_map(target, |p, t| (p - t) * scale);
+                    let dt = -&dp;
+                    (dp, dt)
+                }
+                [true, false] => (pred.zip_map(target, |p, t| (p - t) * scale), lazy_zero()),
+                [false, true] => (lazy_zero(), pred.zip_map(target, |p, t| (t - p) * scale)),
+                [false, false] => (lazy_zero(), lazy_zero()),
             }
-            [true, false] => {
-                diff *= scale;
-                (diff, lazy_zero())
-            }
-            [false, true] => {
-                diff *= -scale;
-                (lazy_zero(), diff)
-            }
-            [false, false] => (lazy_zero(), lazy_zero()),
-        }
-    })
+        },
+    )
 }
 
 /// [`mse`]'s value and its gradients `(d pred, d target)`, scaled by `seed`.
@@ -74,7 +76,7 @@ pub fn mse_vjp<T: RealField + Copy>(
     seed: T,
 ) -> (T, (DMatrix<T>, DMatrix<T>)) {
     let (loss, pb) = mse_pullback(pred, target);
-    (loss, pb(seed, [true, true]))
+    (loss, pb(pred, target, seed, [true, true]))
 }
 
 /// `l2_penalty(w) = 0.5 * sum_ij w_ij^2` — the weight-decay term; note the factor `1/2`, so
@@ -83,20 +85,31 @@ pub fn l2_penalty<T: RealField + Copy>(w: &DMatrix<T>) -> T {
     lit::<T>(0.5) * w.norm_squared()
 }
 
-/// [`l2_penalty`] and its pullback: `dw = seed * w`. The pullback borrows `w`.
+/// [`l2_penalty`] and its pullback: `dw = seed * w`.
+///
+/// The pullback, called as `pb(&w, seed, need)`, reads `w` from its re-passed argument (it
+/// captures only the shape).
 pub fn l2_penalty_pullback<T: RealField + Copy>(
     w: &DMatrix<T>,
-) -> (T, impl FnOnce(T, [bool; 1]) -> (DMatrix<T>,)) {
-    (l2_penalty(w), move |seed: T, need: [bool; 1]| {
-        if !need[0] {
-            return (lazy_zero(),);
-        }
-        (w * seed,)
-    })
+) -> (
+    T,
+    impl FnOnce(&DMatrix<T>, T, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+) {
+    let shape = w.shape();
+    (
+        l2_penalty(w),
+        move |w: &DMatrix<T>, seed: T, need: [bool; 1]| {
+            assert_arg_shape("l2_penalty", "w", w, shape);
+            if !need[0] {
+                return (lazy_zero(),);
+            }
+            (w * seed,)
+        },
+    )
 }
 
 /// [`l2_penalty`]'s value and its gradient `seed * w`.
 pub fn l2_penalty_vjp<T: RealField + Copy>(w: &DMatrix<T>, seed: T) -> (T, DMatrix<T>) {
     let (v, pb) = l2_penalty_pullback(w);
-    (v, pb(seed, [true]).0)
+    (v, pb(w, seed, [true]).0)
 }

@@ -3,26 +3,52 @@
 //! Every function `NAME` comes in three forms:
 //!
 //! * `NAME(args)` — the plain forward value;
-//! * `NAME_pullback(args)` — the forward value and a pullback closure. The closure takes the
-//!   adjoint (seed) of the output **by value** and a mask `need: [bool; N]` with one entry per
-//!   parameter (N counts constant parameters too). It returns a tuple with one entry per
-//!   parameter (a 1-tuple for one parameter): the gradient for a differentiable parameter,
-//!   `()` for a constant one (labels, masks, slopes). When `need[i]` is false the entry is a
-//!   *lazy zero* — `DMatrix::zeros(0, 0)` / `DVector::zeros(0)`, which does not allocate —
-//!   and no work is done for it;
+//! * `NAME_pullback(args)` — the forward value and a pullback closure (protocol v2). The
+//!   closure is called as `pb(args, seed, need)`:
+//!   - first the **same arguments again**, in the same order and of the same types as the
+//!     forward call (`&DMatrix<T>` for matrices, `&[u8]` for labels, `T` for slopes). The
+//!     reference lifetimes are higher-ranked, so the caller may pass references to its own
+//!     locals at call time. The arguments must be the forward's ones (cheap shape checks
+//!     panic otherwise);
+//!   - then the adjoint (seed) of the output **by value**;
+//!   - then a mask `need: [bool; N]` with one entry per parameter (N counts constant
+//!     parameters too).
+//!
+//!   It returns a tuple with one entry per parameter (a 1-tuple for one parameter): the
+//!   gradient for a differentiable parameter, `()` for a constant one (labels, masks,
+//!   slopes). When `need[i]` is false the entry is a *lazy zero* — `DMatrix::zeros(0, 0)` /
+//!   `DVector::zeros(0)`, which does not allocate — and no work is done for it.
+//!
+//!   The closure **captures no borrowed input**: its type is `impl FnOnce(..) + use<T>`, so
+//!   it can be stored next to the forward values it will be handed again (as the
+//!   `#[differentiable]` macro does) without making that stash self-referential. It may
+//!   *own* what the forward pass computed (softmax probabilities, activations), so nothing
+//!   is recomputed; the inputs the backward needs (`x` for `relu`, the mask for `dropout`,
+//!   the labels for `cross_entropy`, ...) are read from the re-passed arguments;
 //! * `NAME_vjp(args, seed)` — the user-facing form: the value and the gradient(s) scaled by
 //!   `seed`. One differentiable parameter gives the bare gradient, several give a tuple of
 //!   gradients in parameter order; constant parameters are omitted.
 //!
+//! ```
+//! use nalgebra::DMatrix;
+//! use symgrad_runtime::ops::relu_pullback;
+//!
+//! let x = DMatrix::from_row_slice(1, 3, &[-1.0, 0.5, 2.0]);
+//! let (y, pb) = relu_pullback(&x);
+//! assert_eq!(y, DMatrix::from_row_slice(1, 3, &[0.0, 0.5, 2.0]));
+//! let (dx,) = pb(&x, DMatrix::from_element(1, 3, 3.0), [true]);
+//! assert_eq!(dx, DMatrix::from_row_slice(1, 3, &[0.0, 3.0, 3.0]));
+//! ```
+//!
 //! Scalar-valued functions (losses) take a scalar seed `T`.
 //!
 //! A batch is a `DMatrix` with one sample per **row** (batch × features). The pullbacks reuse
-//! the seed buffer in place where the gradient has the seed's shape, borrow the inputs they
-//! need instead of cloning them, and keep what the forward pass computed (probabilities,
-//! activations) rather than recomputing it.
+//! the seed buffer in place where the gradient has the seed's shape and keep what the forward
+//! pass computed (probabilities, activations) rather than recomputing it.
 //!
 //! Shape mismatches panic with a message naming the operation and both shapes, e.g.
-//! `add_bias: x is 64x128 but bias has length 10`.
+//! `add_bias: x is 64x128 but bias has length 10`, or
+//! `relu: x handed to the pullback is 2x2 but the forward's was 2x3`.
 
 // The `(value, impl FnOnce(..) -> (..))` return types are the protocol itself, and an
 // `impl Trait` cannot be named by a `type` alias on stable Rust.
@@ -91,6 +117,20 @@ pub(crate) fn assert_seed_shape<T>(op: &str, seed: &DMatrix<T>, shape: (usize, u
             "{op}: seed is {}x{} but the output is {}x{}",
             seed.nrows(),
             seed.ncols(),
+            shape.0,
+            shape.1
+        );
+    }
+}
+
+/// Panics unless the argument `name` handed again to a pullback has the forward's shape.
+#[track_caller]
+pub(crate) fn assert_arg_shape<T>(op: &str, name: &str, arg: &DMatrix<T>, shape: (usize, usize)) {
+    if arg.shape() != shape {
+        panic!(
+            "{op}: {name} handed to the pullback is {}x{} but the forward's was {}x{}",
+            arg.nrows(),
+            arg.ncols(),
             shape.0,
             shape.1
         );

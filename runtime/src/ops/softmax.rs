@@ -5,7 +5,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{assert_seed_shape, columns, columns_mut, lazy_zero, lit};
+use super::{assert_arg_shape, assert_seed_shape, columns, columns_mut, lazy_zero, lit};
 
 /// The maximum of each row (zeros when there are no columns).
 fn row_max<T: RealField + Copy>(x: &DMatrix<T>) -> Vec<T> {
@@ -71,34 +71,40 @@ pub fn softmax<T: RealField + Copy>(x: &DMatrix<T>) -> DMatrix<T> {
 /// [`softmax`] and its pullback: `dx_ij = p_ij * (g_ij - sum_k g_ik p_ik)` with `p` the
 /// softmax output and `g` the seed.
 ///
-/// The pullback keeps `p` from the forward pass and writes into the seed in place.
+/// The pullback, called as `pb(&x, seed, need)`, owns a copy of `p` from the forward pass
+/// (`x` is only shape-checked) and writes into the seed in place.
 pub fn softmax_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+    impl FnOnce(&DMatrix<T>, DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
 ) {
     let p = softmax(x);
     let saved = p.clone();
-    (p, move |mut g: DMatrix<T>, need: [bool; 1]| {
-        assert_seed_shape("softmax", &g, saved.shape());
-        if !need[0] {
-            return (lazy_zero(),);
-        }
-        let rows = g.nrows();
-        let mut dot = vec![T::zero(); rows];
-        for (gc, pc) in columns(g.as_slice(), rows).zip(columns(saved.as_slice(), rows)) {
-            for ((d, &gv), &pv) in dot.iter_mut().zip(gc).zip(pc) {
-                *d += gv * pv;
+    (
+        p,
+        move |x: &DMatrix<T>, mut g: DMatrix<T>, need: [bool; 1]| {
+            assert_arg_shape("softmax", "x", x, saved.shape());
+            assert_seed_shape("softmax", &g, saved.shape());
+            if !need[0] {
+                return (lazy_zero(),);
             }
-        }
-        for (gc, pc) in columns_mut(g.as_mut_slice(), rows).zip(columns(saved.as_slice(), rows)) {
-            for ((gv, &pv), &d) in gc.iter_mut().zip(pc).zip(&dot) {
-                *gv = pv * (*gv - d);
+            let rows = g.nrows();
+            let mut dot = vec![T::zero(); rows];
+            for (gc, pc) in columns(g.as_slice(), rows).zip(columns(saved.as_slice(), rows)) {
+                for ((d, &gv), &pv) in dot.iter_mut().zip(gc).zip(pc) {
+                    *d += gv * pv;
+                }
             }
-        }
-        (g,)
-    })
+            for (gc, pc) in columns_mut(g.as_mut_slice(), rows).zip(columns(saved.as_slice(), rows))
+            {
+                for ((gv, &pv), &d) in gc.iter_mut().zip(pc).zip(&dot) {
+                    *gv = pv * (*gv - d);
+                }
+            }
+            (g,)
+        },
+    )
 }
 
 /// [`softmax`]'s value and its gradient `p .* (seed - rowsum(seed .* p))`.
@@ -107,7 +113,7 @@ pub fn softmax_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = softmax_pullback(x);
-    (y, pb(seed, [true]).0)
+    (y, pb(x, seed, [true]).0)
 }
 
 /// `log_softmax(x)_ij = x_ij - log sum_k exp(x_ik)` over each row (each sample).
@@ -136,35 +142,40 @@ fn shifted_log<T: RealField + Copy>(x: &DMatrix<T>, m: &[T], s: &[T]) -> DMatrix
 /// [`log_softmax`] and its pullback: `dx_ij = g_ij - p_ij * sum_k g_ik` with
 /// `p = softmax(x)` and `g` the seed.
 ///
-/// The forward pass keeps the probabilities it exponentiated anyway, so the pullback does no
-/// exponentials; it writes into the seed in place.
+/// The forward pass keeps the probabilities it exponentiated anyway, so the pullback (called as
+/// `pb(&x, seed, need)`; `x` is only shape-checked) does no exponentials; it writes into the
+/// seed in place.
 pub fn log_softmax_pullback<T: RealField + Copy>(
     x: &DMatrix<T>,
 ) -> (
     DMatrix<T>,
-    impl FnOnce(DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
+    impl FnOnce(&DMatrix<T>, DMatrix<T>, [bool; 1]) -> (DMatrix<T>,) + use<T>,
 ) {
     let rows = x.nrows();
     let (p, m, s) = softmax_parts(x);
     let y = shifted_log(x, &m, &s);
-    (y, move |mut g: DMatrix<T>, need: [bool; 1]| {
-        assert_seed_shape("log_softmax", &g, p.shape());
-        if !need[0] {
-            return (lazy_zero(),);
-        }
-        let mut sum = vec![T::zero(); rows];
-        for gc in columns(g.as_slice(), rows) {
-            for (acc, &gv) in sum.iter_mut().zip(gc) {
-                *acc += gv;
+    (
+        y,
+        move |x: &DMatrix<T>, mut g: DMatrix<T>, need: [bool; 1]| {
+            assert_arg_shape("log_softmax", "x", x, p.shape());
+            assert_seed_shape("log_softmax", &g, p.shape());
+            if !need[0] {
+                return (lazy_zero(),);
             }
-        }
-        for (gc, pc) in columns_mut(g.as_mut_slice(), rows).zip(columns(p.as_slice(), rows)) {
-            for ((gv, &pv), &sg) in gc.iter_mut().zip(pc).zip(&sum) {
-                *gv -= pv * sg;
+            let mut sum = vec![T::zero(); rows];
+            for gc in columns(g.as_slice(), rows) {
+                for (acc, &gv) in sum.iter_mut().zip(gc) {
+                    *acc += gv;
+                }
             }
-        }
-        (g,)
-    })
+            for (gc, pc) in columns_mut(g.as_mut_slice(), rows).zip(columns(p.as_slice(), rows)) {
+                for ((gv, &pv), &sg) in gc.iter_mut().zip(pc).zip(&sum) {
+                    *gv -= pv * sg;
+                }
+            }
+            (g,)
+        },
+    )
 }
 
 /// [`log_softmax`]'s value and its gradient `seed - softmax(x) .* rowsum(seed)`.
@@ -173,12 +184,19 @@ pub fn log_softmax_vjp<T: RealField + Copy>(
     seed: DMatrix<T>,
 ) -> (DMatrix<T>, DMatrix<T>) {
     let (y, pb) = log_softmax_pullback(x);
-    (y, pb(seed, [true]).0)
+    (y, pb(x, seed, [true]).0)
 }
 
 /// Panics unless there is one label per row and every label indexes a column.
 #[track_caller]
 fn check_labels<T>(logits: &DMatrix<T>, labels: &[u8]) {
+    check_label_count(logits, labels);
+    check_label_range(logits, labels);
+}
+
+/// Panics unless there is one label per row.
+#[track_caller]
+fn check_label_count<T>(logits: &DMatrix<T>, labels: &[u8]) {
     if labels.len() != logits.nrows() {
         panic!(
             "cross_entropy: logits are {}x{} but there are {} labels (one per row expected)",
@@ -187,6 +205,11 @@ fn check_labels<T>(logits: &DMatrix<T>, labels: &[u8]) {
             labels.len()
         );
     }
+}
+
+/// Panics unless every label indexes a column.
+#[track_caller]
+fn check_label_range<T>(logits: &DMatrix<T>, labels: &[u8]) {
     if let Some((i, &l)) = labels
         .iter()
         .enumerate()
@@ -236,33 +259,42 @@ pub fn cross_entropy<T: RealField + Copy>(logits: &DMatrix<T>, labels: &[u8]) ->
 /// [`cross_entropy`] and its pullback: `d logits = seed * (softmax(logits) - onehot(labels)) / B`;
 /// `()` for the constant labels.
 ///
-/// The forward pass keeps the softmax probabilities and the pullback turns that buffer into
-/// the gradient in place (no allocation, no exponentials).
+/// The forward pass keeps the softmax probabilities and the pullback, called as
+/// `pb(&logits, &labels, seed, need)`, turns that buffer into the gradient in place (no
+/// allocation, no exponentials). It reads the labels from its re-passed argument; the logits
+/// are only shape-checked.
 ///
 /// # Panics
-/// As [`cross_entropy`].
+/// As [`cross_entropy`]; the pullback panics if the re-passed logits do not have the
+/// forward's shape or the re-passed labels are not one valid label per row.
 #[track_caller]
-pub fn cross_entropy_pullback<'a, T: RealField + Copy>(
+pub fn cross_entropy_pullback<T: RealField + Copy>(
     logits: &DMatrix<T>,
-    labels: &'a [u8],
+    labels: &[u8],
 ) -> (
     T,
-    impl FnOnce(T, [bool; 2]) -> (DMatrix<T>, ()) + use<'a, T>,
+    impl FnOnce(&DMatrix<T>, &[u8], T, [bool; 2]) -> (DMatrix<T>, ()) + use<T>,
 ) {
     check_labels(logits, labels);
     let (mut p, m, s) = softmax_parts(logits);
     let loss = cross_entropy_value(logits, labels, &m, &s);
-    (loss, move |seed: T, need: [bool; 2]| {
-        if !need[0] {
-            return (lazy_zero(), ());
-        }
-        let scale = seed / lit::<T>(p.nrows() as f64);
-        p *= scale;
-        for (i, &l) in labels.iter().enumerate() {
-            p[(i, usize::from(l))] -= scale;
-        }
-        (p, ())
-    })
+    (
+        loss,
+        move |logits: &DMatrix<T>, labels: &[u8], seed: T, need: [bool; 2]| {
+            assert_arg_shape("cross_entropy", "logits", logits, p.shape());
+            check_label_count(logits, labels);
+            if !need[0] {
+                return (lazy_zero(), ());
+            }
+            check_label_range(logits, labels);
+            let scale = seed / lit::<T>(p.nrows() as f64);
+            p *= scale;
+            for (i, &l) in labels.iter().enumerate() {
+                p[(i, usize::from(l))] -= scale;
+            }
+            (p, ())
+        },
+    )
 }
 
 /// [`cross_entropy`]'s value and its gradient with respect to the logits,
@@ -277,5 +309,5 @@ pub fn cross_entropy_vjp<T: RealField + Copy>(
     seed: T,
 ) -> (T, DMatrix<T>) {
     let (loss, pb) = cross_entropy_pullback(logits, labels);
-    (loss, pb(seed, [true, true]).0)
+    (loss, pb(logits, labels, seed, [true, true]).0)
 }
