@@ -14,14 +14,17 @@ use crate::ir::*;
 use crate::lower::Function;
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use syn::Ident;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// The closure form: seed and need-mask are arguments.
+    /// `_pullback`: the forward pass returns a closure that runs the adjoint later; the
+    /// closure gets the parameters again, the seed and a mask of the gradients needed.
     Pullback,
-    /// `_grad`: the seed is the literal 1.
+    /// `_vjp`: the adjoint runs in place at each `return`, scaled by the `seed` argument.
+    Vjp,
+    /// `_grad`: like `_vjp` with the seed the literal 1, folded.
     Grad,
 }
 
@@ -68,6 +71,8 @@ pub struct Gen<'a> {
     all_deps: u64,
     seed: Ident,
     tmp: usize,
+    fields: HashMap<VarId, (VarId, syn::Member)>,
+    in_closure: bool,
 }
 
 fn lit(x: f64) -> TokenStream {
@@ -94,6 +99,29 @@ impl<'a> Gen<'a> {
             all_deps,
             seed,
             tmp: 0,
+            fields: field_defs(&f.body),
+            in_closure: false,
+        }
+    }
+
+    fn inline(&self) -> bool {
+        self.mode != Mode::Pullback
+    }
+
+    /// How reverse code names the value `v`: its identifier (`__self` for the receiver in
+    /// a pullback closure), or for a field borrow the borrow itself, recomputed from its
+    /// base, so that borrows are never kept.
+    fn rev_name(&mut self, v: VarId) -> TokenStream {
+        if let Some((base, m)) = self.fields.get(&v).cloned() {
+            let b = self.rev_name(base);
+            return quote!((&#b.#m));
+        }
+        self.read(v);
+        let id = self.id(v);
+        if self.in_closure && id == "self" {
+            quote!(__self)
+        } else {
+            quote!(#id)
         }
     }
 
@@ -125,8 +153,7 @@ impl<'a> Gen<'a> {
     fn r(&mut self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => {
-                self.read(*v);
-                let id = self.id(*v);
+                let id = self.rev_name(*v);
                 if self.f.vars[*v].is_ref {
                     quote!(#id)
                 } else {
@@ -141,8 +168,7 @@ impl<'a> Gen<'a> {
     fn val(&mut self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => {
-                self.read(*v);
-                let id = self.id(*v);
+                let id = self.rev_name(*v);
                 if self.f.vars[*v].is_ref {
                     quote!((*#id))
                 } else {
@@ -244,14 +270,19 @@ impl<'a> Gen<'a> {
                 let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
                 quote_spanned!(span=> #root::matmul_tn(#x, #y))
             }
-            Op::Math(m, args) => {
+            Op::Math(m, args, prefix) => {
                 let name = format_ident!("{}", m.name(), span = span);
-                let recv = self.fwd_val(&args[0]);
-                let rest: Vec<TokenStream> = args[1..].iter().map(|a| self.fwd_val(a)).collect();
-                quote_spanned!(span=> #recv.#name(#(#rest),*))
+                let all: Vec<TokenStream> = args.iter().map(|a| self.fwd_val(a)).collect();
+                match prefix {
+                    Some(ty) => quote_spanned!(span=> #ty::#name(#(#all),*)),
+                    None => {
+                        let (recv, rest) = (&all[0], &all[1..]);
+                        quote_spanned!(span=> #recv.#name(#(#rest),*))
+                    }
+                }
             }
             Op::Call(callee, args) => {
-                let pb = format_ident!("__pb_{}", t.to_string().trim_start_matches("__"));
+                let pb = pullback_name(t);
                 let args: Vec<TokenStream> = args
                     .iter()
                     .map(|a| {
@@ -317,6 +348,13 @@ impl<'a> Gen<'a> {
             .collect();
         for s in &b.stmts {
             match s {
+                Stmt::Assign(Assign {
+                    dst,
+                    op: Op::Call(..),
+                    ..
+                }) => {
+                    out.push(pullback_name(self.id(*dst)).to_string());
+                }
                 Stmt::If(i) => out.push(format!("__br_{}", i.id)),
                 Stmt::For(f) => out.push(format!("__tape_{}", f.id)),
                 _ => {}
@@ -379,6 +417,15 @@ impl<'a> Gen<'a> {
                 Stmt::Return(v, span) => {
                     let k = self.exits.len();
                     let (stash, reverse) = self.rev_exit(frames, v);
+                    if self.inline() {
+                        let value = self.fwd_plain(v);
+                        out.extend(quote_spanned!(*span=> {
+                            let __grads = { #reverse };
+                            return (#value, __grads);
+                        }));
+                        self.exits.push(Exit { stash, reverse });
+                        return out;
+                    }
                     let variant = format_ident!("E{}", k);
                     let value = match v {
                         Operand::Var(id) if stash.iter().any(|s| s == self.id(*id)) => {
@@ -433,8 +480,7 @@ impl<'a> Gen<'a> {
                                     Operand::Var(v) => {
                                         let id = g.id(*v).clone();
                                         let name = id.to_string();
-                                        if locals.contains(&name) && !stash.iter().any(|s| *s == id)
-                                        {
+                                        if locals.contains(&name) && !stash.contains(&id) {
                                             quote!(#id)
                                         } else {
                                             quote!(::core::clone::Clone::clone(&#id))
@@ -791,9 +837,9 @@ impl<'a> Gen<'a> {
                     self.contribute(st, out, v, c);
                 }
             }
-            Op::Math(m, args) => self.rev_math(*m, args, t, &gt, span, st, out),
+            Op::Math(m, args, _) => self.rev_math(*m, args, t, &gt, span, st, out),
             Op::Call(callee, args) => {
-                let pb = format_ident!("__pb_{}", self.id(t).to_string().trim_start_matches("__"));
+                let pb = pullback_name(self.id(t));
                 self.read_ident(&pb);
                 let mut operands: Vec<Operand> = Vec::new();
                 if let Callee::Method { receiver, .. } = callee {
@@ -825,7 +871,24 @@ impl<'a> Gen<'a> {
                         }
                     })
                     .collect();
-                out.extend(quote_spanned!(span=> let (#(#pats,)*) = #pb(#gt, [#(#masks),*]);));
+                // The pullback gets the arguments again (it keeps no borrow of them).
+                let mut again: Vec<TokenStream> = Vec::new();
+                if let Callee::Method { receiver, .. } = callee {
+                    again.push(self.r(&Operand::Var(*receiver)));
+                }
+                for a in args {
+                    again.push(if a.by_ref {
+                        self.r(&a.operand)
+                    } else {
+                        match &a.operand {
+                            Operand::Var(v) => self.rev_name(*v),
+                            Operand::Const(e) => quote!((#e)),
+                        }
+                    });
+                }
+                out.extend(
+                    quote_spanned!(span=> let (#(#pats,)*) = #pb(#(#again,)* #gt, [#(#masks),*]);),
+                );
                 for (o, n) in operands.iter().zip(&names) {
                     if let Some(v) = self.active(o) {
                         let r = self.r(o);
@@ -844,8 +907,7 @@ impl<'a> Gen<'a> {
             }
             Op::Index(b, i) => {
                 let gb = self.materialize(st, out, *b);
-                self.read(*b);
-                let base = self.id(*b).clone();
+                let base = self.rev_name(*b);
                 let i = self.val(i);
                 out.extend(quote!(#root::acc_index(&mut #gb, #base.len(), #i, #gt);));
             }
@@ -964,7 +1026,7 @@ impl<'a> Gen<'a> {
     fn outer_targets(
         &mut self,
         st: &Rev,
-        locals: &[String],
+        locals: &HashSet<VarId>,
         body: impl FnOnce(&mut Self, &mut Rev, &mut TokenStream),
     ) -> Vec<VarId> {
         let saved_reads = self.reads.clone();
@@ -978,7 +1040,7 @@ impl<'a> Gen<'a> {
             .adj
             .iter()
             .filter(|(v, a)| {
-                !locals.contains(&self.id(**v).to_string())
+                !locals.contains(v)
                     && match (st.adj.get(v), a) {
                         (None, _) => true,
                         (Some(Adj::Lit(x)), Adj::Lit(y)) => x != y,
@@ -1047,7 +1109,10 @@ impl<'a> Gen<'a> {
         let mut targets = Vec::new();
         for which in [true, false] {
             let block = if which { &i.then_b } else { &i.else_b };
-            let locals = self.local_names(block);
+            if block.diverges {
+                continue;
+            }
+            let locals = deep_locals(block);
             targets.extend(self.outer_targets(st, &locals, |g, s, o| arm(g, s, o, which)));
         }
         targets.sort();
@@ -1146,9 +1211,11 @@ impl<'a> Gen<'a> {
                 out.extend(quote!(#gc = #v;));
             }
         };
+        let mut deep = deep_locals(&f.body);
+        deep.extend(extra.iter().copied());
+        let targets = self.outer_targets(st, &deep, |g, s, o| iteration(g, s, o));
         let mut locals = self.local_names(&f.body);
         locals.extend(extra.iter().map(|v| self.id(*v).to_string()));
-        let targets = self.outer_targets(st, &locals, |g, s, o| iteration(g, s, o));
         for v in targets {
             self.materialize(st, out, v);
         }
@@ -1191,13 +1258,14 @@ impl<'a> Gen<'a> {
     /// The adjoint of the path that ends at a `return v`: what the match arm of that exit runs.
     fn rev_exit(&mut self, frames: &[Frame<'a>], v: &Operand) -> (Vec<Ident>, TokenStream) {
         let saved_reads = std::mem::take(&mut self.reads);
+        self.in_closure = self.mode == Mode::Pullback;
         let mut st = Rev::default();
         let mut out = TokenStream::new();
         if let Some(id) = self.active(v) {
             let seed = &self.seed;
             let c = match self.mode {
                 Mode::Grad => Contrib::Lit(1.0),
-                Mode::Pullback => Contrib::Ts(quote!(#seed)),
+                Mode::Pullback | Mode::Vjp => Contrib::Ts(quote!(#seed)),
             };
             self.contribute(&mut st, &mut out, id, c);
         }
@@ -1213,6 +1281,7 @@ impl<'a> Gen<'a> {
             }
         }
         out.extend(self.result(&mut st));
+        self.in_closure = false;
         let reads = std::mem::replace(&mut self.reads, saved_reads);
         let stash = reads.into_values().collect();
         (stash, out)
@@ -1240,10 +1309,10 @@ impl<'a> Gen<'a> {
             let r = self.r(&Operand::Var(p.var));
             items.push(match self.mode {
                 Mode::Pullback => g,
-                Mode::Grad => quote!(#root::finalize(#r, #g)),
+                Mode::Grad | Mode::Vjp => quote!(#root::finalize(#r, #g)),
             });
         }
-        if self.mode == Mode::Grad && items.len() == 1 {
+        if self.inline() && items.len() == 1 {
             let g = &items[0];
             quote!(#g)
         } else {
@@ -1258,6 +1327,9 @@ impl<'a> Gen<'a> {
             done: Vec::new(),
         }];
         let fwd = self.fwd_block(&self.f.body, &mut frames);
+        if self.inline() {
+            return fwd;
+        }
         let n = self.exits.len();
         let params: Vec<Ident> = (0..n).map(|k| format_ident!("T{}", k)).collect();
         let variants: Vec<Ident> = (0..n).map(|k| format_ident!("E{}", k)).collect();
@@ -1276,18 +1348,24 @@ impl<'a> Gen<'a> {
         };
         let seed = &self.seed;
         let np = self.f.params.len();
-        match self.mode {
-            Mode::Pullback => quote! {
-                #enum_def
-                let (__value, __exit) = '__fwd: { #fwd };
-                (__value, move |#seed: #ret_ty, __need: [bool; #np]| match __exit { #(#arms)* })
-            },
-            Mode::Grad => quote! {
-                #enum_def
-                let (__value, __exit) = '__fwd: { #fwd };
-                let __grads = match __exit { #(#arms)* };
-                (__value, __grads)
-            },
+        let closure_params: Vec<TokenStream> = self
+            .f
+            .params
+            .iter()
+            .map(|p| {
+                let ty = &p.ty;
+                if p.ident == "self" {
+                    quote!(__self: #ty)
+                } else {
+                    let id = &p.ident;
+                    quote!(#id: #ty)
+                }
+            })
+            .collect();
+        quote! {
+            #enum_def
+            let (__value, __exit) = '__fwd: { #fwd };
+            (__value, move |#(#closure_params,)* #seed: #ret_ty, __need: [bool; #np]| match __exit { #(#arms)* })
         }
     }
 
@@ -1295,4 +1373,57 @@ impl<'a> Gen<'a> {
     pub fn reverse_listing(&self) -> Vec<TokenStream> {
         self.exits.iter().map(|e| e.reverse.clone()).collect()
     }
+}
+
+/// The field borrows of a body (`t = &base.member`), by value id.
+fn field_defs(b: &Block) -> HashMap<VarId, (VarId, syn::Member)> {
+    let mut out = HashMap::new();
+    fn walk(b: &Block, out: &mut HashMap<VarId, (VarId, syn::Member)>) {
+        for s in &b.stmts {
+            match s {
+                Stmt::Assign(a) => {
+                    if let Op::Field(base, m) = &a.op {
+                        out.insert(a.dst, (*base, m.clone()));
+                    }
+                }
+                Stmt::If(i) => {
+                    walk(&i.then_b, out);
+                    walk(&i.else_b, out);
+                }
+                Stmt::For(f) => walk(&f.body, out),
+                Stmt::Return(..) => {}
+            }
+        }
+    }
+    walk(b, &mut out);
+    out
+}
+
+/// The name of the pullback closure that a call returned along with the value `t`.
+fn pullback_name(t: &Ident) -> Ident {
+    format_ident!("__pb_{}", t.to_string().trim_start_matches("__"))
+}
+
+/// Every value defined inside a block, nested blocks included (loop indices and heads too).
+fn deep_locals(b: &Block) -> HashSet<VarId> {
+    let mut out = HashSet::new();
+    fn walk(b: &Block, out: &mut HashSet<VarId>) {
+        out.extend(b.defined());
+        for s in &b.stmts {
+            match s {
+                Stmt::If(i) => {
+                    walk(&i.then_b, out);
+                    walk(&i.else_b, out);
+                }
+                Stmt::For(f) => {
+                    out.insert(f.index);
+                    out.extend(f.carried.iter().map(|c| c.head));
+                    walk(&f.body, out);
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(b, &mut out);
+    out
 }

@@ -133,7 +133,8 @@ pub enum Op {
     MatMulNt(Operand, Operand),
     /// `a.transpose() * b`
     MatMulTn(Operand, Operand),
-    Math(MathFn, Vec<Operand>),
+    /// A scalar math function; the type prefix of the path form (`f64::hypot(a, b)`).
+    Math(MathFn, Vec<Operand>, Option<Ident>),
     Call(Callee, Vec<Arg>),
     /// `&base.member`
     Field(VarId, Member),

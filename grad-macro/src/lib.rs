@@ -6,6 +6,7 @@
 //! matrix. See the `symgrad` crate for the user documentation.
 
 mod args;
+mod custom;
 mod emit;
 mod ir;
 mod lower;
@@ -29,6 +30,20 @@ pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
         eprintln!("{}", pretty::pretty(&out));
     }
     out.into()
+}
+
+/// Makes a hand-written `NAME_vjp(args.., seed) -> (value, gradients)` the derivative of
+/// `NAME` for code that `#[differentiable]` generates; see the `symgrad` crate docs.
+#[proc_macro_attribute]
+pub fn custom_vjp(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = parse_macro_input!(args as args::Args);
+    let func = parse_macro_input!(item as ItemFn);
+    custom::expand(&args, &func)
+        .unwrap_or_else(|e| {
+            let e = e.into_compile_error();
+            quote!(#e #func)
+        })
+        .into()
 }
 
 /// Implements `Params`, `Differentiable` and `Accumulate` for a struct of parameters.
@@ -58,7 +73,7 @@ fn root(args: &args::Args) -> TokenStream2 {
 }
 
 /// The gradient type of a parameter type: references stripped, slices become `Vec`s.
-fn grad_type(ty: &Type) -> Type {
+pub(crate) fn grad_type(ty: &Type) -> Type {
     match ty {
         Type::Reference(r) => grad_type(&r.elem),
         Type::Paren(p) => grad_type(&p.elem),
@@ -74,36 +89,7 @@ fn is_float(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")))
 }
 
-/// Gives every elided reference lifetime in a parameter the name `'__sg`.
-fn with_lifetime(arg: &FnArg) -> FnArg {
-    let mut arg = arg.clone();
-    match &mut arg {
-        FnArg::Receiver(r) => {
-            if let Some((_, lt)) = &mut r.reference {
-                if lt.is_none() {
-                    *lt = Some(syn::parse_quote!('__sg));
-                }
-            }
-            if r.colon_token.is_none() {
-                if let Type::Reference(tr) = &mut *r.ty {
-                    if tr.lifetime.is_none() {
-                        tr.lifetime = Some(syn::parse_quote!('__sg));
-                    }
-                }
-            }
-        }
-        FnArg::Typed(pt) => {
-            if let Type::Reference(tr) = &mut *pt.ty {
-                if tr.lifetime.is_none() {
-                    tr.lifetime = Some(syn::parse_quote!('__sg));
-                }
-            }
-        }
-    }
-    arg
-}
-
-const ALLOWS: &str = "unused_mut, unused_variables, unused_assignments, unreachable_code, unused_parens, unused_braces, non_snake_case, non_camel_case_types, clippy::all, clippy::pedantic, clippy::nursery";
+const ALLOWS: &str = "dead_code, unused_mut, unused_variables, unused_assignments, unreachable_code, unused_parens, unused_braces, non_snake_case, non_camel_case_types, clippy::all, clippy::pedantic, clippy::nursery";
 
 fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Error>> {
     let f = lower::lower(func, args)?;
@@ -122,7 +108,6 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         format_ident!("seed")
     };
     let np = f.params.len();
-    let has_self = f.params.iter().any(|p| p.ident == "self");
 
     // `_pullback`: forward value and the adjoint as a closure.
     let mut pb_gen = emit::Gen::new(&f, root.clone(), emit::Mode::Pullback, seed.clone());
@@ -139,7 +124,8 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         })
         .collect();
     let pb_name = format_ident!("{}_pullback", name);
-    let pb_inputs: Vec<FnArg> = sig.inputs.iter().map(with_lifetime).collect();
+    let pb_inputs: Vec<&FnArg> = sig.inputs.iter().collect();
+    let param_tys: Vec<&Type> = f.params.iter().map(|p| &p.ty).collect();
     let pb_doc = format!(
         " The forward value of [`{name}`] and its pullback: the closure maps the adjoint of the \
          output (and a mask of which gradients the caller needs) to one gradient per parameter \
@@ -147,7 +133,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
          caller of `{name}` calls this."
     );
 
-    // `_vjp`: the pullback applied to a seed.
+    // `_vjp`: the adjoint in place, scaled by a seed.
     let vjp_name = format_ident!("{}_vjp", name);
     let inputs = &sig.inputs;
     let active: Vec<&lower::Param> = f.params.iter().filter(|p| p.active).collect();
@@ -157,52 +143,10 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         let ts: Vec<Type> = active.iter().map(|p| grad_type(&p.ty)).collect();
         syn::parse_quote!((#(#ts,)*))
     };
-    let call_args: Vec<&syn::Ident> = f
-        .params
-        .iter()
-        .filter(|p| p.ident != "self")
-        .map(|p| &p.ident)
-        .collect();
-    let call = if has_self {
-        quote!(self.#pb_name(#(#call_args),*))
-    } else {
-        quote!(#pb_name(#(#call_args),*))
-    };
-    let pats: Vec<TokenStream2> = f
-        .params
-        .iter()
-        .enumerate()
-        .map(|(k, p)| {
-            let g = format_ident!("__g{}", k);
-            if p.active { quote!(#g) } else { quote!(_) }
-        })
-        .collect();
-    let finals: Vec<TokenStream2> = f
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.active)
-        .map(|(k, p)| {
-            let g = format_ident!("__g{}", k);
-            let id = &p.ident;
-            let r = if matches!(p.ty, Type::Reference(_)) {
-                quote!(#id)
-            } else {
-                quote!(&#id)
-            };
-            quote!(#root::finalize(#r, #g))
-        })
-        .collect();
-    let vjp_result = if finals.len() == 1 {
-        let g = &finals[0];
-        quote!(#g)
-    } else {
-        quote!((#(#finals,)*))
-    };
+    let vjp_body = emit::Gen::new(&f, root.clone(), emit::Mode::Vjp, seed.clone()).body(ret_ty);
     let vjp_doc = format!(
         " The value of [`{name}`] and the gradient of `{seed} * {name}(..)` with respect to each \
-         active parameter, in declaration order. Generated by `#[differentiable]`. To give a \
-         function a derivative of your own, write its `_pullback` by hand (see the crate docs)."
+         active parameter, in declaration order. Generated by `#[differentiable]`."
     );
     let vjp_params: Vec<TokenStream2> = inputs.iter().map(|i| quote!(#i)).collect();
 
@@ -242,7 +186,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         #[doc = #pb_listing]
         #[allow(#allows)]
         #[inline]
-        #vis fn #pb_name<'__sg>(#(#pb_inputs),*) -> (#ret_ty, impl ::core::ops::FnOnce(#ret_ty, [bool; #np]) -> (#(#entries,)*) + '__sg) {
+        #vis fn #pb_name(#(#pb_inputs),*) -> (#ret_ty, impl ::core::ops::FnOnce(#(#param_tys,)* #ret_ty, [bool; #np]) -> (#(#entries,)*) + use<>) {
             #(#items)*
             #pb_body
         }
@@ -251,9 +195,8 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         #[allow(#allows)]
         #[inline]
         #vis fn #vjp_name(#(#vjp_params,)* #seed: #ret_ty) -> (#ret_ty, #grads_ty) {
-            let (__value, __pb) = #call;
-            let (#(#pats,)*) = __pb(#seed, [true; #np]);
-            (__value, #vjp_result)
+            #(#items)*
+            #vjp_body
         }
 
         #grad_fn
@@ -261,7 +204,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
 }
 
 fn doc_listing(name: &syn::Ident, listing: &[TokenStream2], root: &TokenStream2) -> String {
-    let prefix = format!("{} ::", root.to_string());
+    let prefix = format!("{root} ::");
     let mut doc = format!(
         " The value of [`{name}`] and its gradient, computed by code that `#[differentiable]` wrote.\n\n \
          After the forward pass (the body of `{name}`, keeping the values below), the adjoint runs:\n\n ```text\n"

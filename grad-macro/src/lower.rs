@@ -124,7 +124,7 @@ const UNSUPPORTED_MATRIX_METHODS: &[&str] = &[
 /// Methods that read the structure of a value, not its numbers: never differentiated.
 const STRUCTURAL_METHODS: &[&str] = &["len", "nrows", "ncols", "shape", "is_empty"];
 
-fn is_constant_type(ty: &Type) -> bool {
+pub(crate) fn is_constant_type(ty: &Type) -> bool {
     match ty {
         Type::Reference(r) => is_constant_type(&r.elem),
         Type::Slice(s) => is_constant_type(&s.elem),
@@ -292,7 +292,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         };
         let is_self = ident == "self";
         let active = match &args.wrt {
-            Some(list) => list.iter().any(|w| *w == ident),
+            Some(list) => list.contains(&ident),
             None => is_self || !is_constant_type(&ty),
         };
         if pos >= 64 {
@@ -590,10 +590,11 @@ impl Lowerer {
             }
         };
         let Some(init) = &local.init else {
-            self.errors.push(err(
-                local.span(),
-                "a `let` in a #[differentiable] fn needs a value: write `let x = ...;`",
-            ));
+            // `let x: f64;` assigned later: the first assignment gives it its value (rustc
+            // checks, on the original function, that it is assigned before it is read).
+            if let Some(n) = name {
+                self.bind(n, Self::dummy(), true);
+            }
             return;
         };
         if let Some((else_tok, _)) = &init.diverge {
@@ -1028,7 +1029,7 @@ impl Lowerer {
             let refs: Vec<&Operand> = ops.iter().collect();
             let refs: Vec<Operand> = refs.into_iter().cloned().collect();
             let rr: Vec<&Operand> = refs.iter().collect();
-            return self.assign(Op::Math(f, ops.clone()), &rr, e.span(), false);
+            return self.assign(Op::Math(f, ops.clone(), None), &rr, e.span(), false);
         }
         match (name.as_str(), args.len()) {
             ("transpose", 0) => {
@@ -1117,7 +1118,12 @@ impl Lowerer {
                 }
                 let ops: Vec<Operand> = args.into_iter().map(|(a, _)| a).collect();
                 let refs: Vec<&Operand> = ops.iter().collect();
-                return self.assign(Op::Math(f, ops.clone()), &refs, e.span(), false);
+                return self.assign(
+                    Op::Math(f, ops.clone(), Some(p.path.segments[0].ident.clone())),
+                    &refs,
+                    e.span(),
+                    false,
+                );
             }
             return self.unsupported(p.path.segments[1].ident.span(), &format!("`{}::{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}", segs[0]));
         }
@@ -1213,10 +1219,17 @@ impl Lowerer {
             for (bi, (name, _)) in scope.iter().enumerate() {
                 let t = &then_scopes[si][bi].1.op;
                 let e = &else_scopes[si][bi].1.op;
-                let chosen = if then_b.diverges {
-                    e.clone()
-                } else if else_b.diverges || Self::same(t, e) {
-                    t.clone()
+                let pre = &before[si][bi].1.op;
+                // A value rebound in a branch that does not return lives in that branch's
+                // scope: a phi carries it out (the returning branch's side is never taken).
+                let (t, e) = match (then_b.diverges, else_b.diverges) {
+                    (true, true) => (pre, pre),
+                    (true, false) => (e, e),
+                    (false, true) => (t, t),
+                    (false, false) => (t, e),
+                };
+                let chosen = if Self::same(t, pre) && Self::same(e, pre) {
+                    pre.clone()
                 } else {
                     let active = self.active(t) || self.active(e);
                     let deps = self.deps(t) | self.deps(e);
@@ -1246,8 +1259,19 @@ impl Lowerer {
                     });
                     Some(Operand::Var(dst))
                 }
-                (_, Some(e)) if then_b.diverges => Some(e),
-                (Some(t), _) if else_b.diverges => Some(t),
+                (t, e) if then_b.diverges != else_b.diverges => {
+                    let v = if then_b.diverges { e } else { t };
+                    v.map(|v| {
+                        let is_ref = matches!(v, Operand::Var(x) if self.vars[x].is_ref);
+                        let dst = self.new_var("", self.active(&v), self.deps(&v), is_ref);
+                        phis.push(Phi {
+                            dst,
+                            then_v: v.clone(),
+                            else_v: v,
+                        });
+                        Operand::Var(dst)
+                    })
+                }
                 (None, None) if then_b.diverges && else_b.diverges => None,
                 _ => {
                     if i.else_branch.is_none() {
@@ -1299,7 +1323,7 @@ impl Lowerer {
             ));
             return;
         }
-        let iter = self.inactive_expr(&f.expr, false);
+        let iter = self.inactive_expr(&f.expr, true);
         let before = self.scopes.clone();
         // Pass 1: which names does the body rebind?
         let snap = self.snapshot();

@@ -1,107 +1,89 @@
 //! A small printer that lays generated tokens out as readable lines, for the docs.
 
-use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 
 /// One statement per line, blocks indented by four spaces.
 pub fn pretty(ts: &TokenStream) -> String {
-    let mut out = String::new();
-    write(ts.clone(), 0, &mut out);
-    out.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    write(ts.clone(), 0, &mut cur, &mut lines);
+    flush(&mut cur, 0, &mut lines);
+    lines.join("\n")
 }
 
-fn newline(out: &mut String, indent: usize) {
-    out.push('\n');
-    out.push_str(&"    ".repeat(indent));
+fn flush(cur: &mut String, indent: usize, lines: &mut Vec<String>) {
+    let text = tidy(cur.trim());
+    if !text.is_empty() {
+        lines.push(format!("{}{}", "    ".repeat(indent), text));
+    }
+    cur.clear();
 }
 
-fn write(ts: TokenStream, indent: usize, out: &mut String) {
-    let mut prev_joint = false;
-    let mut prev: Option<String> = None;
+/// Removes the spaces that `TokenStream`'s `Display` puts around punctuation.
+fn tidy(s: &str) -> String {
+    let mut s = s.to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" . ", "."),
+        (" ,", ","),
+        (" ;", ";"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        ("& ", "&"),
+        ("& &", "&&"),
+        (" (", "("),
+        (" [", "["),
+        ("=(", "= ("),
+        (",(", ", ("),
+        ("-(", "-("),
+        ("=::", "= ::"),
+        (",::", ", ::"),
+        ("(::", "(::"),
+        ("let(", "let ("),
+        ("for(", "for ("),
+        ("return(", "return ("),
+        (" *(", " * ("),
+        (" /(", " / ("),
+        ("->(", "-> ("),
+        ("in(", "in ("),
+        ("=>", " => "),
+        ("  =>", " =>"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+fn write(ts: TokenStream, indent: usize, cur: &mut String, lines: &mut Vec<String>) {
+    let mut joint = false;
     for tt in ts {
-        let text = match &tt {
-            TokenTree::Group(g) => match g.delimiter() {
-                Delimiter::Brace => {
-                    out.push_str(" {");
-                    let mut inner = String::new();
-                    write(g.stream(), indent + 1, &mut inner);
-                    newline(out, indent + 1);
-                    out.push_str(inner.trim());
-                    newline(out, indent);
-                    out.push('}');
-                    newline(out, indent);
-                    prev = Some("}".into());
-                    prev_joint = false;
-                    continue;
-                }
-                Delimiter::Parenthesis | Delimiter::Bracket => {
-                    let (o, c) = if g.delimiter() == Delimiter::Parenthesis {
-                        ("(", ")")
-                    } else {
-                        ("[", "]")
-                    };
-                    let mut inner = String::new();
-                    write(g.stream(), indent, &mut inner);
-                    format!("{o}{}{c}", inner.trim())
-                }
-                Delimiter::None => {
-                    let mut inner = String::new();
-                    write(g.stream(), indent, &mut inner);
-                    inner
-                }
-            },
-            other => other.to_string(),
-        };
-        let glue = match prev.as_deref() {
-            None => false,
-            Some(p) => {
-                prev_joint
-                    || p == "."
-                    || p == "&"
-                    || p == "!"
-                    || p == "::"
-                    || text == "."
-                    || text == ","
-                    || text == ";"
-                    || text == "::"
-                    || (text.starts_with('(')
-                        && !matches!(
-                            p,
-                            "=" | ","
-                                | "+"
-                                | "-"
-                                | "*"
-                                | "/"
-                                | "in"
-                                | "=>"
-                                | "if"
-                                | "let"
-                                | "("
-                                | "mut"
-                                | "||"
-                        ))
-                    || text.starts_with('[') && p != "="
+        match &tt {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
+                cur.push_str(" {");
+                flush(cur, indent, lines);
+                write(g.stream(), indent + 1, cur, lines);
+                flush(cur, indent + 1, lines);
+                cur.push('}');
             }
-        };
-        if !glue && !out.is_empty() && !out.ends_with(' ') && !out.ends_with('\n') {
-            out.push(' ');
-        }
-        out.push_str(&text);
-        if let TokenTree::Punct(p) = &tt {
-            prev_joint = p.spacing() == Spacing::Joint;
-            if p.as_char() == ';' || (p.as_char() == ',' && text == "," && false) {
-                newline(out, indent);
+
+            TokenTree::Punct(p) if p.as_char() == ';' => {
+                cur.push(';');
+                flush(cur, indent, lines);
             }
-            if p.as_char() == ':' && prev_joint {
-                prev = Some("::".into());
+            other => {
+                if cur.ends_with('}') {
+                    flush(cur, indent, lines);
+                }
+                if !joint {
+                    cur.push(' ');
+                }
+                cur.push_str(&other.to_string());
+                joint = matches!(other, TokenTree::Punct(p) if p.spacing() == proc_macro2::Spacing::Joint);
                 continue;
             }
-        } else {
-            prev_joint = false;
         }
-        prev = Some(text);
     }
 }

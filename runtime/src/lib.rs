@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod gemm;
 pub mod metrics;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod params;

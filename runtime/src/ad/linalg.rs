@@ -4,10 +4,11 @@
 //! transposed operand is never materialised.
 
 use super::Differentiable;
+use crate::gemm::{GemmScalar, Trans};
 use nalgebra::{DMatrix, DVector, RealField};
 
 /// The element types of matrices that generated code can differentiate (`f32`, `f64`).
-pub trait Scalar: RealField + Copy {}
+pub trait Scalar: RealField + Copy + GemmScalar {}
 impl Scalar for f32 {}
 impl Scalar for f64 {}
 
@@ -44,21 +45,8 @@ pub fn matmul<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> 
         if tb { " (transposed)" } else { "" },
     );
     let _ = (ar, bc);
-    crate::ad::linalg::backend::matmul(a, ta, b, tb)
-}
-
-mod backend {
-    use super::Scalar;
-    use nalgebra::DMatrix;
-
-    pub fn matmul<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DMatrix<T> {
-        match (ta, tb) {
-            (false, false) => a * b,
-            (false, true) => a * b.transpose(),
-            (true, false) => a.tr_mul(b),
-            (true, true) => a.transpose() * b.transpose(),
-        }
-    }
+    let t = |yes: bool| if yes { Trans::Yes } else { Trans::No };
+    crate::gemm::matmul(a, t(ta), b, t(tb))
 }
 
 /// Multiplication as generated code sees it: the forward product and the adjoint of each

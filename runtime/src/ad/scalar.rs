@@ -29,6 +29,8 @@ pub trait Float:
     /// Converts a small integer exactly.
     fn from_i32(n: i32) -> Self;
     #[doc(hidden)]
+    fn is_nan(self) -> bool;
+    #[doc(hidden)]
     fn sin(self) -> Self;
     #[doc(hidden)]
     fn cos(self) -> Self;
@@ -56,6 +58,10 @@ macro_rules! float_impl {
             #[inline(always)]
             fn from_i32(n: i32) -> $t {
                 n as $t
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                $t::is_nan(self)
             }
             #[inline(always)]
             fn sin(self) -> $t {
@@ -228,7 +234,7 @@ pub fn abs_vjp<T: Float>(x: T, g: T) -> T {
 /// max(a, b): the gradient goes to the larger argument, to `a` on a tie
 #[inline(always)]
 pub fn max_vjp<T: Float>(a: T, b: T, g: T) -> (T, T) {
-    if a >= b || b != b {
+    if a >= b || b.is_nan() {
         (g, T::ZERO)
     } else {
         (T::ZERO, g)
@@ -237,7 +243,7 @@ pub fn max_vjp<T: Float>(a: T, b: T, g: T) -> (T, T) {
 /// min(a, b): the gradient goes to the smaller argument, to `a` on a tie
 #[inline(always)]
 pub fn min_vjp<T: Float>(a: T, b: T, g: T) -> (T, T) {
-    if a <= b || b != b {
+    if a <= b || b.is_nan() {
         (g, T::ZERO)
     } else {
         (T::ZERO, g)

@@ -1,0 +1,69 @@
+use crate::ops::{add_bias, add_bias_pullback};
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use symgrad_macro::{Params, differentiable};
+
+/// A fully connected layer `y = x Wᵀ + b`, laid out as PyTorch's `nn.Linear`.
+///
+/// `weight` is `[out_features, in_features]` and `bias` is `[out_features]`, so the tensors
+/// map one-to-one to a PyTorch `state_dict` (`layer1.weight`, `layer1.bias`). A batch `x`
+/// has one sample per row.
+#[derive(Clone, Debug, PartialEq, Params)]
+#[params(crate = crate)]
+pub struct Linear {
+    /// `[out_features, in_features]`
+    pub weight: DMatrix<f32>,
+    /// `[out_features]`
+    pub bias: DVector<f32>,
+}
+
+impl Linear {
+    /// PyTorch's default initialisation: weight and bias uniform in ±1/√in_features
+    /// (`kaiming_uniform_(a=√5)` reduces to that bound), drawn from `rng`.
+    ///
+    /// # Panics
+    /// If `in_features` is 0.
+    pub fn new<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
+        assert!(in_features > 0, "Linear::new: in_features must be positive");
+        let bound = 1.0 / (in_features as f32).sqrt();
+        let weight = DMatrix::from_fn(out_features, in_features, |_, _| {
+            rng.gen_range(-bound..bound)
+        });
+        let bias = DVector::from_fn(out_features, |_, _| rng.gen_range(-bound..bound));
+        Linear { weight, bias }
+    }
+
+    /// A layer with the given weight `[out, in]` and bias `[out]`.
+    ///
+    /// # Panics
+    /// If the bias length is not the weight's number of rows.
+    pub fn from_parts(weight: DMatrix<f32>, bias: DVector<f32>) -> Self {
+        assert_eq!(
+            weight.nrows(),
+            bias.len(),
+            "Linear::from_parts: weight is {}x{} but bias has length {}",
+            weight.nrows(),
+            weight.ncols(),
+            bias.len()
+        );
+        Linear { weight, bias }
+    }
+
+    /// The number of input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.ncols()
+    }
+
+    /// The number of output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    /// `x Wᵀ + b` for a batch `x` (one sample per row). Its gradient, `forward_pullback`,
+    /// is generated: `dW = dYᵀ x`, `db = column sums of dY`, `dx = dY W` (skipped when the
+    /// caller does not need it, as for the input data).
+    #[differentiable(crate = crate)]
+    pub fn forward(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
+        add_bias(&(x * self.weight.transpose()), &self.bias)
+    }
+}
