@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use common::{Mlp, Progress, load_data, logits, loss, loss_grad, peak_rss_mib};
@@ -130,7 +130,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let mut opt = Adam::new(adam);
     println!(
-        "model 784-128-64-10 ({} parameters), Adam lr {}, batch {}, {} epochs, seed {}, \
+        "model 784-128-64-10 ({} parameters), Adam lr {}, batch {}, {} epoch(s), seed {}, \
          GEMM {} thread(s) ({:?})",
         model.num_params(),
         args.lr,
@@ -234,12 +234,12 @@ fn run(args: Args) -> Result<(), String> {
     };
     let train_seconds: f64 = report.history.iter().map(|s| s.seconds).sum();
     let eval_seconds: f64 = report.history.iter().map(|s| s.eval_seconds).sum();
-    let samples: usize = report.history.len() * train.len();
+    let samples = report.history.len() * train.len();
     println!(
-        "trained {} epochs ({} steps) in {train_seconds:.1}s ({:.0} samples/s), evaluation {eval_seconds:.1}s, \
-         wall {:.1}s",
+        "{} full epoch(s) ({} steps) trained in {train_seconds:.1}s ({:.0} samples/s), \
+         evaluation {eval_seconds:.1}s, wall {:.1}s",
         report.history.len(),
-        report.steps,
+        report.history.iter().map(|s| s.steps).sum::<usize>(),
         samples as f64 / train_seconds.max(1e-9),
         wall.as_secs_f64()
     );
@@ -275,7 +275,8 @@ fn check_accuracy(accuracy: f32, min_percent: Option<f32>) -> Result<(), String>
 }
 
 /// Times the parts of a training step on a copy of the model: assembling the batch, the
-/// forward and backward pass (`loss_grad`), the forward pass alone (`loss`) and the Adam step.
+/// forward and backward pass (`loss_grad`), the Adam step, and for comparison the forward pass
+/// alone (`loss`). Medians over 200 steps, robust to other processes on the machine.
 fn print_step_breakdown(
     model: &Mlp,
     train: DataRef<'_>,
@@ -289,41 +290,38 @@ fn print_step_breakdown(
     let mut opt = Adam::new(adam);
     let order = train::epoch_permutation(seed, 1000, train.len());
     let mut batch = Batch::with_capacity(batch_size, train.pixels());
-    let [mut fill, mut grad, mut forward, mut step] = [Duration::ZERO; 4];
-    for (i, indices) in order
-        .chunks_exact(batch_size)
-        .cycle()
-        .take(WARMUP + STEPS)
-        .enumerate()
-    {
+    // Per step: [batch assembly, forward+backward, Adam step, forward alone], in seconds.
+    let mut times: Vec<[f64; 4]> = Vec::with_capacity(STEPS);
+    let batches = order.chunks_exact(batch_size).cycle().take(WARMUP + STEPS);
+    for (i, indices) in batches.enumerate() {
         let t0 = Instant::now();
         batch.fill(train, indices);
         let t1 = Instant::now();
-        let (_, g) = loss_grad(&model, &batch.x, &batch.labels);
+        let (_, grad) = loss_grad(&model, &batch.x, &batch.labels);
         let t2 = Instant::now();
-        opt.step(&mut model, &g);
+        opt.step(&mut model, &grad);
         let t3 = Instant::now();
         std::hint::black_box(loss(&model, &batch.x, &batch.labels));
         let t4 = Instant::now();
         if i >= WARMUP {
-            fill += t1 - t0;
-            grad += t2 - t1;
-            step += t3 - t2;
-            forward += t4 - t3;
+            times.push([t1 - t0, t2 - t1, t3 - t2, t4 - t3].map(|d| d.as_secs_f64()));
         }
     }
-    let ms = |d: Duration| 1e3 * d.as_secs_f64() / STEPS as f64;
-    let total = ms(fill) + ms(grad) + ms(step);
-    let pct = |d: Duration| 100.0 * ms(d) / total;
-    println!("one training step, batch {batch_size}, mean of {STEPS} steps:");
-    println!("  batch assembly    {:7.3} ms {:5.1}%", ms(fill), pct(fill));
+    let median_ms = |part: usize| {
+        let mut v: Vec<f64> = times.iter().map(|t| t[part]).collect();
+        v.sort_by(f64::total_cmp);
+        1e3 * v[v.len() / 2]
+    };
+    let [fill, grad, step, forward] = [0, 1, 2, 3].map(median_ms);
+    let total = fill + grad + step;
+    let pct = |ms: f64| 100.0 * ms / total;
+    println!("one training step, batch {batch_size}, median of {STEPS} steps:");
+    println!("  batch assembly    {fill:7.3} ms {:5.1}%", pct(fill));
     println!(
-        "  forward+backward  {:7.3} ms {:5.1}%  (forward alone {:.3} ms)",
-        ms(grad),
-        pct(grad),
-        ms(forward)
+        "  forward+backward  {grad:7.3} ms {:5.1}%  (forward alone {forward:.3} ms)",
+        pct(grad)
     );
-    println!("  Adam step         {:7.3} ms {:5.1}%", ms(step), pct(step));
+    println!("  Adam step         {step:7.3} ms {:5.1}%", pct(step));
     println!(
         "  total             {total:7.3} ms  = {:.0} samples/s",
         1e3 * batch_size as f64 / total
