@@ -70,12 +70,14 @@ fn serial<K: GemmKernel>(task: &Task<K::Elem>) {
                         let src = t.a.add(ic * t.rsa + pc * t.csa);
                         pack_a::<K>(mc, kc, src, t.rsa, t.csa, apack);
                     }
-                    let mut jr = 0;
-                    while jr < nc {
-                        let nr = K::NR.min(nc - jr);
-                        let mut ir = 0;
-                        while ir < mc {
-                            let mr = K::MR.min(mc - ir);
+                    // A micro-panel (MR wide) stays in L1 while the narrower B micro-panels
+                    // stream from L2.
+                    let mut ir = 0;
+                    while ir < mc {
+                        let mr = K::MR.min(mc - ir);
+                        let mut jr = 0;
+                        while jr < nc {
+                            let nr = K::NR.min(nc - jr);
                             // SAFETY: the packed panels start at `ir * kc` / `jr * kc` and hold
                             // `MR * kc` / `NR * kc` elements; the `mr x nr` tile at
                             // `(ic + ir, jc + jr)` lies inside C, which this thread alone
@@ -96,9 +98,9 @@ fn serial<K: GemmKernel>(task: &Task<K::Elem>) {
                                     nr,
                                 );
                             }
-                            ir += K::MR;
+                            jr += K::NR;
                         }
-                        jr += K::NR;
+                        ir += K::MR;
                     }
                     ic += K::MC;
                 }
