@@ -168,12 +168,12 @@ fn run(args: Args) -> Result<(), String> {
     let (a, b) = (accuracy(&finetuned), accuracy(&scratch));
     println!("test accuracy after {} steps each:", finetuned.steps);
     println!(
-        "  {:<28} {:6.2}%",
+        "  {:<30} {:6.2}%",
         format!("fine-tuned, {frozen}"),
         100.0 * a
     );
-    println!("  {:<28} {:6.2}%", "from scratch", 100.0 * b);
-    println!("  {:<28} {:+6.2} points", "difference", 100.0 * (a - b));
+    println!("  {:<30} {:6.2}%", "from scratch", 100.0 * b);
+    println!("  {:<30} {:+6.2} points", "difference", 100.0 * (a - b));
     if let Some(mib) = peak_rss_mib() {
         println!("peak RSS {mib:.0} MiB");
     }
