@@ -94,16 +94,16 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.threads {
         gemm::set_num_threads(n);
     }
-    let kind = match args.dataset {
-        Dataset::Mnist => DatasetKind::Mnist,
-        Dataset::Fashion => DatasetKind::Fashion,
+    let (kind, name) = match args.dataset {
+        Dataset::Mnist => (DatasetKind::Mnist, "MNIST"),
+        Dataset::Fashion => (DatasetKind::Fashion, "Fashion-MNIST"),
     };
     let data = load_data(kind, args.data.as_deref())?;
     let pixels = data.train.rows * data.train.cols;
     let train = DataRef::new(&data.train.images, &data.train.labels, pixels);
     let test = DataRef::new(&data.test.images, &data.test.labels, pixels);
     println!(
-        "{kind:?}: {} training and {} test images of {}x{}",
+        "{name}: {} training and {} test images of {}x{}",
         train.len(),
         test.len(),
         data.train.rows,
