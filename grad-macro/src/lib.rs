@@ -204,7 +204,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
 }
 
 fn doc_listing(name: &syn::Ident, listing: &[TokenStream2], root: &TokenStream2) -> String {
-    let prefix = format!("{root} ::");
+    let prefix = format!("{}::", pretty::pretty(root));
     let mut doc = format!(
         " The value of [`{name}`] and its gradient, computed by code that `#[differentiable]` wrote.\n\n \
          After the forward pass (the body of `{name}`, keeping the values below), the adjoint runs:\n\n ```text\n"

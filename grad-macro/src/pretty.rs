@@ -39,6 +39,7 @@ fn tidy(s: &str) -> String {
         ("=(", "= ("),
         (",(", ", ("),
         ("-(", "-("),
+        ("(- ", "(-"),
         ("=::", "= ::"),
         (",::", ", ::"),
         ("(::", "(::"),
@@ -72,6 +73,24 @@ fn write(ts: TokenStream, indent: usize, cur: &mut String, lines: &mut Vec<Strin
             TokenTree::Punct(p) if p.as_char() == ';' => {
                 cur.push(';');
                 flush(cur, indent, lines);
+            }
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Bracket => ("[", "]"),
+                    _ => ("", ""),
+                };
+                if cur.ends_with('}') {
+                    flush(cur, indent, lines);
+                }
+                if !joint {
+                    cur.push(' ');
+                }
+                cur.push_str(open);
+                write(g.stream(), indent, cur, lines);
+                cur.push_str(close);
+                joint = false;
+                continue;
             }
             other => {
                 if cur.ends_with('}') {
