@@ -119,6 +119,9 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("generated", batch), &batch, |bch, _| {
             bch.iter(|| loss_grad(black_box(&model), black_box(&x), black_box(&labels)))
         });
+        group.bench_with_input(BenchmarkId::new("forward_only", batch), &batch, |bch, _| {
+            bch.iter(|| loss(black_box(&model), black_box(&x), black_box(&labels)))
+        });
         group.bench_with_input(BenchmarkId::new("hand_written", batch), &batch, |bch, _| {
             bch.iter(|| hand_loss_grad(black_box(&model), black_box(&x), black_box(&labels)))
         });

@@ -107,7 +107,10 @@ fn mlp_784_128_64_10_matches_hand_written_backward() {
     // The original computes `x * w.transpose()` with nalgebra, the generated forward pass
     // with the runtime's GEMM: the same value up to the order of the sums.
     let original = loss(&model, &x, &labels);
-    assert!((value - original).abs() < 1e-5, "generated forward {value}, original {original}");
+    assert!(
+        (value - original).abs() < 1e-5,
+        "generated forward {value}, original {original}"
+    );
     assert!((value - hand_value).abs() < 1e-5, "{value} vs {hand_value}");
     let d = max_rel_diff(&grad, &hand);
     assert!(
@@ -173,7 +176,8 @@ fn one_two_one_network_by_hand() {
 
 /// An f64 network written with bare matrices, every supported tensor operation on the way:
 /// product with a transposed operand, `a.transpose() * b`, bias broadcast, scalar times
-/// matrix, element-wise product, `+`/`-`, sigmoid, tanh, log_softmax, sum, mean, L2.
+/// matrix, element-wise product, `+`/`-`, sigmoid, tanh, log_softmax, sum, mean, L2, and
+/// the function forms `matmul_nt`/`matmul_tn`.
 #[differentiable(wrt(w1, b1, w2, s))]
 fn net64(
     w1: &DMatrix<f64>,
@@ -189,8 +193,11 @@ fn net64(
     let h = h1.component_mul(&g) + &h1 - &g * 0.5;
     let logits = &h * w2.transpose();
     let gram = w1.transpose() * w1;
+    let fn_forms = matmul_nt(&h, w2).sum() + 0.1 * matmul_tn(w2, w2).mean();
     let lp = log_softmax(&logits);
-    cross_entropy(&logits, labels) + 0.01 * l2_penalty(w2) - 0.001 * lp.mean() + 1e-3 * gram.sum()
+    cross_entropy(&logits, labels) + 0.01 * l2_penalty(w2) - 0.001 * lp.mean()
+        + 1e-3 * gram.sum()
+        + 0.01 * fn_forms
 }
 
 #[test]

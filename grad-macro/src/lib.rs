@@ -1,8 +1,8 @@
 //! The `#[differentiable]` attribute and `#[derive(Params)]` of symgrad.
 //!
 //! The macro sees only syntax: it lowers the function to single operations
-//! ([`lower`]), walks them backwards and emits calls to derivative rules that live in
-//! the runtime as ordinary Rust functions ([`emit`]). rustc then resolves scalar versus
+//! (`lower`), walks them backwards and emits calls to derivative rules that live in
+//! the runtime as ordinary Rust functions (`emit`). rustc then resolves scalar versus
 //! matrix. See the `symgrad` crate for the user documentation.
 
 mod args;

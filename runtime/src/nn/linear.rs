@@ -1,4 +1,4 @@
-use crate::ops::{add_bias, add_bias_pullback};
+use crate::ops::{add_bias, add_bias_pullback, matmul_nt, matmul_nt_pullback};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use symgrad_macro::{Params, differentiable};
@@ -59,11 +59,12 @@ impl Linear {
         self.weight.nrows()
     }
 
-    /// `x Wᵀ + b` for a batch `x` (one sample per row). Its gradient, `forward_pullback`,
-    /// is generated: `dW = dYᵀ x`, `db = column sums of dY`, `dx = dY W` (skipped when the
-    /// caller does not need it, as for the input data).
+    /// `x Wᵀ + b` for a batch `x` (one sample per row), on the runtime's GEMM with a
+    /// transpose flag. Its gradient, `forward_pullback`, is generated from the pullbacks of
+    /// `matmul_nt` and `add_bias`: `dW = dYᵀ x`, `db = column sums of dY`, `dx = dY W`
+    /// (skipped when the caller does not need it, as for the input data).
     #[differentiable(crate = crate)]
     pub fn forward(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
-        add_bias(&(x * self.weight.transpose()), &self.bias)
+        add_bias(&matmul_nt(x, &self.weight), &self.bias)
     }
 }

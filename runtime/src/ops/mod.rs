@@ -57,9 +57,11 @@
 mod activation;
 mod bias;
 mod dropout;
+mod linalg;
 mod loss;
 mod softmax;
 
+pub use crate::ad::linalg::{matmul_nt, matmul_tn};
 pub use activation::{
     leaky_relu, leaky_relu_pullback, leaky_relu_vjp, relu, relu_pullback, relu_vjp, sigmoid,
     sigmoid_pullback, sigmoid_vjp, tanh, tanh_pullback, tanh_vjp,
@@ -69,6 +71,7 @@ pub use bias::{
     add_col_bias_vjp,
 };
 pub use dropout::{dropout, dropout_mask, dropout_pullback, dropout_vjp};
+pub use linalg::{matmul_nt_pullback, matmul_nt_vjp, matmul_tn_pullback, matmul_tn_vjp};
 pub use loss::{l2_penalty, l2_penalty_pullback, l2_penalty_vjp, mse, mse_pullback, mse_vjp};
 pub use softmax::{
     cross_entropy, cross_entropy_pullback, cross_entropy_vjp, log_softmax, log_softmax_pullback,
