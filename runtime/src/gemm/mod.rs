@@ -245,8 +245,9 @@ fn detect() -> KernelChoice {
 
 /// Products with fewer floating-point operations (`2 m n k`) than this run on one thread even
 /// when more are configured: below it the pool's wake-up and the duplicated packing cost more
-/// than the second core saves (measured on a 2-core Zen, see `runtime/BENCHMARKS.md`).
-pub const PARALLEL_MIN_FLOPS: usize = 4_000_000;
+/// than the second core saves. On the 2-core test machine the MLP shapes (at most 13 MFLOP)
+/// were not faster on 2 threads, 256^3 (34 MFLOP) and larger were; see `runtime/BENCHMARKS.md`.
+pub const PARALLEL_MIN_FLOPS: usize = 32_000_000;
 
 /// 0 = read `SYMGRAD_NUM_THREADS` on first use.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
