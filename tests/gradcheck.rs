@@ -1045,8 +1045,8 @@ mod returns {
         b * x
     }
 
-    /// An early return in an `else if` chain whose other branch rebinds a value does not
-    /// compile yet: tests/ui/bugs/else-return.rs. Here the chain only returns.
+    /// Returns in an `else if` chain (a branch that rebinds a value and an `else` that
+    /// returns: tests/ui/pass/else-return.rs).
     #[differentiable]
     pub fn in_else_if(x: f64, y: f64) -> f64 {
         let a = x + y;
@@ -1316,7 +1316,7 @@ mod arrays {
 
     #[differentiable]
     pub fn sl(xs: &[f64]) -> f64 {
-        // `for i in 0..xs.len()` is rejected (see tests/ui/bugs/slice-len-bound.rs).
+        // The `for i in 0..xs.len()` form is checked in tests/ui/pass/slice-len-bound.rs.
         let n = xs.len();
         let mut acc = 0.0;
         for i in 0..n {

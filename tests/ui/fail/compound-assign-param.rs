@@ -1,0 +1,9 @@
+use symgrad::differentiable;
+
+#[differentiable]
+fn f(x: f64, y: f64) -> f64 {
+    x += y;
+    x
+}
+
+fn main() {}

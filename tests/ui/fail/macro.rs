@@ -1,0 +1,10 @@
+use symgrad::differentiable;
+
+#[differentiable]
+fn f(x: f64) -> f64 {
+    let y = x * 2.0;
+    println!("{y}");
+    y
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use symgrad::differentiable;
+
+#[differentiable]
+fn f(x: f64) -> f64 {
+    let mut y = x;
+    y %= 2.0;
+    y
+}
+
+fn main() {}
