@@ -39,13 +39,14 @@ pub(crate) unsafe fn pack<T: Elem, const W: usize>(
                 unsafe { core::ptr::copy_nonoverlapping(panel.add(p * cs), dst.add(p * W), W) };
             }
         } else if w == W {
-            // General strides (includes `cs == 1`: each row is read contiguously).
-            for i in 0..W {
-                // SAFETY: row `i0 + i < rows`.
-                let row = unsafe { panel.add(i * rs) };
-                for p in 0..depth {
+            // General strides (includes `cs == 1`): walk the `W` rows side by side so each
+            // step of depth writes one contiguous run of `W`.
+            // SAFETY: rows `i0 .. i0 + W` are inside the block (`w == W`).
+            let rows_ptr: [*const T; W] = core::array::from_fn(|i| unsafe { panel.add(i * rs) });
+            for p in 0..depth {
+                for (i, r) in rows_ptr.iter().enumerate() {
                     // SAFETY: `(i0 + i, p)` is in the block; `p * W + i < W * depth`.
-                    unsafe { dst.add(p * W + i).write(row.add(p * cs).read()) };
+                    unsafe { dst.add(p * W + i).write(r.add(p * cs).read()) };
                 }
             }
         } else {
