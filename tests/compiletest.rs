@@ -9,12 +9,3 @@ fn ui() {
     t.pass("tests/ui/pass/*.rs");
     t.compile_fail("tests/ui/fail/*.rs");
 }
-
-/// Programs that should compile and run (each asserts its gradients against finite
-/// differences) but do not yet: one macro bug per file, described at its top.
-#[test]
-#[ignore = "macro bugs: see the header of each tests/ui/bugs/*.rs"]
-fn known_macro_bugs() {
-    let t = trybuild::TestCases::new();
-    t.pass("tests/ui/bugs/*.rs");
-}

@@ -301,7 +301,9 @@ impl<'a> Gen<'a> {
                             format_ident!("{}_pullback", last.ident, span = last.ident.span());
                         quote_spanned!(span=> #p(#(#args),*))
                     }
-                    Callee::Method { receiver, method } => {
+                    Callee::Method {
+                        receiver, method, ..
+                    } => {
                         let r = self.id(*receiver);
                         let m = format_ident!("{}_pullback", method, span = method.span());
                         quote_spanned!(span=> #r.#m(#(#args),*))
@@ -516,6 +518,7 @@ impl<'a> Gen<'a> {
                 }
                 Stmt::For(fl) => {
                     let tape = format_ident!("__tape_{}", fl.id);
+                    let iter_var = format_ident!("__iter_{}", fl.id);
                     let index = self.id(fl.index).clone();
                     let iter = &fl.iter;
                     let taped = fl.carried.iter().any(|c| self.f.vars[c.head].active);
@@ -576,7 +579,7 @@ impl<'a> Gen<'a> {
                     let t = Self::tuple(&stash);
                     let (tape_decl, push) = if taped {
                         (
-                            quote!(let mut #tape = ::std::vec::Vec::new();),
+                            quote!(let mut #tape = #root::tape_for(&#iter_var);),
                             quote!(#tape.push(#t);),
                         )
                     } else {
@@ -589,8 +592,9 @@ impl<'a> Gen<'a> {
                     };
                     out.extend(quote! {
                         #pre
+                        let #iter_var = #iter;
                         #tape_decl
-                        for #index in #iter {
+                        for #index in #iter_var {
                             #heads
                             #body
                             #tail
@@ -842,10 +846,13 @@ impl<'a> Gen<'a> {
                 let pb = pullback_name(self.id(t));
                 self.read_ident(&pb);
                 let mut operands: Vec<Operand> = Vec::new();
-                if let Callee::Method { receiver, .. } = callee {
+                let mut spans: Vec<Span> = Vec::new();
+                if let Callee::Method { receiver, span, .. } = callee {
                     operands.push(Operand::Var(*receiver));
+                    spans.push(*span);
                 }
                 operands.extend(args.iter().map(|a| a.operand.clone()));
+                spans.extend(args.iter().map(|a| a.span));
                 let names: Vec<Ident> = (0..operands.len()).map(|_| self.fresh("d")).collect();
                 let masks: Vec<TokenStream> = operands
                     .iter()
@@ -889,15 +896,12 @@ impl<'a> Gen<'a> {
                 out.extend(
                     quote_spanned!(span=> let (#(#pats,)*) = #pb(#(#again,)* #gt, [#(#masks),*]);),
                 );
-                for (o, n) in operands.iter().zip(&names) {
+                for ((o, n), arg_span) in operands.iter().zip(&names).zip(spans) {
                     if let Some(v) = self.active(o) {
                         let r = self.r(o);
-                        self.contribute(
-                            st,
-                            out,
-                            v,
-                            Contrib::Ts(quote_spanned!(span=> #root::grad_of(#r, #n))),
-                        );
+                        // Located at the argument, so that a type error lands on it.
+                        let check = located_at(quote!(#root::grad_of(#r, #n)), arg_span);
+                        self.contribute(st, out, v, Contrib::Ts(check));
                     }
                 }
             }
@@ -1059,6 +1063,12 @@ impl<'a> Gen<'a> {
             self.read_ident(&format_ident!("__br_{}", i.id));
             for p in &i.phis {
                 let _ = self.take(st, p.dst);
+                // A phi's inputs may need a zero adjoint made from them.
+                for o in [&p.then_v, &p.else_v] {
+                    if let Some(v) = self.active(o) {
+                        self.read(v);
+                    }
+                }
             }
             for b in [&i.then_b, &i.else_b] {
                 let refs: Vec<&Stmt> = b.stmts.iter().collect();
@@ -1173,6 +1183,13 @@ impl<'a> Gen<'a> {
         if self.assume_all {
             let refs: Vec<&Stmt> = f.body.stmts.iter().collect();
             self.rev_stmts(&refs, st, out);
+            // Zero adjoints of carried values are made from the values.
+            for c in &f.carried {
+                self.read(c.after);
+                if let Some(v) = self.active(&c.init) {
+                    self.read(v);
+                }
+            }
             return;
         }
         if init.iter().all(|a| a.is_none()) {
@@ -1241,7 +1258,7 @@ impl<'a> Gen<'a> {
             .retain(|n, _| !locals.contains(n) || outer_reads.contains_key(n));
         let t = Self::tuple(&stash);
         out.extend(quote! {
-            for #t in #tape.into_iter().rev() {
+            for #t in #root::tape_rev(#tape) {
                 #body
             }
         });
@@ -1426,4 +1443,20 @@ fn deep_locals(b: &Block) -> HashSet<VarId> {
     }
     walk(b, &mut out);
     out
+}
+
+/// `ts` with every token's location moved to `span` (name resolution unchanged).
+fn located_at(ts: TokenStream, span: Span) -> TokenStream {
+    ts.into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut ng = proc_macro2::Group::new(g.delimiter(), located_at(g.stream(), span));
+                ng.set_span(g.span().located_at(span));
+                tt = proc_macro2::TokenTree::Group(ng);
+            } else {
+                tt.set_span(tt.span().located_at(span));
+            }
+            tt
+        })
+        .collect()
 }

@@ -109,7 +109,11 @@ pub enum Callee {
     Path(Path),
     /// `receiver.method(args)`: calls `receiver.method_pullback(args)`; the receiver's
     /// gradient is the first entry of the pullback's result.
-    Method { receiver: VarId, method: Ident },
+    Method {
+        receiver: VarId,
+        method: Ident,
+        span: Span,
+    },
 }
 
 /// One argument of a call.
@@ -118,6 +122,8 @@ pub struct Arg {
     pub operand: Operand,
     /// Written `&expr` by the user.
     pub by_ref: bool,
+    /// The argument expression, for errors on it.
+    pub span: Span,
 }
 
 #[derive(Clone)]

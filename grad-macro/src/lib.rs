@@ -55,13 +55,21 @@ pub fn derive_params(item: TokenStream) -> TokenStream {
         .into()
 }
 
-/// On error: the compile errors, and the original function untouched, so the user sees
-/// the errors that matter and not a cascade of missing functions.
+/// On error: the compile errors, and the function's signature with a body that is never
+/// compiled into anything, so that callers still type-check and the user sees the errors
+/// that matter, not rustc's errors on the same body nor a cascade of missing functions.
 fn fallback(func: &ItemFn, errors: Vec<syn::Error>) -> TokenStream2 {
     let errors = errors.into_iter().map(syn::Error::into_compile_error);
+    let attrs = &func.attrs;
+    let vis = &func.vis;
+    let sig = &func.sig;
     quote! {
         #(#errors)*
-        #func
+        #(#attrs)*
+        #[allow(unused_variables, unused_mut, clippy::all)]
+        #vis #sig {
+            ::core::unimplemented!("#[differentiable] rejected this function")
+        }
     }
 }
 

@@ -186,6 +186,11 @@ fn err(span: Span, msg: impl std::fmt::Display) -> syn::Error {
     syn::Error::new(span, msg)
 }
 
+/// An error on every token of `node` (not only its first).
+fn err_node(node: &impl ToTokens, msg: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new_spanned(node, msg)
+}
+
 /// Lowers `func`: checks the signature, decides which parameters are active, and turns the
 /// body into the IR. Every error found is returned, not only the first.
 pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
@@ -211,14 +216,13 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
             .push(err(t.span, "`async fn` cannot be #[differentiable]"));
     }
     if !sig.generics.params.is_empty() {
-        l.errors.push(err(
-            sig.generics.params.span(),
+        l.errors.push(err_node(&sig.generics.params,
             "generic functions are not supported by #[differentiable]; write the function for concrete types (f32 or f64)",
         ));
     }
     if let Some(w) = &sig.generics.where_clause {
-        l.errors.push(err(
-            w.span(),
+        l.errors.push(err_node(
+            &w,
             "`where` clauses are not supported by #[differentiable]",
         ));
     }
@@ -271,8 +275,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                         pi.ident.clone()
                     }
                     other => {
-                        l.errors.push(err(
-                            other.span(),
+                        l.errors.push(err_node(&other,
                             "only plain parameter names are supported (no patterns); destructure in a `let`",
                         ));
                         format_ident!("__bad_param_{}", pos)
@@ -292,7 +295,8 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         };
         let is_self = ident == "self";
         let active = match &args.wrt {
-            Some(list) => list.contains(&ident),
+            // A constant type named in `wrt` is an error below; it stays a constant.
+            Some(list) => list.contains(&ident) && !is_constant_type(&ty),
             None => is_self || !is_constant_type(&ty),
         };
         if pos >= 64 {
@@ -325,12 +329,10 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
     if let Some(list) = &args.wrt {
         for w in list {
             match params.iter().find(|p| p.ident == *w) {
-                None => l.errors.push(err(
-                    w.span(),
+                None => l.errors.push(err_node(&w,
                     format!("`{w}` is not a parameter of this function"),
                 )),
-                Some(p) if is_constant_type(&p.ty) => l.errors.push(err(
-                    w.span(),
+                Some(p) if is_constant_type(&p.ty) => l.errors.push(err_node(&w,
                     format!(
                         "`{w}` cannot be differentiated: its type `{}` is not a float type; only f32/f64 values, arrays, slices, matrices and parameter structs carry gradients",
                         p.ty.to_token_stream()
@@ -341,8 +343,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         }
     }
     if !params.iter().any(|p| p.active) && l.errors.is_empty() {
-        l.errors.push(err(
-            sig.inputs.span(),
+        l.errors.push(err_node(&sig.inputs,
             "no parameter to differentiate: every parameter has an integer or bool type; name the active ones with #[differentiable(wrt(..))]",
         ));
     }
@@ -362,6 +363,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                 l.cur.push(Stmt::Return(v, span));
                 l.diverged = true;
             }
+            None if matches!(sig.output, ReturnType::Default) => {}
             None => l.errors.push(err(
                 func.block.brace_token.span.close(),
                 "a #[differentiable] fn must end with the value it returns",
@@ -510,6 +512,13 @@ impl Lowerer {
                         }
                     }
                 }
+                if let Expr::Cast(c) = e {
+                    // A cast drops the gradient: never of a value that carries one.
+                    let saved = std::mem::replace(&mut self.allow_active, false);
+                    self.visit_expr_mut(&mut c.expr);
+                    self.allow_active = saved;
+                    return;
+                }
                 if let Expr::Closure(c) = e {
                     self.errors.push(err(
                         c.or1_token.span,
@@ -582,8 +591,8 @@ impl Lowerer {
             }
             Pat::Wild(_) => (None, false),
             other => {
-                self.errors.push(err(
-                    other.span(),
+                self.errors.push(err_node(
+                    &other,
                     "only `let name = ...` and `let mut name = ...` are supported (no patterns)",
                 ));
                 return;
@@ -702,10 +711,10 @@ impl Lowerer {
                 let _ = self.expr(e);
             }
             other => {
+                let before = self.errors.len();
                 let _ = self.expr(other);
-                if !self.diverged {
-                    self.errors.push(err(
-                        other.span(),
+                if !self.diverged && self.errors.len() == before {
+                    self.errors.push(err_node(&other,
                         "this statement has no effect on the result; a #[differentiable] fn computes its value with `let`, assignments, `if`, `for` and `return`",
                     ));
                 }
@@ -757,12 +766,12 @@ impl Lowerer {
                 } else {
                     "assignment to an element or a field is not supported in a #[differentiable] fn; compute a new value with `let`".to_string()
                 };
-                self.errors.push(err(left.span(), msg));
+                self.errors.push(err_node(&left, msg));
                 None
             }
             other => {
                 self.errors
-                    .push(err(other.span(), "unsupported assignment target"));
+                    .push(err_node(&other, "unsupported assignment target"));
                 None
             }
         }
@@ -838,7 +847,7 @@ impl Lowerer {
                 let base = self.expr(&ix.expr);
                 let index = self.expr(&ix.index);
                 if self.active(&index) {
-                    self.errors.push(err(ix.index.span(), "an index must be an integer, not a value that carries a gradient"));
+                    self.errors.push(err_node(&ix.index, "an index must be an integer, not a value that carries a gradient"));
                     return Self::dummy();
                 }
                 match base {
@@ -884,7 +893,7 @@ impl Lowerer {
                     Some(v) => v,
                     None if self.diverged => Self::dummy(),
                     None => {
-                        self.errors.push(err(b.span(), "this block has no value"));
+                        self.errors.push(err_node(&b, "this block has no value"));
                         Self::dummy()
                     }
                 }
@@ -918,17 +927,22 @@ impl Lowerer {
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
             Expr::Await(a) => self.unsupported(a.await_token.span, "`.await` is not supported in a #[differentiable] fn"),
-            Expr::Tuple(t) => self.unsupported(t.span(), "tuples are not supported in a #[differentiable] fn; return one value"),
-            Expr::Array(a) => self.unsupported(a.span(), "array expressions are not supported in a #[differentiable] fn; take arrays as parameters"),
+            Expr::Tuple(t) => self.unsupported_node(&t, "tuples are not supported in a #[differentiable] fn; return one value"),
+            Expr::Array(a) => self.unsupported_node(&a, "array expressions are not supported in a #[differentiable] fn; take arrays as parameters"),
             Expr::Assign(a) => self.unsupported(a.eq_token.span, "an assignment is a statement, not a value; end it with `;`"),
             Expr::Let(l) => self.unsupported(l.let_token.span, "`if let` is not supported in a #[differentiable] fn"),
-            Expr::Range(r) => self.unsupported(r.span(), "ranges are only supported as `for` loop bounds"),
-            other => self.unsupported(other.span(), "this expression is not supported in a #[differentiable] fn"),
+            Expr::Range(r) => self.unsupported_node(&r, "ranges are only supported as `for` loop bounds"),
+            other => self.unsupported_node(&other, "this expression is not supported in a #[differentiable] fn"),
         }
     }
 
     fn unsupported(&mut self, span: Span, msg: &str) -> Operand {
         self.errors.push(err(span, msg));
+        Self::dummy()
+    }
+
+    fn unsupported_node(&mut self, node: &impl ToTokens, msg: &str) -> Operand {
+        self.errors.push(err_node(node, msg));
         Self::dummy()
     }
 
@@ -1006,12 +1020,18 @@ impl Lowerer {
             return self.inactive(e, true);
         }
         let recv = self.expr(&m.receiver);
-        let args: Vec<(Operand, bool)> = m
+        let args: Vec<(Operand, bool, Span)> = m
             .args
             .iter()
-            .map(|a| (self.expr(a), matches!(strip_paren(a), Expr::Reference(_))))
+            .map(|a| {
+                (
+                    self.expr(a),
+                    matches!(strip_paren(a), Expr::Reference(_)),
+                    a.span(),
+                )
+            })
             .collect();
-        let any_active = self.active(&recv) || args.iter().any(|(a, _)| self.active(a));
+        let any_active = self.active(&recv) || args.iter().any(|(a, _, _)| self.active(a));
         if !any_active {
             return self.inactive(e, true);
         }
@@ -1022,10 +1042,10 @@ impl Lowerer {
                     .unsupported(span, &format!("`{name}` takes {} argument(s)", arity - 1));
             }
             if f == MathFn::Powi && self.active(&args[0].0) {
-                return self.unsupported(m.args[0].span(), "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
+                return self.unsupported_node(&m.args[0], "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
             }
             let mut ops = vec![recv];
-            ops.extend(args.into_iter().map(|(a, _)| a));
+            ops.extend(args.into_iter().map(|(a, _, _)| a));
             let refs: Vec<&Operand> = ops.iter().collect();
             let refs: Vec<Operand> = refs.into_iter().cloned().collect();
             let rr: Vec<&Operand> = refs.iter().collect();
@@ -1056,23 +1076,28 @@ impl Lowerer {
             return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, and functions with a `_pullback` (relu, softmax, ...)"));
         }
         let Operand::Var(rv) = recv else {
-            return self.unsupported(
-                m.receiver.span(),
+            return self.unsupported_node(
+                &m.receiver,
                 "the receiver of a differentiable method call must be a variable",
             );
         };
         let mut all = vec![recv.clone()];
-        all.extend(args.iter().map(|(a, _)| a.clone()));
+        all.extend(args.iter().map(|(a, _, _)| a.clone()));
         let refs: Vec<&Operand> = all.iter().collect();
         let call_args = args
             .into_iter()
-            .map(|(operand, by_ref)| Arg { operand, by_ref })
+            .map(|(operand, by_ref, span)| Arg {
+                operand,
+                by_ref,
+                span,
+            })
             .collect();
         self.assign(
             Op::Call(
                 Callee::Method {
                     receiver: rv,
                     method: m.method.clone(),
+                    span: m.receiver.span(),
                 },
                 call_args,
             ),
@@ -1084,8 +1109,8 @@ impl Lowerer {
 
     fn call(&mut self, c: &syn::ExprCall, e: &Expr) -> Operand {
         let Expr::Path(p) = strip_paren(&c.func) else {
-            return self.unsupported(
-                c.func.span(),
+            return self.unsupported_node(
+                &c.func,
                 "only calls of functions by name are supported in a #[differentiable] fn",
             );
         };
@@ -1096,12 +1121,18 @@ impl Lowerer {
             .map(|s| s.ident.to_string())
             .collect();
         let float_path = segs.len() == 2 && (segs[0] == "f32" || segs[0] == "f64");
-        let args: Vec<(Operand, bool)> = c
+        let args: Vec<(Operand, bool, Span)> = c
             .args
             .iter()
-            .map(|a| (self.expr(a), matches!(strip_paren(a), Expr::Reference(_))))
+            .map(|a| {
+                (
+                    self.expr(a),
+                    matches!(strip_paren(a), Expr::Reference(_)),
+                    a.span(),
+                )
+            })
             .collect();
-        if !args.iter().any(|(a, _)| self.active(a)) {
+        if !args.iter().any(|(a, _, _)| self.active(a)) {
             return self.inactive(e, true);
         }
         if float_path {
@@ -1114,9 +1145,9 @@ impl Lowerer {
                     );
                 }
                 if f == MathFn::Powi && self.active(&args[1].0) {
-                    return self.unsupported(c.args[1].span(), "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
+                    return self.unsupported_node(&c.args[1], "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
                 }
-                let ops: Vec<Operand> = args.into_iter().map(|(a, _)| a).collect();
+                let ops: Vec<Operand> = args.into_iter().map(|(a, _, _)| a).collect();
                 let refs: Vec<&Operand> = ops.iter().collect();
                 return self.assign(
                     Op::Math(f, ops.clone(), Some(p.path.segments[0].ident.clone())),
@@ -1127,11 +1158,15 @@ impl Lowerer {
             }
             return self.unsupported(p.path.segments[1].ident.span(), &format!("`{}::{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}", segs[0]));
         }
-        let ops: Vec<Operand> = args.iter().map(|(a, _)| a.clone()).collect();
+        let ops: Vec<Operand> = args.iter().map(|(a, _, _)| a.clone()).collect();
         let refs: Vec<&Operand> = ops.iter().collect();
         let call_args = args
             .into_iter()
-            .map(|(operand, by_ref)| Arg { operand, by_ref })
+            .map(|(operand, by_ref, span)| Arg {
+                operand,
+                by_ref,
+                span,
+            })
             .collect();
         self.assign(
             Op::Call(Callee::Path(p.path.clone()), call_args),
@@ -1203,7 +1238,7 @@ impl Lowerer {
                 }
                 Expr::Block(b) => self.sub_block(&b.block.stmts, vec![]),
                 other => {
-                    self.errors.push(err(other.span(), "unsupported `else`"));
+                    self.errors.push(err_node(&other, "unsupported `else`"));
                     (Block::default(), None)
                 }
             },
@@ -1312,13 +1347,12 @@ impl Lowerer {
             Pat::Wild(_) => None,
             other => {
                 self.errors
-                    .push(err(other.span(), "the loop variable must be a name or `_`"));
+                    .push(err_node(&other, "the loop variable must be a name or `_`"));
                 return;
             }
         };
         if !is_range(&f.expr) {
-            self.errors.push(err(
-                f.expr.span(),
+            self.errors.push(err_node(&f.expr,
                 "only `for i in a..b`, `for i in a..=b` and `for i in (a..b).rev()` loops are supported in a #[differentiable] fn",
             ));
             return;

@@ -76,6 +76,11 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 #name { #( #idents: #root::Differentiable::finalize(&self.#idents, g.#idents), )* }
             }
         }
+        impl #root::GradOf<#name> for #name {
+            fn into_grad(self) -> #name {
+                self
+            }
+        }
         impl #root::Accumulate for #name {
             fn accumulate(&mut self, other: #name) {
                 #( #root::Accumulate::accumulate(&mut self.#idents, other.#idents); )*

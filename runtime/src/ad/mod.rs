@@ -242,6 +242,19 @@ impl<T: Accumulate + Copy + Default> IndexedGrad<T> for Vec<T> {
     }
 }
 
+/// The tape of a loop: room for one entry per iteration of `iter`.
+#[inline(always)]
+pub fn tape_for<I: Iterator, T>(iter: &I) -> Vec<T> {
+    Vec::with_capacity(iter.size_hint().0)
+}
+
+/// A loop's tape, last iteration first (a function, so that the element type may still be
+/// unknown where the adjoint is written).
+#[inline(always)]
+pub fn tape_rev<T>(tape: Vec<T>) -> std::iter::Rev<std::vec::IntoIter<T>> {
+    tape.into_iter().rev()
+}
+
 /// The branch that an `if` took in the forward pass, with the values its adjoint needs.
 pub enum Branch<A, B> {
     /// The `then` block ran.
@@ -250,18 +263,62 @@ pub enum Branch<A, B> {
     Else(B),
 }
 
-/// Reports, at compile time, a call whose callee does not return a gradient for an argument
-/// that carries one. Generated code passes each gradient of an active argument through it.
+/// `Self` is a gradient of a `T`. Generated code passes the gradient that a callee returns
+/// for each argument that carries one through [`grad_of`], so that a callee returning `()`
+/// (it treats that parameter as a constant) is reported on the call, with this message.
 #[diagnostic::on_unimplemented(
     message = "this argument carries a gradient, but the callee treats that parameter as a constant",
-    label = "the callee's `_pullback` returns `()` here",
+    label = "the callee returns `{Self}` as this argument's gradient",
     note = "list the parameter in the callee's `#[differentiable(wrt(..))]`, or pass a constant"
 )]
-pub trait GradOf<T: ?Sized> {}
-impl<T: Differentiable + ?Sized> GradOf<T> for T::Grad {}
+pub trait GradOf<T: Differentiable + ?Sized> {
+    /// The gradient, as `T`'s gradient type.
+    fn into_grad(self) -> T::Grad;
+}
+
+macro_rules! grad_of_self {
+    ($($t:ty),*) => {$(
+        impl GradOf<$t> for $t {
+            #[inline(always)]
+            fn into_grad(self) -> $t { self }
+        }
+    )*};
+}
+grad_of_self!(f32, f64);
+
+impl<T: Differentiable<Grad = T> + Accumulate + Copy, const N: usize> GradOf<[T; N]> for [T; N] {
+    #[inline(always)]
+    fn into_grad(self) -> [T; N] {
+        self
+    }
+}
+impl<T: Differentiable<Grad = T> + Accumulate + Copy> GradOf<[T]> for Vec<T> {
+    #[inline(always)]
+    fn into_grad(self) -> Vec<T> {
+        self
+    }
+}
+impl<T: Differentiable<Grad = T> + Accumulate + Copy> GradOf<Vec<T>> for Vec<T> {
+    #[inline(always)]
+    fn into_grad(self) -> Vec<T> {
+        self
+    }
+}
+impl<T: RealField + Copy> GradOf<DMatrix<T>> for DMatrix<T> {
+    #[inline(always)]
+    fn into_grad(self) -> DMatrix<T> {
+        self
+    }
+}
+impl<T: RealField + Copy> GradOf<DVector<T>> for DVector<T> {
+    #[inline(always)]
+    fn into_grad(self) -> DVector<T> {
+        self
+    }
+}
 
 /// Identity that checks (at compile time) that `g` is a gradient of `x`.
 #[inline(always)]
-pub fn grad_of<T: Differentiable + ?Sized, G: GradOf<T>>(_x: &T, g: G) -> G {
-    g
+pub fn grad_of<T: Differentiable + ?Sized, G: GradOf<T>>(_x: &T, g: G) -> T::Grad {
+    g.into_grad()
 }

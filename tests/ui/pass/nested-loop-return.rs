@@ -1,16 +1,19 @@
-//! BUG: an `if` inside a `for` loop that rebinds a loop-carried `let mut` value does not
-//! compile: the generated code reads an undeclared temporary (`cannot find value `__t_2``).
+//! Regression: an early `return` inside a loop nested in another loop (the inner tape is read
+//! before its element type is known).
 use symgrad::differentiable;
 
 #[differentiable]
 fn f(x: f64) -> f64 {
-    let mut t = x;
+    let mut s = 0.0;
     for _ in 0..4 {
-        if t > 1.0 {
-            t = t.sqrt();
+        for _ in 0..3 {
+            s += x;
+            if s > 3.0 {
+                return s * x;
+            }
         }
     }
-    t
+    s
 }
 
 fn fd(f: impl Fn(f64) -> f64, x: f64) -> f64 {
@@ -26,7 +29,7 @@ fn assert_close(got: f64, want: f64) {
 }
 
 fn main() {
-    for x in [0.5, 3.0, 20.0] {
+    for x in [0.1, 0.45, 2.0] {
         assert_close(f_grad(x).1, fd(f, x));
     }
 }
