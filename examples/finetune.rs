@@ -22,7 +22,7 @@ use common::{Mlp, Progress, load_data, logits, loss_grad, peak_rss_mib};
 use symgrad::data::DatasetKind;
 use symgrad::optim::{Adam, AdamConfig};
 use symgrad::train::{self, DataRef, FitReport, TrainConfig};
-use symgrad::{Params, Tensor, checkpoint, gemm};
+use symgrad::{Params, Tensor, checkpoint};
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +50,8 @@ struct Args {
     /// Seed of the new output layer, the from-scratch model and the shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// GEMM threads (default: $SYMGRAD_NUM_THREADS, else 1).
+    /// Threads: each batch is split into this many shards computed at once (data
+    /// parallelism; default: the number of cores). The GEMM inside each shard runs on one.
     #[arg(long)]
     threads: Option<usize>,
     /// Directory with the Fashion-MNIST IDX files.
@@ -120,9 +121,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if let Some(n) = args.threads {
-        gemm::set_num_threads(n);
-    }
+    symgrad::parallel::set_threads(args.threads.unwrap_or_else(common::default_threads));
     if !args.load.exists() {
         return Err(format!(
             "checkpoint {0} not found; create it with\n  \
@@ -201,6 +200,7 @@ fn train_model(
         epochs: args.epochs,
         batch_size: args.batch_size,
         seed: args.seed,
+        threads: symgrad::parallel::threads(),
         ..TrainConfig::default()
     };
     let mut progress = Progress::new();

@@ -47,7 +47,8 @@ struct Args {
     /// Seed of the initial weights and of the per-epoch shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// GEMM threads (default: $SYMGRAD_NUM_THREADS, else 1).
+    /// Threads: each batch is split into this many shards computed at once (data
+    /// parallelism; default: the number of cores). The GEMM inside each shard runs on one.
     #[arg(long)]
     threads: Option<usize>,
     /// Directory with the four IDX files (default: $MNIST_DIR, else ./data/mnist).
@@ -91,9 +92,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if let Some(n) = args.threads {
-        gemm::set_num_threads(n);
-    }
+    let threads = args.threads.unwrap_or_else(common::default_threads).max(1);
+    symgrad::parallel::set_threads(threads);
     let (kind, name) = match args.dataset {
         Dataset::Mnist => (DatasetKind::Mnist, "MNIST"),
         Dataset::Fashion => (DatasetKind::Fashion, "Fashion-MNIST"),
@@ -131,13 +131,13 @@ fn run(args: Args) -> Result<(), String> {
     let mut opt = Adam::new(adam);
     println!(
         "model 784-128-64-10 ({} parameters), Adam lr {}, batch {}, {} epoch(s), seed {}, \
-         GEMM {} thread(s) ({:?})",
+         {} thread(s), GEMM kernel {:?}",
         model.num_params(),
         args.lr,
         args.batch_size,
         args.epochs,
         args.seed,
-        gemm::num_threads(),
+        threads,
         gemm::selected_kernel()
     );
 
@@ -157,6 +157,7 @@ fn run(args: Args) -> Result<(), String> {
         batch_size: args.batch_size,
         seed: args.seed,
         stop: Some(Arc::clone(&stop)),
+        threads,
         ..TrainConfig::default()
     };
     // After each epoch, save the model: a later failure (NaN loss) keeps this checkpoint.

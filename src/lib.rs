@@ -3,7 +3,9 @@
 pub use nalgebra;
 pub use symgrad_macro::{Params, custom_vjp, differentiable};
 pub use symgrad_runtime::{Params, Tensor};
-pub use symgrad_runtime::{ad, checkpoint, data, gemm, metrics, nn, ops, optim, plot, train};
+pub use symgrad_runtime::{
+    ad, checkpoint, data, gemm, metrics, nn, ops, optim, parallel, plot, train,
+};
 
 /// What a model file needs: the macro, the derive, layers, tensor functions with their
 /// pullbacks, and nalgebra's matrix types.

@@ -36,6 +36,11 @@ pub fn logits(model: &Mlp, x: &DMatrix<f32>) -> DMatrix<f32> {
     model.layer3.forward(&h2)
 }
 
+/// The default thread count of the examples: the cores this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Mlp {
     /// A freshly initialised model (PyTorch's `nn.Linear` initialisation), seeded.
     pub fn new(seed: u64) -> Self {

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod params;
 pub mod plot;
 pub mod train;

@@ -140,15 +140,31 @@ pub fn fill_batch(
     resize_reusing(x, n, p);
     labels.clear();
     labels.extend(indices.iter().map(|&i| data.labels[i]));
+    write_pixels(x.as_mut_slice(), n, indices.iter().map(|&i| data.image(i)));
+}
+
+/// Writes image `r` of `images` into row `r` of the column-major `n`-row matrix `out`,
+/// scaled to `[0, 1]`.
+fn write_pixels<'a>(out: &mut [f32], n: usize, images: impl Iterator<Item = &'a [u8]>) {
     // Column-major storage: element (r, c) lives at c * n + r.
-    let out = x.as_mut_slice();
-    for (r, &i) in indices.iter().enumerate() {
-        let img = data.image(i);
+    for (r, img) in images.enumerate() {
         for (c, &b) in img.iter().enumerate() {
-            out[c * n + r] = f32::from(b) / 255.0;
+            out[c * n + r] = PIXEL[usize::from(b)];
         }
     }
 }
+
+/// `b / 255` for every byte `b`, computed exactly as the division would (a table lookup
+/// instead of a division per pixel).
+const PIXEL: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b as f32 / 255.0;
+        b += 1;
+    }
+    t
+};
 
 /// Like [`fill_batch`] for the contiguous samples `start..end` (evaluation order).
 ///
@@ -170,13 +186,8 @@ pub fn fill_batch_range(
     resize_reusing(x, n, p);
     labels.clear();
     labels.extend_from_slice(&data.labels[start..end]);
-    let out = x.as_mut_slice();
     let images = &data.images[start * p..end * p];
-    for (r, img) in images.chunks_exact(p).enumerate() {
-        for (c, &b) in img.iter().enumerate() {
-            out[c * n + r] = f32::from(b) / 255.0;
-        }
-    }
+    write_pixels(x.as_mut_slice(), n, images.chunks_exact(p));
 }
 
 /// A reusable minibatch: inputs `x` (`batch x pixels`, one sample per row, in `[0, 1]`) and
@@ -249,6 +260,18 @@ fn evaluate_with<M: ?Sized>(
     predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
     batch: &mut Batch,
 ) -> f32 {
+    let correct = count_correct_with(model, data, batch_size, predict, batch);
+    (correct as f64 / data.len() as f64) as f32
+}
+
+/// The number of samples of `data` that `predict` classifies correctly.
+fn count_correct_with<M: ?Sized>(
+    model: &M,
+    data: DataRef<'_>,
+    batch_size: usize,
+    predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+    batch: &mut Batch,
+) -> usize {
     assert!(batch_size > 0, "evaluate: batch_size is 0");
     let mut correct = 0usize;
     let mut start = 0;
@@ -266,7 +289,7 @@ fn evaluate_with<M: ?Sized>(
         correct += count_correct(&logits, &batch.labels);
         start = end;
     }
-    (correct as f64 / data.len() as f64) as f32
+    correct
 }
 
 /// Settings of [`fit`].
@@ -289,6 +312,12 @@ pub struct TrainConfig {
     /// Set to `true` (e.g. from a Ctrl-C handler) to stop after the current step; [`fit`]
     /// then returns `Ok` with [`FitReport::stopped`] set. Default `None`.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Data parallelism: each batch is split into this many contiguous shards whose losses and
+    /// gradients are computed at the same time on the runtime's worker threads
+    /// ([`crate::parallel`]) and averaged, weighted by shard size (the same gradient as the
+    /// whole batch, up to rounding; deterministic for a given value). Evaluation is split the
+    /// same way. Default `1`.
+    pub threads: usize,
 }
 
 impl Default for TrainConfig {
@@ -301,6 +330,7 @@ impl Default for TrainConfig {
             train_eval_samples: None,
             check_gradients: true,
             stop: None,
+            threads: 1,
         }
     }
 }
@@ -543,15 +573,15 @@ pub fn fit<M, O, L, F, C>(
     train: DataRef<'_>,
     test: DataRef<'_>,
     cfg: &TrainConfig,
-    mut loss_grad: L,
+    loss_grad: L,
     predict: F,
     callbacks: &mut C,
 ) -> Result<FitReport, TrainError>
 where
-    M: Params,
+    M: Params + Sync + Send,
     O: Optimizer,
-    L: FnMut(&M, &DMatrix<f32>, &[u8]) -> (f32, M),
-    F: Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+    L: Fn(&M, &DMatrix<f32>, &[u8]) -> (f32, M) + Sync,
+    F: Fn(&M, &DMatrix<f32>) -> DMatrix<f32> + Sync,
     C: Callbacks<M>,
 {
     if cfg.batch_size == 0 || cfg.eval_batch_size == 0 {
@@ -578,6 +608,7 @@ where
     let mut order = Vec::with_capacity(n);
     let mut batch = Batch::with_capacity(cfg.batch_size, train.pixels());
     let mut eval_batch = Batch::new();
+    let mut shards = Shards::new(cfg.threads);
     let mut report = FitReport::default();
 
     'epochs: for epoch in 1..=cfg.epochs {
@@ -590,8 +621,12 @@ where
         let mut epoch_loss = RunningMean::new();
         let mut samples = 0usize;
         for (i, indices) in order.chunks(cfg.batch_size).enumerate() {
-            batch.fill(train, indices);
-            let (loss, grad) = loss_grad(model, &batch.x, &batch.labels);
+            let (loss, grad) = if shards.len() > 1 && indices.len() > 1 {
+                shards.loss_grad(model, train, indices, &loss_grad)
+            } else {
+                batch.fill(train, indices);
+                loss_grad(model, &batch.x, &batch.labels)
+            };
             let step = report.steps + 1;
             if !loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
@@ -634,7 +669,7 @@ where
         }
         let seconds = started.elapsed().as_secs_f64();
         let eval_started = Instant::now();
-        let train_accuracy = evaluate_with(
+        let train_accuracy = shards.evaluate(
             model,
             train_eval,
             cfg.eval_batch_size,
@@ -642,7 +677,7 @@ where
             &mut eval_batch,
         );
         let test_accuracy =
-            evaluate_with(model, test, cfg.eval_batch_size, &predict, &mut eval_batch);
+            shards.evaluate(model, test, cfg.eval_batch_size, &predict, &mut eval_batch);
         let stats = EpochStats {
             epoch,
             train_loss: epoch_loss.mean() as f32,
@@ -657,4 +692,110 @@ where
         report.history.push(stats);
     }
     Ok(report)
+}
+
+/// The per-thread batch buffers and results of a data-parallel step.
+struct Shards<M> {
+    batches: Vec<std::sync::Mutex<Batch>>,
+    results: Vec<std::sync::Mutex<Option<(f32, M)>>>,
+    correct: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl<M: Params + Sync + Send> Shards<M> {
+    fn new(threads: usize) -> Self {
+        let k = threads.max(1);
+        Shards {
+            batches: (0..k)
+                .map(|_| std::sync::Mutex::new(Batch::new()))
+                .collect(),
+            results: (0..k).map(|_| std::sync::Mutex::new(None)).collect(),
+            correct: (0..k)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// The loss and gradient of the batch `indices`: each shard on its own thread, then
+    /// `loss = Σ wₛ lossₛ`, `grad = Σ wₛ gradₛ` with `wₛ` the shard's share of the batch.
+    fn loss_grad(
+        &mut self,
+        model: &M,
+        data: DataRef<'_>,
+        indices: &[usize],
+        loss_grad: &(impl Fn(&M, &DMatrix<f32>, &[u8]) -> (f32, M) + Sync),
+    ) -> (f32, M) {
+        let parts: Vec<&[usize]> = indices.chunks(indices.len().div_ceil(self.len())).collect();
+        let (batches, results) = (&self.batches, &self.results);
+        crate::parallel::run(parts.len(), &|s| {
+            let mut b = batches[s].lock().unwrap_or_else(|e| e.into_inner());
+            b.fill(data, parts[s]);
+            let r = loss_grad(model, &b.x, &b.labels);
+            *results[s].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        });
+        let n = indices.len() as f32;
+        let mut taken = parts.iter().zip(&self.results).map(|(part, slot)| {
+            let (l, g) = slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("every shard ran");
+            (part.len() as f32 / n, l, g)
+        });
+        let (w0, mut loss, mut total) = taken.next().expect("a batch has at least one shard");
+        loss *= w0;
+        // total = w0 g0 + w1 g1 + ..., one fused pass per further shard, big tensors split
+        // across the threads.
+        let mut scale = w0;
+        for (w, l, g) in taken {
+            loss += w * l;
+            total.visit_with(&g, "", &mut |_, a, b| {
+                crate::parallel::zip2(self.len(), a.as_mut_slice(), b.as_slice(), &|a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x = scale * *x + w * y;
+                    }
+                });
+            });
+            scale = 1.0;
+        }
+        if scale != 1.0 {
+            total.visit_mut("", &mut |_, t| {
+                t.as_mut_slice().iter_mut().for_each(|x| *x *= scale)
+            });
+        }
+        (loss, total)
+    }
+
+    /// The accuracy on `data`, its batches split among the shards' threads.
+    fn evaluate(
+        &mut self,
+        model: &M,
+        data: DataRef<'_>,
+        batch_size: usize,
+        predict: &(impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32> + Sync),
+        batch: &mut Batch,
+    ) -> f32 {
+        let k = self.len();
+        if k == 1 || data.len() < 2 * batch_size {
+            return evaluate_with(model, data, batch_size, predict, batch);
+        }
+        let per = data.len().div_ceil(k);
+        let (batches, correct) = (&self.batches, &self.correct);
+        crate::parallel::run(k, &|s| {
+            let (start, end) = ((s * per).min(data.len()), ((s + 1) * per).min(data.len()));
+            let part = DataRef::new(
+                &data.images()[start * data.pixels()..end * data.pixels()],
+                &data.labels()[start..end],
+                data.pixels(),
+            );
+            let mut b = batches[s].lock().unwrap_or_else(|e| e.into_inner());
+            let hits = count_correct_with(model, part, batch_size, predict, &mut b);
+            correct[s].store(hits, Ordering::Relaxed);
+        });
+        let hits: usize = correct.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        (hits as f64 / data.len() as f64) as f32
+    }
 }

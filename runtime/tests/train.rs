@@ -208,11 +208,11 @@ fn nan_loss_stops_at_the_step_without_applying_it() {
         batch_size: 8, // 5 steps per epoch
         ..TrainConfig::default()
     };
-    let mut calls = 0;
+    let calls = std::sync::atomic::AtomicUsize::new(0);
     // Gradient of all ones; the loss turns NaN at the 8th call (epoch 2, step 3).
     let loss_grad = |m: &Linear, _: &DMatrix<f32>, _: &[u8]| {
-        calls += 1;
-        let loss = if calls == 8 { f32::NAN } else { 1.0 };
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let loss = if call == 8 { f32::NAN } else { 1.0 };
         let g = Linear {
             weight: DMatrix::from_element(m.weight.nrows(), m.weight.ncols(), 1.0),
             bias: DVector::from_element(m.bias.len(), 1.0),
@@ -508,4 +508,55 @@ fn plot_history_writes_an_svg_atomically() {
     let err =
         symgrad_runtime::plot::plot_history(&history, dir.path().join("no/x.svg")).unwrap_err();
     assert!(err.to_string().contains("x.svg"), "{err}");
+}
+
+/// Data parallelism: with the batch split into shards computed on two threads, each step's
+/// gradient is the size-weighted mean of the shards' gradients, which is the whole batch's
+/// gradient up to rounding; so training follows the single-thread run closely, and the same
+/// thread count gives the same result twice.
+#[test]
+fn data_parallel_training_matches_one_thread() {
+    let (images, labels) = synthetic(203, 3, 9); // 203 = 6 full batches of 32 and 11 left over
+    let data = DataRef::new(&images, &labels, 16);
+    let train_with = |threads: usize| {
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            eval_batch_size: 50,
+            threads,
+            ..TrainConfig::default()
+        };
+        let mut model = Linear::zeros(16, 3);
+        let report = fit(
+            &mut model,
+            &mut Adam::default(),
+            data,
+            data,
+            &cfg,
+            softmax_ce,
+            |m: &Linear, x: &DMatrix<f32>| m.forward(x),
+            &mut (),
+        )
+        .unwrap();
+        (model, report)
+    };
+    let (one, r1) = train_with(1);
+    let (two, r2) = train_with(2);
+    let (two_again, _) = train_with(2);
+    assert_eq!(
+        two.weight, two_again.weight,
+        "deterministic for a thread count"
+    );
+    let diff = (&one.weight - &two.weight).abs().max();
+    assert!(
+        diff < 1e-4,
+        "weights differ by {diff} between 1 and 2 threads"
+    );
+    for (a, b) in r1.history.iter().zip(&r2.history) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-4);
+        assert_eq!(
+            a.test_accuracy, b.test_accuracy,
+            "the split evaluation counts the same"
+        );
+    }
 }

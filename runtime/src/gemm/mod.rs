@@ -32,6 +32,11 @@ mod driver;
 mod kernel;
 mod pack;
 mod pool;
+
+/// The pool behind [`crate::parallel::run`].
+pub(crate) fn pool_run(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    pool::Pool::global().run(n, f);
+}
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -81,6 +81,10 @@ fn validate(who: &str, lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: 
     );
 }
 
+/// Tensors at least this long are updated on several threads (when
+/// [`crate::parallel::set_threads`] allows it).
+const PARALLEL_MIN_LEN: usize = 1 << 14;
+
 /// The shared Adam update. `l2` is the coupled weight decay (Adam), `decoupled` the
 /// decoupled one (AdamW).
 #[allow(clippy::too_many_arguments)]
@@ -111,17 +115,25 @@ fn adam_step<P: Params>(
             v: vec![0.0; n],
         },
         |p, g, Moments { m, v }| {
-            let n = p.len();
-            let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-            for i in 0..n {
-                let pi = p[i] * decay;
-                let gi = g[i] + l2 * pi;
-                let mi = b1 * m[i] + one_b1 * gi;
-                let vi = b2 * v[i] + one_b2 * gi * gi;
-                m[i] = mi;
-                v[i] = vi;
-                p[i] = pi - step_size * mi / (vi.sqrt() * inv_sqrt_bc2 + eps);
-            }
+            // Memory-bound: big tensors are split across `parallel::threads()` threads.
+            let parts = if p.len() >= PARALLEL_MIN_LEN {
+                crate::parallel::threads()
+            } else {
+                1
+            };
+            crate::parallel::zip4(parts, p, g, m, v, &|p, g, m, v| {
+                let n = p.len();
+                let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+                for i in 0..n {
+                    let pi = p[i] * decay;
+                    let gi = g[i] + l2 * pi;
+                    let mi = b1 * m[i] + one_b1 * gi;
+                    let vi = b2 * v[i] + one_b2 * gi * gi;
+                    m[i] = mi;
+                    v[i] = vi;
+                    p[i] = pi - step_size * mi / (vi.sqrt() * inv_sqrt_bc2 + eps);
+                }
+            });
         },
     );
 }
