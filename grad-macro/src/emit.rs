@@ -28,6 +28,33 @@ pub enum Mode {
     Grad,
 }
 
+/// How an operand is written: borrowed, by value, or as it is.
+#[derive(Clone, Copy)]
+enum Form {
+    Ref,
+    Val,
+    Plain,
+}
+
+impl Form {
+    /// A value named `name` (a reference if `is_ref`) in this form.
+    fn apply(self, name: TokenStream, is_ref: bool) -> TokenStream {
+        match (self, is_ref) {
+            (Form::Ref, false) => quote!(&#name),
+            (Form::Val, true) => quote!((*#name)),
+            _ => name,
+        }
+    }
+
+    /// A constant expression in this form.
+    fn constant(self, e: &syn::Expr) -> TokenStream {
+        match self {
+            Form::Ref => quote!(&(#e)),
+            Form::Val | Form::Plain => quote!((#e)),
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Adj {
     Lit(f64),
@@ -149,72 +176,49 @@ impl<'a> Gen<'a> {
         self.reads.insert(id.to_string(), id.clone());
     }
 
-    /// A reference to the operand (`x` for a reference, `&x` for an owned value).
+    /// A reference to the operand in adjoint code (`x` for a reference, `&x` for an owned
+    /// value), recording the read.
     fn r(&mut self, o: &Operand) -> TokenStream {
-        match o {
-            Operand::Var(v) => {
-                let id = self.rev_name(*v);
-                if self.f.vars[*v].is_ref {
-                    quote!(#id)
-                } else {
-                    quote!(&#id)
-                }
-            }
-            Operand::Const(e) => quote!(&(#e)),
-        }
+        self.rev_operand(o, Form::Ref)
     }
 
-    /// The operand by value (scalars).
+    /// The operand by value in adjoint code (scalars), recording the read.
     fn val(&mut self, o: &Operand) -> TokenStream {
+        self.rev_operand(o, Form::Val)
+    }
+
+    fn rev_operand(&mut self, o: &Operand, form: Form) -> TokenStream {
         match o {
             Operand::Var(v) => {
-                let id = self.rev_name(*v);
-                if self.f.vars[*v].is_ref {
-                    quote!((*#id))
-                } else {
-                    quote!(#id)
-                }
+                let name = self.rev_name(*v);
+                form.apply(name, self.f.vars[*v].is_ref)
             }
-            Operand::Const(e) => quote!((#e)),
+            Operand::Const(e) => form.constant(e),
         }
     }
 
-    /// Forward-pass tokens of an operand (no read recorded).
+    /// An operand in the forward pass, by reference.
     fn fwd_ref(&self, o: &Operand) -> TokenStream {
-        match o {
-            Operand::Var(v) => {
-                let id = self.id(*v);
-                if self.f.vars[*v].is_ref {
-                    quote!(#id)
-                } else {
-                    quote!(&#id)
-                }
-            }
-            Operand::Const(e) => quote!(&(#e)),
-        }
+        self.fwd_operand(o, Form::Ref)
     }
 
+    /// An operand in the forward pass, by value.
     fn fwd_val(&self, o: &Operand) -> TokenStream {
-        match o {
-            Operand::Var(v) => {
-                let id = self.id(*v);
-                if self.f.vars[*v].is_ref {
-                    quote!((*#id))
-                } else {
-                    quote!(#id)
-                }
-            }
-            Operand::Const(e) => quote!((#e)),
-        }
+        self.fwd_operand(o, Form::Val)
     }
 
+    /// An operand in the forward pass, as it is.
     fn fwd_plain(&self, o: &Operand) -> TokenStream {
+        self.fwd_operand(o, Form::Plain)
+    }
+
+    fn fwd_operand(&self, o: &Operand, form: Form) -> TokenStream {
         match o {
             Operand::Var(v) => {
                 let id = self.id(*v);
-                quote!(#id)
+                form.apply(quote!(#id), self.f.vars[*v].is_ref)
             }
-            Operand::Const(e) => quote!((#e)),
+            Operand::Const(e) => form.constant(e),
         }
     }
 
@@ -884,14 +888,8 @@ impl<'a> Gen<'a> {
                     again.push(self.r(&Operand::Var(*receiver)));
                 }
                 for a in args {
-                    again.push(if a.by_ref {
-                        self.r(&a.operand)
-                    } else {
-                        match &a.operand {
-                            Operand::Var(v) => self.rev_name(*v),
-                            Operand::Const(e) => quote!((#e)),
-                        }
-                    });
+                    let form = if a.by_ref { Form::Ref } else { Form::Plain };
+                    again.push(self.rev_operand(&a.operand, form));
                 }
                 out.extend(
                     quote_spanned!(span=> let (#(#pats,)*) = #pb(#(#again,)* #gt, [#(#masks),*]);),

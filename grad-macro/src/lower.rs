@@ -1014,42 +1014,68 @@ impl Lowerer {
         }
     }
 
+    /// The arguments of a call: operand, whether written `&expr`, and the span for errors.
+    fn call_args(
+        &mut self,
+        args: &syn::punctuated::Punctuated<Expr, syn::Token![,]>,
+    ) -> Vec<(Operand, bool, Span)> {
+        args.iter()
+            .map(|a| {
+                let by_ref = matches!(strip_paren(a), Expr::Reference(_));
+                (self.expr(a), by_ref, a.span())
+            })
+            .collect()
+    }
+
+    /// A scalar math function of `ops` (the receiver first for the method form), `exprs`
+    /// their expressions, `prefix` the type of the path form (`f64::hypot(a, b)`).
+    #[allow(clippy::too_many_arguments)]
+    fn math(
+        &mut self,
+        f: MathFn,
+        arity: usize,
+        ops: Vec<Operand>,
+        exprs: &[&Expr],
+        prefix: Option<Ident>,
+        at: Span,
+        e: &Expr,
+    ) -> Operand {
+        if ops.len() != arity {
+            let name = match &prefix {
+                Some(t) => format!("{t}::{}", f.name()),
+                None => f.name().to_string(),
+            };
+            let given = if prefix.is_some() { arity } else { arity - 1 };
+            return self.unsupported(at, &format!("`{name}` takes {given} argument(s)"));
+        }
+        if f == MathFn::Powi && self.active(&ops[1]) {
+            return self.unsupported_node(
+                exprs[1],
+                "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient",
+            );
+        }
+        let op = Op::Math(f, ops.clone(), prefix);
+        let refs: Vec<&Operand> = ops.iter().collect();
+        self.assign(op, &refs, e.span(), false)
+    }
+
     fn method_call(&mut self, m: &syn::ExprMethodCall, e: &Expr) -> Operand {
         let name = m.method.to_string();
         if STRUCTURAL_METHODS.contains(&name.as_str()) {
             return self.inactive(e, true);
         }
         let recv = self.expr(&m.receiver);
-        let args: Vec<(Operand, bool, Span)> = m
-            .args
-            .iter()
-            .map(|a| {
-                (
-                    self.expr(a),
-                    matches!(strip_paren(a), Expr::Reference(_)),
-                    a.span(),
-                )
-            })
-            .collect();
+        let args = self.call_args(&m.args);
         let any_active = self.active(&recv) || args.iter().any(|(a, _, _)| self.active(a));
         if !any_active {
             return self.inactive(e, true);
         }
         let span = m.method.span();
         if let Some((f, arity)) = MathFn::lookup(&name) {
-            if m.args.len() + 1 != arity {
-                return self
-                    .unsupported(span, &format!("`{name}` takes {} argument(s)", arity - 1));
-            }
-            if f == MathFn::Powi && self.active(&args[0].0) {
-                return self.unsupported_node(&m.args[0], "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
-            }
             let mut ops = vec![recv];
             ops.extend(args.into_iter().map(|(a, _, _)| a));
-            let refs: Vec<&Operand> = ops.iter().collect();
-            let refs: Vec<Operand> = refs.into_iter().cloned().collect();
-            let rr: Vec<&Operand> = refs.iter().collect();
-            return self.assign(Op::Math(f, ops.clone(), None), &rr, e.span(), false);
+            let exprs: Vec<&Expr> = std::iter::once(&*m.receiver).chain(&m.args).collect();
+            return self.math(f, arity, ops, &exprs, None, span, e);
         }
         match (name.as_str(), args.len()) {
             ("transpose", 0) => {
@@ -1121,40 +1147,17 @@ impl Lowerer {
             .map(|s| s.ident.to_string())
             .collect();
         let float_path = segs.len() == 2 && (segs[0] == "f32" || segs[0] == "f64");
-        let args: Vec<(Operand, bool, Span)> = c
-            .args
-            .iter()
-            .map(|a| {
-                (
-                    self.expr(a),
-                    matches!(strip_paren(a), Expr::Reference(_)),
-                    a.span(),
-                )
-            })
-            .collect();
+        let args = self.call_args(&c.args);
         if !args.iter().any(|(a, _, _)| self.active(a)) {
             return self.inactive(e, true);
         }
         if float_path {
             let name = &segs[1];
             if let Some((f, arity)) = MathFn::lookup(name) {
-                if c.args.len() != arity {
-                    return self.unsupported(
-                        c.span(),
-                        &format!("`{}::{name}` takes {arity} argument(s)", segs[0]),
-                    );
-                }
-                if f == MathFn::Powi && self.active(&args[1].0) {
-                    return self.unsupported_node(&c.args[1], "the exponent of `powi` is an integer; use `powf` for an exponent that carries a gradient");
-                }
                 let ops: Vec<Operand> = args.into_iter().map(|(a, _, _)| a).collect();
-                let refs: Vec<&Operand> = ops.iter().collect();
-                return self.assign(
-                    Op::Math(f, ops.clone(), Some(p.path.segments[0].ident.clone())),
-                    &refs,
-                    e.span(),
-                    false,
-                );
+                let exprs: Vec<&Expr> = c.args.iter().collect();
+                let prefix = Some(p.path.segments[0].ident.clone());
+                return self.math(f, arity, ops, &exprs, prefix, c.span(), e);
             }
             return self.unsupported(p.path.segments[1].ident.span(), &format!("`{}::{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}", segs[0]));
         }

@@ -127,73 +127,46 @@ impl<T: Accumulate + Copy> Accumulate for Vec<T> {
     }
 }
 
-impl<T: RealField + Copy> Differentiable for DMatrix<T> {
-    type Grad = DMatrix<T>;
-    #[inline]
-    fn lazy_zero(&self) -> DMatrix<T> {
-        DMatrix::zeros(0, 0)
-    }
-    fn finalize(&self, g: DMatrix<T>) -> DMatrix<T> {
-        if g.is_empty() && !self.is_empty() {
-            DMatrix::zeros(self.nrows(), self.ncols())
-        } else {
-            g
+/// Gradients of nalgebra's dynamic matrices and vectors: an empty one is the lazy zero.
+macro_rules! matrix_grads {
+    ($ty:ident, $empty:expr) => {
+        impl<T: RealField + Copy> Differentiable for $ty<T> {
+            type Grad = $ty<T>;
+            #[inline]
+            fn lazy_zero(&self) -> $ty<T> {
+                $empty
+            }
+            fn finalize(&self, g: $ty<T>) -> $ty<T> {
+                if g.is_empty() && !self.is_empty() {
+                    let (r, c) = self.shape_generic();
+                    $ty::zeros_generic(r, c)
+                } else {
+                    g
+                }
+            }
         }
-    }
-}
 
-impl<T: RealField + Copy> Accumulate for DMatrix<T> {
-    fn accumulate(&mut self, other: DMatrix<T>) {
-        if other.is_empty() {
-        } else if self.is_empty() {
-            *self = other;
-        } else {
-            assert_eq!(
-                self.shape(),
-                other.shape(),
-                "gradient accumulation: shapes {}x{} and {}x{} differ",
-                self.nrows(),
-                self.ncols(),
-                other.nrows(),
-                other.ncols()
-            );
-            *self += other;
+        impl<T: RealField + Copy> Accumulate for $ty<T> {
+            fn accumulate(&mut self, other: $ty<T>) {
+                if other.is_empty() {
+                } else if self.is_empty() {
+                    *self = other;
+                } else {
+                    assert_eq!(
+                        self.shape(),
+                        other.shape(),
+                        "gradient accumulation: shapes {:?} and {:?} differ",
+                        self.shape(),
+                        other.shape()
+                    );
+                    *self += other;
+                }
+            }
         }
-    }
+    };
 }
-
-impl<T: RealField + Copy> Differentiable for DVector<T> {
-    type Grad = DVector<T>;
-    #[inline]
-    fn lazy_zero(&self) -> DVector<T> {
-        DVector::zeros(0)
-    }
-    fn finalize(&self, g: DVector<T>) -> DVector<T> {
-        if g.is_empty() && !self.is_empty() {
-            DVector::zeros(self.len())
-        } else {
-            g
-        }
-    }
-}
-
-impl<T: RealField + Copy> Accumulate for DVector<T> {
-    fn accumulate(&mut self, other: DVector<T>) {
-        if other.is_empty() {
-        } else if self.is_empty() {
-            *self = other;
-        } else {
-            assert_eq!(
-                self.len(),
-                other.len(),
-                "gradient accumulation: lengths {} and {} differ",
-                self.len(),
-                other.len()
-            );
-            *self += other;
-        }
-    }
-}
+matrix_grads!(DMatrix, DMatrix::zeros(0, 0));
+matrix_grads!(DVector, DVector::zeros(0));
 
 /// `g_var += contribution`, where `g_var` may still be a lazy zero.
 #[inline(always)]
