@@ -1,0 +1,8 @@
+use symgrad::prelude::*;
+
+#[differentiable]
+fn f(w: &DMatrix<f64>) -> f64 {
+    w.norm()
+}
+
+fn main() {}
