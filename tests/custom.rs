@@ -50,3 +50,18 @@ fn custom_vjp_generates_the_pullback() {
     assert_eq!(v, softplus(0.5));
     assert!((g - 2.0 / (1.0 + (-0.5f64).exp())).abs() < 1e-15);
 }
+
+#[differentiable]
+fn half_detached(x: f64) -> f64 {
+    x * symgrad::no_grad(x) + symgrad::no_grad(x.sin())
+}
+
+#[test]
+fn no_grad_stops_the_gradient() {
+    // by hand: the detached factor and term are constants, so d/dx = no_grad(x) = x
+    for x in [-1.5, 0.2, 3.0] {
+        let (v, g) = half_detached_grad(x);
+        assert_eq!(v, x * x + x.sin());
+        assert_eq!(g, x);
+    }
+}

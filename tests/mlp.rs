@@ -257,3 +257,49 @@ fn every_tensor_op_matches_central_differences_f64() {
         (f(&w1, &b1, &w2, s + h) - f(&w1, &b1, &w2, s - h)) / (2.0 * h),
     );
 }
+
+/// `#[params(skip)]`: a configuration field is not a parameter; the gradient carries it along.
+#[derive(Clone, Debug, Params)]
+struct Leaky {
+    layer: Linear,
+    #[params(skip)]
+    slope: f32,
+}
+
+#[differentiable(wrt(net))]
+fn leaky_loss(net: &Leaky, x: &DMatrix<f32>, target: &DMatrix<f32>) -> f32 {
+    let y = leaky_relu(&net.layer.forward(x), no_grad(net.slope));
+    mse(&y, target)
+}
+
+#[test]
+fn skipped_fields_are_not_parameters() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let net = Leaky {
+        layer: Linear::new(3, 2, &mut rng),
+        slope: 0.1,
+    };
+    assert_eq!(net.names(), ["layer.weight", "layer.bias"]);
+    let x = DMatrix::from_fn(4, 3, |_, _| rng.gen_range(-1.0..1.0f32));
+    let t = DMatrix::from_element(4, 2, 0.5f32);
+    let (_, g) = leaky_loss_grad(&net, &x, &t);
+    assert_eq!(g.slope, 0.1, "copied, not differentiated");
+    // d/db_j of mean((leaky(xWᵀ+b) - t)²) = Σ_i 2 (y_ij - t_ij) leaky'(z_ij) / (rows·cols)
+    let z = add_bias(&matmul_nt(&x, &net.layer.weight), &net.layer.bias);
+    for j in 0..2 {
+        let mut want = 0.0f32;
+        for i in 0..4 {
+            let (zij, d) = if z[(i, j)] > 0.0 {
+                (z[(i, j)], 1.0)
+            } else {
+                (0.1 * z[(i, j)], 0.1)
+            };
+            want += 2.0 * (zij - 0.5) * d / 8.0;
+        }
+        assert!(
+            (g.layer.bias[j] - want).abs() < 1e-6,
+            "{} vs {want}",
+            g.layer.bias[j]
+        );
+    }
+}

@@ -222,6 +222,16 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// How a call argument is passed: `&expr` by reference; a field (`net.slope`) by value
+    /// through the kept reference; anything else as it is.
+    fn arg_form(&self, a: &Arg) -> Form {
+        match &a.operand {
+            _ if a.by_ref => Form::Ref,
+            Operand::Var(v) if self.f.vars[*v].is_place => Form::Val,
+            _ => Form::Plain,
+        }
+    }
+
     fn active(&self, o: &Operand) -> Option<VarId> {
         match o {
             Operand::Var(v) if self.f.vars[*v].active => Some(*v),
@@ -289,13 +299,7 @@ impl<'a> Gen<'a> {
                 let pb = pullback_name(t);
                 let args: Vec<TokenStream> = args
                     .iter()
-                    .map(|a| {
-                        if a.by_ref {
-                            self.fwd_ref(&a.operand)
-                        } else {
-                            self.fwd_plain(&a.operand)
-                        }
-                    })
+                    .map(|a| self.fwd_operand(&a.operand, self.arg_form(a)))
                     .collect();
                 let call = match callee {
                     Callee::Path(p) => {
@@ -888,7 +892,7 @@ impl<'a> Gen<'a> {
                     again.push(self.r(&Operand::Var(*receiver)));
                 }
                 for a in args {
-                    let form = if a.by_ref { Form::Ref } else { Form::Plain };
+                    let form = self.arg_form(a);
                     again.push(self.rev_operand(&a.operand, form));
                 }
                 out.extend(

@@ -14,6 +14,9 @@ pub struct VarInfo {
     pub ident: Ident,
     /// Whether the value is a reference (`&T` parameters, field borrows).
     pub is_ref: bool,
+    /// The value is a field of another (`&base.field` is kept): used as a plain value, it
+    /// is read through the reference (`*field`).
+    pub is_place: bool,
     /// Whether a gradient flows into it (it depends on an active parameter).
     pub active: bool,
     /// The parameters (bit = position) it depends on.

@@ -4,7 +4,7 @@
 use crate::args::Args;
 use crate::ir::*;
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote};
+use quote::{ToTokens, format_ident};
 use std::collections::HashMap;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -308,6 +308,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         l.vars.push(VarInfo {
             ident: ident.clone(),
             is_ref,
+            is_place: false,
             active,
             deps,
         });
@@ -396,6 +397,7 @@ impl Lowerer {
         self.vars.push(VarInfo {
             ident: Ident::new(&name, Span::call_site()),
             is_ref,
+            is_place: false,
             active,
             deps,
         });
@@ -868,9 +870,10 @@ impl Lowerer {
             Expr::Field(f) => {
                 let base = self.expr(&f.base);
                 match base {
-                    Operand::Var(v) if self.vars[v].active => {
-                        let deps = self.vars[v].deps;
-                        let dst = self.new_var(&member_name(&f.member), true, deps, true);
+                    Operand::Var(v) => {
+                        let (active, deps) = (self.vars[v].active, self.vars[v].deps);
+                        let dst = self.new_var(&member_name(&f.member), active, deps, true);
+                        self.vars[dst].is_place = true;
                         self.cur.push(Stmt::Assign(Assign {
                             dst,
                             op: Op::Field(v, f.member.clone()),
@@ -878,7 +881,6 @@ impl Lowerer {
                         }));
                         Operand::Var(dst)
                     }
-                    Operand::Var(_) => self.inactive(&syn::parse_quote!(&#e), true),
                     Operand::Const(_) => Operand::Const(e.clone()),
                 }
             }
@@ -1146,6 +1148,10 @@ impl Lowerer {
             .iter()
             .map(|s| s.ident.to_string())
             .collect();
+        // `no_grad(x)`: the value of `x`, through which no gradient flows (PyTorch's detach).
+        if segs.last().is_some_and(|s| s == "no_grad") && c.args.len() == 1 {
+            return self.inactive(e, true);
+        }
         let float_path = segs.len() == 2 && (segs[0] == "f32" || segs[0] == "f64");
         let args = self.call_args(&c.args);
         if !args.iter().any(|(a, _, _)| self.active(a)) {
@@ -1474,9 +1480,4 @@ fn member_name(m: &syn::Member) -> String {
         syn::Member::Named(i) => i.to_string(),
         syn::Member::Unnamed(i) => format!("f{}", i.index),
     }
-}
-
-#[allow(dead_code)]
-fn _unused(_: TokenStream) -> TokenStream {
-    quote!()
 }

@@ -41,11 +41,31 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             "#[derive(Params)] needs a struct with named fields",
         ));
     };
-    let idents: Vec<&syn::Ident> = fields
-        .named
-        .iter()
-        .map(|f| f.ident.as_ref().unwrap())
-        .collect();
+    // `#[params(skip)]` fields are configuration (a rate, a flag): not visited, not
+    // differentiated, copied into gradients as they are.
+    let mut idents: Vec<&syn::Ident> = Vec::new();
+    let mut skipped: Vec<&syn::Ident> = Vec::new();
+    for f in &fields.named {
+        let mut skip = false;
+        for attr in &f.attrs {
+            if attr.path().is_ident("params") {
+                attr.parse_nested_meta(|meta| {
+                    if meta.path.is_ident("skip") {
+                        skip = true;
+                        Ok(())
+                    } else {
+                        Err(meta.error("unknown `params` field argument; expected `skip`"))
+                    }
+                })?;
+            }
+        }
+        let id = f.ident.as_ref().expect("named field");
+        if skip {
+            skipped.push(id);
+        } else {
+            idents.push(id);
+        }
+    }
     let names: Vec<String> = idents
         .iter()
         .map(|i| i.to_string().trim_start_matches("r#").to_string())
@@ -70,10 +90,16 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         impl #root::Differentiable for #name {
             type Grad = #name;
             fn lazy_zero(&self) -> #name {
-                #name { #( #idents: #root::Differentiable::lazy_zero(&self.#idents), )* }
+                #name {
+                    #( #idents: #root::Differentiable::lazy_zero(&self.#idents), )*
+                    #( #skipped: ::core::clone::Clone::clone(&self.#skipped), )*
+                }
             }
             fn finalize(&self, g: #name) -> #name {
-                #name { #( #idents: #root::Differentiable::finalize(&self.#idents, g.#idents), )* }
+                #name {
+                    #( #idents: #root::Differentiable::finalize(&self.#idents, g.#idents), )*
+                    #( #skipped: g.#skipped, )*
+                }
             }
         }
         impl #root::GradOf<#name> for #name {

@@ -168,6 +168,14 @@ macro_rules! matrix_grads {
 matrix_grads!(DMatrix, DMatrix::zeros(0, 0));
 matrix_grads!(DVector, DVector::zeros(0));
 
+/// `x` itself; in a `#[differentiable]` fn, a value through which no gradient flows (as
+/// PyTorch's `detach`): a configuration field of a parameter struct, a target computed from
+/// the parameters, a stop-gradient.
+#[inline(always)]
+pub fn no_grad<T>(x: T) -> T {
+    x
+}
+
 /// `g_var += contribution`, where `g_var` may still be a lazy zero.
 #[inline(always)]
 pub fn acc<G: Accumulate>(g: &mut G, contribution: G) {
