@@ -282,7 +282,8 @@ fn skipped_fields_are_not_parameters() {
     assert_eq!(net.names(), ["layer.weight", "layer.bias"]);
     let x = DMatrix::from_fn(4, 3, |_, _| rng.gen_range(-1.0..1.0f32));
     let t = DMatrix::from_element(4, 2, 0.5f32);
-    let (_, g) = leaky_loss_grad(&net, &x, &t);
+    let (l, g) = leaky_loss_grad(&net, &x, &t);
+    assert_eq!(l, leaky_loss(&net, &x, &t));
     assert_eq!(g.slope, 0.1, "copied, not differentiated");
     // d/db_j of mean((leaky(xWᵀ+b) - t)²) = Σ_i 2 (y_ij - t_ij) leaky'(z_ij) / (rows·cols)
     let z = add_bias(&matmul_nt(&x, &net.layer.weight), &net.layer.bias);
