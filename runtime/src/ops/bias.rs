@@ -37,13 +37,12 @@ pub fn add_bias<T: RealField + Copy>(x: &DMatrix<T>, b: &DVector<T>) -> DMatrix<
         );
     }
     let rows = x.nrows();
-    let mut y = x.clone();
-    for (col, &bj) in columns_mut(y.as_mut_slice(), rows).zip(b.iter()) {
-        for v in col {
-            *v += bj;
-        }
+    // One pass: read x, write x + b (not a copy followed by an update).
+    let mut out = Vec::with_capacity(x.len());
+    for (col, &bj) in x.as_slice().chunks_exact(rows.max(1)).zip(b.iter()) {
+        out.extend(col.iter().map(|&v| v + bj));
     }
-    y
+    DMatrix::from_vec(rows, x.ncols(), out)
 }
 
 /// [`add_bias`] and its pullback: `dx = seed` (the seed buffer itself) and
