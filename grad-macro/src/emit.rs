@@ -410,6 +410,22 @@ impl<'a> Gen<'a> {
         stash
     }
 
+    /// What each branch of `i` keeps for its adjoint (the branch's values its adjoint reads,
+    /// seeded through the phis).
+    fn branch_stashes(&mut self, i: &'a If) -> (Vec<Ident>, Vec<Ident>) {
+        let seeds = |g: &Self, then: bool| -> Vec<VarId> {
+            i.phis
+                .iter()
+                .filter_map(|p| g.active(if then { &p.then_v } else { &p.else_v }))
+                .collect()
+        };
+        let (then_seeds, else_seeds) = (seeds(self, true), seeds(self, false));
+        (
+            self.stash_of((i.id, 0), &i.then_b, &[], &then_seeds),
+            self.stash_of((i.id, 1), &i.else_b, &[], &else_seeds),
+        )
+    }
+
     fn tuple(ids: &[Ident]) -> TokenStream {
         quote!((#(#ids,)*))
     }
@@ -454,18 +470,7 @@ impl<'a> Gen<'a> {
                 Stmt::If(i) => {
                     let br = format_ident!("__br_{}", i.id);
                     let cond = &i.cond;
-                    let then_seeds: Vec<VarId> = i
-                        .phis
-                        .iter()
-                        .filter_map(|p| self.active(&p.then_v))
-                        .collect();
-                    let else_seeds: Vec<VarId> = i
-                        .phis
-                        .iter()
-                        .filter_map(|p| self.active(&p.else_v))
-                        .collect();
-                    let then_stash = self.stash_of((i.id, 0), &i.then_b, &[], &then_seeds);
-                    let else_stash = self.stash_of((i.id, 1), &i.else_b, &[], &else_seeds);
+                    let (then_stash, else_stash) = self.branch_stashes(i);
                     let mk = |g: &mut Self,
                               block: &'a Block,
                               stash: &[Ident],
@@ -1090,18 +1095,7 @@ impl<'a> Gen<'a> {
         let root = self.root.clone();
         let br = format_ident!("__br_{}", i.id);
         self.read_ident(&br);
-        let then_seeds: Vec<VarId> = i
-            .phis
-            .iter()
-            .filter_map(|p| self.active(&p.then_v))
-            .collect();
-        let else_seeds: Vec<VarId> = i
-            .phis
-            .iter()
-            .filter_map(|p| self.active(&p.else_v))
-            .collect();
-        let then_stash = self.stash_of((i.id, 0), &i.then_b, &[], &then_seeds);
-        let else_stash = self.stash_of((i.id, 1), &i.else_b, &[], &else_seeds);
+        let (then_stash, else_stash) = self.branch_stashes(i);
         let arm = |g: &mut Self, st: &mut Rev, out: &mut TokenStream, which: bool| {
             let block = if which { &i.then_b } else { &i.else_b };
             for (k, a) in &seeds {

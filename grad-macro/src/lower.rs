@@ -1017,14 +1017,12 @@ impl Lowerer {
     }
 
     /// The arguments of a call: operand, whether written `&expr`, and the span for errors.
-    fn call_args(
-        &mut self,
-        args: &syn::punctuated::Punctuated<Expr, syn::Token![,]>,
-    ) -> Vec<(Operand, bool, Span)> {
+    fn call_args(&mut self, args: &syn::punctuated::Punctuated<Expr, syn::Token![,]>) -> Vec<Arg> {
         args.iter()
-            .map(|a| {
-                let by_ref = matches!(strip_paren(a), Expr::Reference(_));
-                (self.expr(a), by_ref, a.span())
+            .map(|a| Arg {
+                by_ref: matches!(strip_paren(a), Expr::Reference(_)),
+                operand: self.expr(a),
+                span: a.span(),
             })
             .collect()
     }
@@ -1068,14 +1066,14 @@ impl Lowerer {
         }
         let recv = self.expr(&m.receiver);
         let args = self.call_args(&m.args);
-        let any_active = self.active(&recv) || args.iter().any(|(a, _, _)| self.active(a));
+        let any_active = self.active(&recv) || args.iter().any(|a| self.active(&a.operand));
         if !any_active {
             return self.inactive(e, true);
         }
         let span = m.method.span();
         if let Some((f, arity)) = MathFn::lookup(&name) {
             let mut ops = vec![recv];
-            ops.extend(args.into_iter().map(|(a, _, _)| a));
+            ops.extend(args.into_iter().map(|a| a.operand));
             let exprs: Vec<&Expr> = std::iter::once(&*m.receiver).chain(&m.args).collect();
             return self.math(f, arity, ops, &exprs, None, span, e);
         }
@@ -1087,7 +1085,7 @@ impl Lowerer {
             ("mean", 0) => return self.assign(Op::Mean(recv.clone()), &[&recv], e.span(), false),
             ("clone", 0) => return self.assign(Op::Clone(recv.clone()), &[&recv], e.span(), false),
             ("component_mul", 1) => {
-                let b = args[0].0.clone();
+                let b = args[0].operand.clone();
                 return self.assign(
                     Op::ComponentMul(recv.clone(), b.clone()),
                     &[&recv, &b],
@@ -1109,17 +1107,11 @@ impl Lowerer {
                 "the receiver of a differentiable method call must be a variable",
             );
         };
-        let mut all = vec![recv.clone()];
-        all.extend(args.iter().map(|(a, _, _)| a.clone()));
-        let refs: Vec<&Operand> = all.iter().collect();
-        let call_args = args
-            .into_iter()
-            .map(|(operand, by_ref, span)| Arg {
-                operand,
-                by_ref,
-                span,
-            })
+        let ops: Vec<Operand> = std::iter::once(recv.clone())
+            .chain(args.iter().map(|a| a.operand.clone()))
             .collect();
+        let refs: Vec<&Operand> = ops.iter().collect();
+        let call_args = args;
         self.assign(
             Op::Call(
                 Callee::Method {
@@ -1154,29 +1146,22 @@ impl Lowerer {
         }
         let float_path = segs.len() == 2 && (segs[0] == "f32" || segs[0] == "f64");
         let args = self.call_args(&c.args);
-        if !args.iter().any(|(a, _, _)| self.active(a)) {
+        if !args.iter().any(|a| self.active(&a.operand)) {
             return self.inactive(e, true);
         }
         if float_path {
             let name = &segs[1];
             if let Some((f, arity)) = MathFn::lookup(name) {
-                let ops: Vec<Operand> = args.into_iter().map(|(a, _, _)| a).collect();
+                let ops: Vec<Operand> = args.into_iter().map(|a| a.operand).collect();
                 let exprs: Vec<&Expr> = c.args.iter().collect();
                 let prefix = Some(p.path.segments[0].ident.clone());
                 return self.math(f, arity, ops, &exprs, prefix, c.span(), e);
             }
             return self.unsupported(p.path.segments[1].ident.span(), &format!("`{}::{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}", segs[0]));
         }
-        let ops: Vec<Operand> = args.iter().map(|(a, _, _)| a.clone()).collect();
+        let ops: Vec<Operand> = args.iter().map(|a| a.operand.clone()).collect();
         let refs: Vec<&Operand> = ops.iter().collect();
-        let call_args = args
-            .into_iter()
-            .map(|(operand, by_ref, span)| Arg {
-                operand,
-                by_ref,
-                span,
-            })
-            .collect();
+        let call_args = args;
         self.assign(
             Op::Call(Callee::Path(p.path.clone()), call_args),
             &refs,
