@@ -593,7 +593,7 @@ impl<'a> Gen<'a> {
                     let (tape_decl, push) = if taped {
                         (
                             quote!(let mut #tape = #root::tape_for(&#iter_var);),
-                            quote!(#tape.push(#t);),
+                            quote!(#root::tape_push(&mut #tape, #t);),
                         )
                     } else {
                         (TokenStream::new(), TokenStream::new())

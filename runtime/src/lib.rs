@@ -27,7 +27,7 @@ pub mod __private {
     pub use crate::ad::scalar::*;
     pub use crate::ad::{
         Accumulate, Branch, Differentiable, GradOf, acc, acc_index, finalize, grad_of, tape_for,
-        tape_rev, zero,
+        tape_push, tape_rev, zero,
     };
     pub use crate::params::{Params, Tensor, join_name};
 }

@@ -229,6 +229,23 @@ pub fn tape_for<I: Iterator, T>(iter: &I) -> Vec<T> {
     Vec::with_capacity(iter.size_hint().0)
 }
 
+/// Appends one iteration to a loop's tape. The growth path is out of line, so that the loop
+/// keeps its values in registers.
+#[inline(always)]
+pub fn tape_push<T>(tape: &mut Vec<T>, entry: T) {
+    if tape.len() < tape.capacity() {
+        tape.push(entry);
+    } else {
+        tape_grow(tape, entry);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn tape_grow<T>(tape: &mut Vec<T>, entry: T) {
+    tape.push(entry);
+}
+
 /// A loop's tape, last iteration first (a function, so that the element type may still be
 /// unknown where the adjoint is written).
 #[inline(always)]
