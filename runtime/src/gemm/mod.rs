@@ -249,10 +249,12 @@ fn detect() -> KernelChoice {
 }
 
 /// Products with fewer floating-point operations (`2 m n k`) than this run on one thread even
-/// when more are configured: below it the pool's wake-up and the duplicated packing cost more
-/// than the second core saves. On the 2-core test machine the MLP shapes (at most 13 MFLOP)
-/// were not faster on 2 threads, 256^3 (34 MFLOP) and larger were; see `runtime/BENCHMARKS.md`.
-pub const PARALLEL_MIN_FLOPS: usize = 32_000_000;
+/// when more are configured: below it the pool's round trip and the duplicated packing cost
+/// more than the second core saves. Measured on the 2-core machine once the pool spins before
+/// sleeping (a round trip of about 1 µs): at 1 MFLOP two threads win on some MLP shapes and
+/// lose on others (64x128x64: 92 vs 80 GFLOP/s; 64x64x128 AB^T: 94 vs 147), at 13 MFLOP they
+/// win clearly (64x784x128: 97 vs 161; 784x64x128 A^T B: 95 vs 172).
+pub const PARALLEL_MIN_FLOPS: usize = 2_000_000;
 
 /// 0 = read `SYMGRAD_NUM_THREADS` on first use.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
