@@ -621,11 +621,13 @@ where
         let mut epoch_loss = RunningMean::new();
         let mut samples = 0usize;
         for (i, indices) in order.chunks(cfg.batch_size).enumerate() {
-            let (loss, grad) = if shards.len() > 1 && indices.len() > 1 {
+            // `finite`: the shard combine already saw every gradient element is finite.
+            let (loss, grad, finite) = if shards.len() > 1 && indices.len() > 1 {
                 shards.loss_grad(model, train, indices, &loss_grad)
             } else {
                 batch.fill(train, indices);
-                loss_grad(model, &batch.x, &batch.labels)
+                let (loss, grad) = loss_grad(model, &batch.x, &batch.labels);
+                (loss, grad, false)
             };
             let step = report.steps + 1;
             if !loss.is_finite() {
@@ -637,7 +639,7 @@ where
                     history: report.history,
                 });
             }
-            if cfg.check_gradients {
+            if cfg.check_gradients && !finite {
                 if let Some(tensor) = first_non_finite(&grad) {
                     return Err(TrainError::NonFiniteGradient {
                         step,
@@ -720,14 +722,15 @@ impl<M: Params + Sync + Send> Shards<M> {
     }
 
     /// The loss and gradient of the batch `indices`: each shard on its own thread, then
-    /// `loss = Σ wₛ lossₛ`, `grad = Σ wₛ gradₛ` with `wₛ` the shard's share of the batch.
+    /// `loss = Σ wₛ lossₛ`, `grad = Σ wₛ gradₛ` with `wₛ` the shard's share of the batch; and
+    /// whether every element of that sum was seen to be finite.
     fn loss_grad(
         &mut self,
         model: &M,
         data: DataRef<'_>,
         indices: &[usize],
         loss_grad: &(impl Fn(&M, &DMatrix<f32>, &[u8]) -> (f32, M) + Sync),
-    ) -> (f32, M) {
+    ) -> (f32, M, bool) {
         let parts: Vec<&[usize]> = indices.chunks(indices.len().div_ceil(self.len())).collect();
         let (batches, results) = (&self.batches, &self.results);
         crate::parallel::run(parts.len(), &|s| {
@@ -750,15 +753,27 @@ impl<M: Params + Sync + Send> Shards<M> {
         // total = w0 g0 + w1 g1 + ..., one fused pass per further shard, big tensors split
         // across the threads.
         let mut scale = w0;
+        let mut finite = false;
+        let mut shards_left = parts.len() - 1;
         for (w, l, g) in taken {
             loss += w * l;
+            shards_left -= 1;
+            // The last pass also checks that the sum is finite, for `check_gradients`.
+            let last = shards_left == 0;
+            let bad = std::sync::atomic::AtomicBool::new(false);
             total.visit_with(&g, "", &mut |_, a, b| {
                 crate::parallel::zip2(self.len(), a.as_mut_slice(), b.as_slice(), &|a, b| {
+                    let mut ok = true;
                     for (x, y) in a.iter_mut().zip(b) {
                         *x = scale * *x + w * y;
+                        ok &= x.is_finite();
+                    }
+                    if !ok {
+                        bad.store(true, Ordering::Relaxed);
                     }
                 });
             });
+            finite = last && !bad.load(Ordering::Relaxed);
             scale = 1.0;
         }
         if scale != 1.0 {
@@ -766,7 +781,7 @@ impl<M: Params + Sync + Send> Shards<M> {
                 t.as_mut_slice().iter_mut().for_each(|x| *x *= scale)
             });
         }
-        (loss, total)
+        (loss, total, finite)
     }
 
     /// The accuracy on `data`, its batches split among the shards' threads.

@@ -255,6 +255,13 @@ fn nan_loss_stops_at_the_step_without_applying_it() {
 
 #[test]
 fn non_finite_gradient_stops_naming_the_tensor() {
+    // On one thread (a pass of its own) and on two (checked while the shards are combined).
+    for threads in [1, 2] {
+        non_finite_gradient_with(threads);
+    }
+}
+
+fn non_finite_gradient_with(threads: usize) {
     let (images, labels) = synthetic(16, 2, 4);
     let data = DataRef::new(&images, &labels, 16);
     let mut model = Linear::zeros(16, 2);
@@ -262,6 +269,7 @@ fn non_finite_gradient_stops_naming_the_tensor() {
     let cfg = TrainConfig {
         epochs: 1,
         batch_size: 4,
+        threads,
         ..TrainConfig::default()
     };
     let loss_grad = |m: &Linear, _: &DMatrix<f32>, _: &[u8]| {
