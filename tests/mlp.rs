@@ -304,3 +304,27 @@ fn skipped_fields_are_not_parameters() {
         );
     }
 }
+
+#[differentiable]
+#[allow(dead_code)] // only the generated gradient is called
+fn add_mismatched(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    (a + b).sum()
+}
+
+#[test]
+#[should_panic(expected = "element-wise `+`: left operand is 2x3 but right operand is 3x2")]
+fn shape_mismatch_names_both_shapes() {
+    let _ = add_mismatched_grad(&DMatrix::zeros(2, 3), &DMatrix::zeros(3, 2));
+}
+
+#[differentiable]
+#[allow(dead_code)] // only the generated gradient is called
+fn product_mismatched(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    (a * b).sum()
+}
+
+#[test]
+#[should_panic(expected = "left operand is 2x3 and right operand is 2x3")]
+fn product_mismatch_names_both_shapes() {
+    let _ = product_mismatched_grad(&DMatrix::zeros(2, 3), &DMatrix::zeros(2, 3));
+}

@@ -258,11 +258,11 @@ impl<'a> Gen<'a> {
             }
             Op::Add(x, y) => {
                 let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
-                quote_spanned!(span=> #x + #y)
+                quote_spanned!(span=> #root::add(#x, #y))
             }
             Op::Sub(x, y) => {
                 let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
-                quote_spanned!(span=> #x - #y)
+                quote_spanned!(span=> #root::sub(#x, #y))
             }
             Op::Neg(x) => {
                 let x = self.fwd_ref(x);
@@ -341,9 +341,8 @@ impl<'a> Gen<'a> {
                 quote_spanned!(span=> #x.mean())
             }
             Op::ComponentMul(x, y) => {
-                let x = self.fwd_plain(x);
-                let y = self.fwd_ref(y);
-                quote_spanned!(span=> #x.component_mul(#y))
+                let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
+                quote_spanned!(span=> #root::component_mul(#x, #y))
             }
             Op::Inactive(ts) => ts.clone(),
         };

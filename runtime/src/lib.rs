@@ -20,9 +20,9 @@ pub use params::{Params, Tensor};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::ad::linalg::{
-        component_mul_vjp, div, div_grad_lhs, div_grad_rhs, matmul_nt, matmul_nt_grad_lhs,
-        matmul_nt_grad_rhs, matmul_tn, matmul_tn_grad_lhs, matmul_tn_grad_rhs, mean_vjp, mul,
-        mul_grad_lhs, mul_grad_rhs, sum_vjp, transpose_vjp,
+        add, component_mul, component_mul_vjp, div, div_grad_lhs, div_grad_rhs, matmul_nt,
+        matmul_nt_grad_lhs, matmul_nt_grad_rhs, matmul_tn, matmul_tn_grad_lhs, matmul_tn_grad_rhs,
+        mean_vjp, mul, mul_grad_lhs, mul_grad_rhs, sub, sum_vjp, transpose_vjp,
     };
     pub use crate::ad::scalar::*;
     pub use crate::ad::{

@@ -151,6 +151,81 @@ impl<T: Scalar> Mul2<DMatrix<T>> for DMatrix<T> {
     }
 }
 
+/// Addition and subtraction as generated code sees them: plain for scalars, and for
+/// matrices and vectors a check that the shapes agree, whose message names both.
+pub trait AddSub<Rhs: ?Sized = Self> {
+    /// The type of `self + rhs`.
+    type Output;
+    /// `self + rhs`
+    fn add(&self, rhs: &Rhs) -> Self::Output;
+    /// `self - rhs`
+    fn sub(&self, rhs: &Rhs) -> Self::Output;
+}
+
+macro_rules! scalar_add_sub {
+    ($($t:ident),*) => {$(
+        impl AddSub for $t {
+            type Output = $t;
+            #[inline(always)]
+            fn add(&self, rhs: &$t) -> $t { *self + *rhs }
+            #[inline(always)]
+            fn sub(&self, rhs: &$t) -> $t { *self - *rhs }
+        }
+    )*};
+}
+scalar_add_sub!(f32, f64);
+
+macro_rules! matrix_add_sub {
+    ($ty:ident) => {
+        impl<T: Scalar> AddSub for $ty<T> {
+            type Output = $ty<T>;
+            fn add(&self, rhs: &$ty<T>) -> $ty<T> {
+                same_shape("+", self.shape(), rhs.shape());
+                self + rhs
+            }
+            fn sub(&self, rhs: &$ty<T>) -> $ty<T> {
+                same_shape("-", self.shape(), rhs.shape());
+                self - rhs
+            }
+        }
+    };
+}
+matrix_add_sub!(DMatrix);
+matrix_add_sub!(DVector);
+
+/// Panics unless an element-wise operation's operands have the same shape.
+#[track_caller]
+fn same_shape(op: &str, a: (usize, usize), b: (usize, usize)) {
+    assert!(
+        a == b,
+        "element-wise `{op}`: left operand is {}x{} but right operand is {}x{}",
+        a.0,
+        a.1,
+        b.0,
+        b.1
+    );
+}
+
+/// `a + b` for generated code.
+#[inline(always)]
+#[track_caller]
+pub fn add<A: AddSub<B> + ?Sized, B: ?Sized>(a: &A, b: &B) -> A::Output {
+    a.add(b)
+}
+
+/// `a - b` for generated code.
+#[inline(always)]
+#[track_caller]
+pub fn sub<A: AddSub<B> + ?Sized, B: ?Sized>(a: &A, b: &B) -> A::Output {
+    a.sub(b)
+}
+
+/// `a.component_mul(b)` for generated code, with the shapes checked.
+#[track_caller]
+pub fn component_mul<M: Elementwise>(a: &M, b: &M) -> M {
+    M::component_mul(a, b)
+}
+
 /// `self * rhs` for generated code.
 #[inline(always)]
 pub fn mul<A: Mul2<B> + ?Sized, B: Differentiable + ?Sized>(a: &A, b: &B) -> A::Output {
@@ -261,6 +336,8 @@ pub trait Elementwise: Differentiable + Sized {
     fn mean_vjp(&self, g: Self::Elem) -> Self::Grad;
     /// `a .* b`: the adjoint of `a` is `g .* b`.
     fn component_mul_vjp(other: &Self, g: &Self) -> Self::Grad;
+    /// `a .* b`, the shapes checked.
+    fn component_mul(a: &Self, b: &Self) -> Self;
 }
 
 impl<T: Scalar> Elementwise for DMatrix<T> {
@@ -278,6 +355,10 @@ impl<T: Scalar> Elementwise for DMatrix<T> {
         }
         g.component_mul(other)
     }
+    fn component_mul(a: &Self, b: &Self) -> DMatrix<T> {
+        same_shape("component_mul", a.shape(), b.shape());
+        a.component_mul(b)
+    }
 }
 impl<T: Scalar> Elementwise for DVector<T> {
     type Elem = T;
@@ -293,6 +374,10 @@ impl<T: Scalar> Elementwise for DVector<T> {
             return DVector::zeros(0);
         }
         g.component_mul(other)
+    }
+    fn component_mul(a: &Self, b: &Self) -> DVector<T> {
+        same_shape("component_mul", a.shape(), b.shape());
+        a.component_mul(b)
     }
 }
 
