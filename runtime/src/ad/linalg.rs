@@ -49,6 +49,15 @@ pub fn matmul<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> 
     crate::gemm::matmul(a, t(ta), b, t(tb))
 }
 
+/// A product with an adjoint in it: a lazy zero (empty) adjoint gives a lazy zero, without
+/// the product.
+fn seed_product<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DMatrix<T> {
+    if a.is_empty() || b.is_empty() {
+        return DMatrix::zeros(0, 0);
+    }
+    matmul(a, ta, b, tb)
+}
+
 /// Multiplication as generated code sees it: the forward product and the adjoint of each
 /// operand given the output adjoint `g`.
 pub trait Mul2<Rhs: Differentiable + ?Sized>: Differentiable {
@@ -137,17 +146,11 @@ impl<T: Scalar> Mul2<DMatrix<T>> for DMatrix<T> {
     }
     // C = A B: dA = G B^T
     fn mul_grad_lhs(&self, rhs: &DMatrix<T>, g: &DMatrix<T>) -> DMatrix<T> {
-        if g.is_empty() {
-            return DMatrix::zeros(0, 0);
-        }
-        matmul(g, false, rhs, true)
+        seed_product(g, false, rhs, true)
     }
     // C = A B: dB = A^T G
     fn mul_grad_rhs(&self, _rhs: &DMatrix<T>, g: &DMatrix<T>) -> DMatrix<T> {
-        if g.is_empty() {
-            return DMatrix::zeros(0, 0);
-        }
-        matmul(self, true, g, false)
+        seed_product(self, true, g, false)
     }
 }
 
@@ -283,10 +286,7 @@ pub fn matmul_nt_grad_lhs<T: Scalar>(
     b: &DMatrix<T>,
     g: &DMatrix<T>,
 ) -> DMatrix<T> {
-    if g.is_empty() {
-        return DMatrix::zeros(0, 0);
-    }
-    matmul(g, false, b, false)
+    seed_product(g, false, b, false)
 }
 /// C = A B^T: dB = G^T A
 pub fn matmul_nt_grad_rhs<T: Scalar>(
@@ -294,10 +294,7 @@ pub fn matmul_nt_grad_rhs<T: Scalar>(
     _b: &DMatrix<T>,
     g: &DMatrix<T>,
 ) -> DMatrix<T> {
-    if g.is_empty() {
-        return DMatrix::zeros(0, 0);
-    }
-    matmul(g, true, a, false)
+    seed_product(g, true, a, false)
 }
 /// `a^T * b` without materialising the transpose (what `a.transpose() * b` lowers to).
 pub fn matmul_tn<T: Scalar>(a: &DMatrix<T>, b: &DMatrix<T>) -> DMatrix<T> {
@@ -309,10 +306,7 @@ pub fn matmul_tn_grad_lhs<T: Scalar>(
     b: &DMatrix<T>,
     g: &DMatrix<T>,
 ) -> DMatrix<T> {
-    if g.is_empty() {
-        return DMatrix::zeros(0, 0);
-    }
-    matmul(b, false, g, true)
+    seed_product(b, false, g, true)
 }
 /// C = A^T B: dB = A G
 pub fn matmul_tn_grad_rhs<T: Scalar>(
@@ -320,10 +314,7 @@ pub fn matmul_tn_grad_rhs<T: Scalar>(
     _b: &DMatrix<T>,
     g: &DMatrix<T>,
 ) -> DMatrix<T> {
-    if g.is_empty() {
-        return DMatrix::zeros(0, 0);
-    }
-    matmul(a, false, g, false)
+    seed_product(a, false, g, false)
 }
 
 /// Reductions and element-wise products on matrices and vectors.
