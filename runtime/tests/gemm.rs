@@ -588,3 +588,80 @@ fn dyn_stride_views_of_dense_matrices() {
     );
     assert_eq!(c, want);
 }
+
+/// Around the limits of the small-product path (`k <= KC = 256` and `m * n * k <= 2^20`):
+/// exact results on both sides of each limit, every transpose, `beta == 0` with NaN in C, both
+/// kernels, one and two threads.
+#[test]
+fn small_path_boundaries_exact() {
+    let shapes = [
+        (16, 6, 256),  // one full tile, deepest k on the small path
+        (17, 7, 256),  // edge row and column tiles
+        (16, 6, 257),  // k just past KC: packed path
+        (64, 64, 256), // m n k == 2^20: small path
+        (64, 65, 256), // just above: packed path
+        (31, 11, 64),
+        (64, 10, 64),
+    ];
+    let mut seed = 500;
+    for kernel in kernels() {
+        for threads in [1, 2] {
+            let opts = GemmOptions {
+                kernel,
+                threads: Some(threads),
+            };
+            for &(m, n, k) in &shapes {
+                for (ta, tb) in TRANS {
+                    seed += 1;
+                    check_exact::<f32>(&opts, m, n, k, ta, tb, 1.0, 0.0, seed);
+                    check_exact::<f64>(&opts, m, n, k, ta, tb, -0.5, 2.0, seed);
+                }
+            }
+        }
+    }
+}
+
+/// The small path (A and B read in place, edge tiles packed) rounds exactly like the packed
+/// path: the first columns of a product too large for the small path equal, bit for bit, the
+/// small product of those columns alone. A is a sub-view, so its column stride exceeds its rows.
+#[test]
+fn small_path_matches_packed_bitwise() {
+    let mut rng = Rng(77);
+    let big_a: DMatrix<f32> = filled(90, 200, || rng.unit());
+    let b: DMatrix<f32> = filled(200, 100, || rng.unit());
+    let a = big_a.view((5, 0), (70, 200));
+    for kernel in kernels() {
+        let opts = GemmOptions {
+            kernel,
+            threads: Some(1),
+        };
+        let mut big = DMatrix::<f32>::zeros(70, 100); // 70 * 100 * 200 > 2^20: packed
+        gemm_with(
+            &opts,
+            1.0,
+            a,
+            Trans::No,
+            b.as_view(),
+            Trans::No,
+            0.0,
+            big.as_view_mut(),
+        );
+        for n in [1, 5, 6, 10, 13] {
+            let mut small = DMatrix::<f32>::from_element(70, n, f32::NAN);
+            gemm_with(
+                &opts,
+                1.0,
+                a,
+                Trans::No,
+                b.columns(0, n),
+                Trans::No,
+                0.0,
+                small.as_view_mut(),
+            );
+            assert!(
+                small == big.columns(0, n),
+                "{kernel:?}: n = {n}: small path differs from packed path"
+            );
+        }
+    }
+}

@@ -57,6 +57,33 @@ pub(crate) trait GemmKernel {
         mr: usize,
         nr: usize,
     );
+
+    /// [`GemmKernel::kernel`] on operands read in place: element `(i, p)` of the A panel is at
+    /// `a + p * lda + i` and element `(p, j)` of the B panel at `b + p * bk + j * bj`. Each
+    /// element of C gets exactly the same operations as with packed panels holding the same
+    /// values, so the two entry points give bitwise identical results.
+    ///
+    /// # Safety
+    ///
+    /// As [`GemmKernel::kernel`], except that `a + p * lda + i` must be valid for reads for
+    /// every `p < k`, `i < MR`, and `b + p * bk + j * bj` for every `p < k`, `j < NR` (all `MR`
+    /// rows and `NR` columns, not only the `mr x nr` that exist in C).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_strided(
+        k: usize,
+        alpha: Self::Elem,
+        a: *const Self::Elem,
+        lda: usize,
+        b: *const Self::Elem,
+        bk: usize,
+        bj: usize,
+        beta: Self::Elem,
+        c: *mut Self::Elem,
+        rsc: usize,
+        csc: usize,
+        mr: usize,
+        nr: usize,
+    );
 }
 
 /// Writes `alpha * acc + beta * C` (or `alpha * acc` when `beta == 0`, without reading C) into
@@ -139,6 +166,40 @@ impl<T: Elem, const MR: usize, const NR: usize> GemmKernel for Fallback<T, MR, N
             let av: [T; MR] = unsafe { a.add(p * MR).cast::<[T; MR]>().read() };
             // SAFETY: as above for `b`, `k * NR` elements.
             let bv: [T; NR] = unsafe { b.add(p * NR).cast::<[T; NR]>().read() };
+            for j in 0..NR {
+                for i in 0..MR {
+                    acc[j][i] = acc[j][i] + av[i] * bv[j];
+                }
+            }
+        }
+        let flat = acc.as_flattened();
+        // SAFETY: forwarded from the caller; `flat` has `NR * MR` elements and `mr <= MR`.
+        unsafe { store_tile_scalar::<T, false>(flat, MR, alpha, beta, c, rsc, csc, mr, nr) };
+    }
+
+    #[inline(never)]
+    unsafe fn kernel_strided(
+        k: usize,
+        alpha: T,
+        a: *const T,
+        lda: usize,
+        b: *const T,
+        bk: usize,
+        bj: usize,
+        beta: T,
+        c: *mut T,
+        rsc: usize,
+        csc: usize,
+        mr: usize,
+        nr: usize,
+    ) {
+        let mut acc = [[T::ZERO; MR]; NR];
+        for p in 0..k {
+            // SAFETY: the caller guarantees `a + p * lda + i` is readable for `i < MR`, `p < k`;
+            // `[T; MR]` has the alignment of `T`.
+            let av: [T; MR] = unsafe { a.add(p * lda).cast::<[T; MR]>().read() };
+            // SAFETY: the caller guarantees `b + p * bk + j * bj` is readable for `j < NR`.
+            let bv: [T; NR] = core::array::from_fn(|j| unsafe { b.add(p * bk + j * bj).read() });
             for j in 0..NR {
                 for i in 0..MR {
                     acc[j][i] = acc[j][i] + av[i] * bv[j];

@@ -3,8 +3,9 @@
 //! Both kernels keep a `2 x 6` grid of 256-bit accumulators (12 of the 16 `ymm` registers): per
 //! step of k they load two vectors of the packed A micro-panel, broadcast six elements of the
 //! packed B micro-panel and issue 12 FMAs. The tile's rows run along the vectors, so a
-//! column-major C (nalgebra's layout, `rsc == 1`) is updated with full-vector loads and stores;
-//! other strides and edge tiles go through a small stack buffer.
+//! column-major C (nalgebra's layout, `rsc == 1`) is updated with full-vector loads and stores
+//! (also in tiles cut short in columns); other strides and tiles cut short in rows go through a
+//! small stack buffer.
 //!
 //! There is no aarch64 NEON kernel: it could not be compiled or tested on the machine this was
 //! written on. aarch64 uses the portable [`super::kernel::Fallback`] kernel, which LLVM
@@ -52,23 +53,69 @@ macro_rules! avx2_kernel {
                 mr: usize,
                 nr: usize,
             ) {
+                // SAFETY: forwarded from the caller, who also guarantees AVX2+FMA; packed panels
+                // are read with the packed strides.
+                unsafe {
+                    body::<true>(
+                        k,
+                        alpha,
+                        a,
+                        Self::MR,
+                        b,
+                        Self::NR,
+                        1,
+                        beta,
+                        c,
+                        rsc,
+                        csc,
+                        mr,
+                        nr,
+                    )
+                }
+            }
+
+            /// # Safety
+            ///
+            /// The trait's contract, and the CPU must support AVX2 and FMA.
+            #[inline]
+            unsafe fn kernel_strided(
+                k: usize,
+                alpha: $t,
+                a: *const $t,
+                lda: usize,
+                b: *const $t,
+                bk: usize,
+                bj: usize,
+                beta: $t,
+                c: *mut $t,
+                rsc: usize,
+                csc: usize,
+                mr: usize,
+                nr: usize,
+            ) {
                 // SAFETY: forwarded from the caller, who also guarantees AVX2+FMA.
-                unsafe { body(k, alpha, a, b, beta, c, rsc, csc, mr, nr) }
+                unsafe { body::<false>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, nr) }
             }
         }
 
-        /// One kernel body compiled with AVX2+FMA enabled.
+        /// One kernel body compiled with AVX2+FMA enabled. Element `(i, p)` of the A panel is
+        /// at `a + p * lda + i`, element `(p, j)` of the B panel at `b + p * bk + j * bj`; with
+        /// `PACKED` the strides are the packed ones (`MR`, `NR`, 1) as compile-time constants
+        /// and the arguments are ignored.
         ///
         /// # Safety
         ///
-        /// As [`GemmKernel::kernel`]; the CPU must support AVX2 and FMA.
+        /// As [`GemmKernel::kernel_strided`]; the CPU must support AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn body(
+        unsafe fn body<const PACKED: bool>(
             k: usize,
             alpha: $t,
             a: *const $t,
+            lda: usize,
             b: *const $t,
+            bk: usize,
+            bj: usize,
             beta: $t,
             c: *mut $t,
             rsc: usize,
@@ -79,27 +126,27 @@ macro_rules! avx2_kernel {
             const L: usize = $lanes;
             const MR: usize = 2 * L;
             const NR: usize = 6;
+            let (lda, bk, bj) = if PACKED { (MR, NR, 1) } else { (lda, bk, bj) };
             let mut acc: [[$vec; 2]; NR] = [[$zero(); 2]; NR];
             let mut a = a;
             let mut b = b;
             macro_rules! step {
                 () => {{
-                    // SAFETY: `a` stays within the `k * MR` packed elements: this runs `k`
-                    // times and advances by `MR`.
+                    // SAFETY: this runs `k` times, advancing `a` by `lda`; the caller
+                    // guarantees `a + p * lda + i` is readable for `p < k`, `i < MR`.
                     let a0 = unsafe { $load(a) };
                     // SAFETY: as above.
                     let a1 = unsafe { $load(a.add(L)) };
                     for j in 0..NR {
-                        // SAFETY: `b` stays within the `k * NR` packed elements.
-                        let bj = unsafe { $bcast(&*b.add(j)) };
-                        acc[j][0] = $fmadd(a0, bj, acc[j][0]);
-                        acc[j][1] = $fmadd(a1, bj, acc[j][1]);
+                        // SAFETY: `b + p * bk + j * bj` is readable for `p < k`, `j < NR`.
+                        let bv = unsafe { $bcast(&*b.add(j * bj)) };
+                        acc[j][0] = $fmadd(a0, bv, acc[j][0]);
+                        acc[j][1] = $fmadd(a1, bv, acc[j][1]);
                     }
-                    // SAFETY: one past the last step at most, still inside the panels' bounds
-                    // or one past their end (never dereferenced there).
-                    a = unsafe { a.add(MR) };
-                    // SAFETY: as above.
-                    b = unsafe { b.add(NR) };
+                    // `wrapping_add`: after the last step the pointers may point past the
+                    // operands; they are never dereferenced there.
+                    a = a.wrapping_add(lda);
+                    b = b.wrapping_add(bk);
                 }};
             }
             let mut p = 0;
@@ -116,9 +163,9 @@ macro_rules! avx2_kernel {
             }
 
             let va = $set1(alpha);
-            if mr == MR && nr == NR && rsc == 1 {
-                for (j, accj) in acc.iter().enumerate() {
-                    // SAFETY: the full tile exists (`mr == MR`, `nr == NR`) and rows are
+            if mr == MR && rsc == 1 {
+                for (j, accj) in acc.iter().enumerate().take(nr) {
+                    // SAFETY: full columns exist (`mr == MR`, `j < nr`) and rows are
                     // contiguous (`rsc == 1`), so column `j` is `MR` valid elements.
                     let col = unsafe { c.add(j * csc) };
                     for (h, &v) in accj.iter().enumerate() {
