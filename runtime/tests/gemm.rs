@@ -621,9 +621,10 @@ fn small_path_boundaries_exact() {
     }
 }
 
-/// The small path (A and B read in place, edge tiles packed) rounds exactly like the packed
-/// path: the first columns of a product too large for the small path equal, bit for bit, the
-/// small product of those columns alone. A is a sub-view, so its column stride exceeds its rows.
+/// The small path (A and B read in place, narrower kernels for edge columns) rounds exactly
+/// like the packed path: the first columns of a product too large for the small path equal,
+/// bit for bit, the small product of those columns alone. A is a sub-view, so its column
+/// stride exceeds its rows.
 #[test]
 fn small_path_matches_packed_bitwise() {
     let mut rng = Rng(77);
@@ -646,7 +647,7 @@ fn small_path_matches_packed_bitwise() {
             0.0,
             big.as_view_mut(),
         );
-        for n in [1, 5, 6, 10, 13] {
+        for n in [1, 2, 3, 5, 6, 10, 13, 16] {
             let mut small = DMatrix::<f32>::from_element(70, n, f32::NAN);
             gemm_with(
                 &opts,

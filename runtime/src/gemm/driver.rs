@@ -121,19 +121,13 @@ pub(crate) const SMALL_MNK: usize = 1 << 20;
 
 /// The small-product path: one k block (`k <= KC`), so each tile is one kernel call with
 /// exactly the arithmetic of the packed path (results are bitwise identical to it). B is read
-/// in place at its strides for full `NR`-column tiles; A is read in place when its rows are
-/// contiguous (`rsa == 1`) for full `MR`-row tiles. Only the edge tiles, and A when its rows
-/// are strided, are packed, one micro-panel at a time.
+/// in place at its strides (the kernel reads only the `nr` columns a tile has); A is read in
+/// place when its rows are contiguous (`rsa == 1`) for full `MR`-row tiles. Only edge-row
+/// tiles, and A when its rows are strided, are packed, one micro-panel at a time.
 fn small<K: GemmKernel>(t: &Task<K::Elem>) {
     let (m, n, k) = (t.m, t.n, t.k);
-    let (mr_full, nr_full) = (K::MR, K::NR);
-    let n_full = n / nr_full * nr_full;
-    with_bufs::<K::Elem, ()>(mr_full * k, nr_full * k, |apack, bpack| {
-        if n_full < n {
-            // SAFETY: columns `n_full..n` and rows `0..k` of B are inside B (see `Task`);
-            // `bpack` holds `NR * k` elements, one zero-padded panel.
-            unsafe { pack_b::<K>(n - n_full, k, t.b.add(n_full * t.csb), t.csb, t.rsb, bpack) };
-        }
+    let mr_full = K::MR;
+    with_bufs::<K::Elem, ()>(mr_full * k, 0, |apack, _| {
         let mut ir = 0;
         while ir < m {
             let mr = mr_full.min(m - ir);
@@ -147,24 +141,20 @@ fn small<K: GemmKernel>(t: &Task<K::Elem>) {
             };
             let mut jr = 0;
             while jr < n {
-                let nr = nr_full.min(n - jr);
-                let (b, bk, bj) = if jr < n_full {
-                    (t.b.wrapping_add(jr * t.csb), t.rsb, t.csb)
-                } else {
-                    (bpack.cast_const(), nr_full, 1)
-                };
+                let nr = K::NR.min(n - jr);
                 // SAFETY: A is either `MR` full rows of A read at `(rs, cs) = (1, lda)` or a
-                // packed panel of `MR * k`; B is either `NR` full columns of B (`jr < n_full`)
-                // read at its strides or the packed edge panel of `NR * k`. The `mr x nr` tile
-                // at `(ir, jr)` lies inside C, which this thread alone writes. The kernel's CPU
-                // features were checked when it was selected.
+                // packed panel of `MR * k`; B is columns `jr..jr + nr` of B (all inside B) read
+                // at its strides. The `mr x nr` tile at `(ir, jr)` lies inside C, which this
+                // thread alone writes. The kernel's CPU features were checked when it was
+                // selected.
                 unsafe {
+                    let b = t.b.add(jr * t.csb);
                     let c = t.c.add(ir * t.rsc + jr * t.csc);
                     K::kernel_strided(
-                        k, t.alpha, a, lda, b, bk, bj, t.beta, c, t.rsc, t.csc, mr, nr,
+                        k, t.alpha, a, lda, b, t.rsb, t.csb, t.beta, c, t.rsc, t.csc, mr, nr,
                     );
                 }
-                jr += nr_full;
+                jr += K::NR;
             }
             ir += mr_full;
         }

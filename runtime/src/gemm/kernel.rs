@@ -66,8 +66,8 @@ pub(crate) trait GemmKernel {
     /// # Safety
     ///
     /// As [`GemmKernel::kernel`], except that `a + p * lda + i` must be valid for reads for
-    /// every `p < k`, `i < MR`, and `b + p * bk + j * bj` for every `p < k`, `j < NR` (all `MR`
-    /// rows and `NR` columns, not only the `mr x nr` that exist in C).
+    /// every `p < k`, `i < MR` (all `MR` rows, not only the `mr` that exist in C), and
+    /// `b + p * bk + j * bj` for every `p < k`, `j < nr` (only the columns that exist).
     #[allow(clippy::too_many_arguments)]
     unsafe fn kernel_strided(
         k: usize,
@@ -198,8 +198,16 @@ impl<T: Elem, const MR: usize, const NR: usize> GemmKernel for Fallback<T, MR, N
             // SAFETY: the caller guarantees `a + p * lda + i` is readable for `i < MR`, `p < k`;
             // `[T; MR]` has the alignment of `T`.
             let av: [T; MR] = unsafe { a.add(p * lda).cast::<[T; MR]>().read() };
-            // SAFETY: the caller guarantees `b + p * bk + j * bj` is readable for `j < NR`.
-            let bv: [T; NR] = core::array::from_fn(|j| unsafe { b.add(p * bk + j * bj).read() });
+            // Columns `nr..NR` are not read; their accumulators are never stored.
+            let bv: [T; NR] = core::array::from_fn(|j| {
+                if j < nr {
+                    // SAFETY: the caller guarantees `b + p * bk + j * bj` is readable for
+                    // `j < nr`.
+                    unsafe { b.add(p * bk + j * bj).read() }
+                } else {
+                    T::ZERO
+                }
+            });
             for j in 0..NR {
                 for i in 0..MR {
                     acc[j][i] = acc[j][i] + av[i] * bv[j];

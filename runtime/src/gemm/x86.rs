@@ -56,7 +56,7 @@ macro_rules! avx2_kernel {
                 // SAFETY: forwarded from the caller, who also guarantees AVX2+FMA; packed panels
                 // are read with the packed strides.
                 unsafe {
-                    body::<true>(
+                    body::<true, 6>(
                         k,
                         alpha,
                         a,
@@ -94,21 +94,43 @@ macro_rules! avx2_kernel {
                 nr: usize,
             ) {
                 // SAFETY: forwarded from the caller, who also guarantees AVX2+FMA.
-                unsafe { body::<false>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, nr) }
+                unsafe {
+                    match nr {
+                        1 => {
+                            body::<false, 1>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, 1)
+                        }
+                        2 => {
+                            body::<false, 2>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, 2)
+                        }
+                        3 => {
+                            body::<false, 3>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, 3)
+                        }
+                        4 => {
+                            body::<false, 4>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, 4)
+                        }
+                        5 => {
+                            body::<false, 5>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, 5)
+                        }
+                        _ => {
+                            body::<false, 6>(k, alpha, a, lda, b, bk, bj, beta, c, rsc, csc, mr, nr)
+                        }
+                    }
+                }
             }
         }
 
         /// One kernel body compiled with AVX2+FMA enabled. Element `(i, p)` of the A panel is
         /// at `a + p * lda + i`, element `(p, j)` of the B panel at `b + p * bk + j * bj`; with
         /// `PACKED` the strides are the packed ones (`MR`, `NR`, 1) as compile-time constants
-        /// and the arguments are ignored.
+        /// and the arguments are ignored. Only the first `NC` columns of B are read and
+        /// computed (`nr <= NC`); each element's operations do not depend on `NC`.
         ///
         /// # Safety
         ///
         /// As [`GemmKernel::kernel_strided`]; the CPU must support AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn body<const PACKED: bool>(
+        unsafe fn body<const PACKED: bool, const NC: usize>(
             k: usize,
             alpha: $t,
             a: *const $t,
@@ -137,8 +159,9 @@ macro_rules! avx2_kernel {
                     let a0 = unsafe { $load(a) };
                     // SAFETY: as above.
                     let a1 = unsafe { $load(a.add(L)) };
-                    for j in 0..NR {
-                        // SAFETY: `b + p * bk + j * bj` is readable for `p < k`, `j < NR`.
+                    for j in 0..NC {
+                        // SAFETY: `b + p * bk + j * bj` is readable for `p < k`, `j < NC`
+                        // (`NC == NR` for packed panels, `NC == nr` in place).
                         let bv = unsafe { $bcast(&*b.add(j * bj)) };
                         acc[j][0] = $fmadd(a0, bv, acc[j][0]);
                         acc[j][1] = $fmadd(a1, bv, acc[j][1]);
