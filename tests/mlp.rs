@@ -328,3 +328,44 @@ fn product_mismatched(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
 fn product_mismatch_names_both_shapes() {
     let _ = product_mismatched_grad(&DMatrix::zeros(2, 3), &DMatrix::zeros(2, 3));
 }
+
+/// Methods: a scalar-valued `&self` method gets `_grad` (the gradient of `self` is a `Net`),
+/// a matrix-valued one `_vjp` with a matrix seed.
+#[derive(Clone, Debug, Params)]
+struct Net2 {
+    a: Linear,
+    b: Linear,
+}
+
+impl Net2 {
+    #[differentiable]
+    fn penalty(&self, scale: f32) -> f32 {
+        let p = l2_penalty(&self.a.weight) + l2_penalty(&self.b.weight);
+        p * scale
+    }
+
+    #[differentiable(wrt(self))]
+    fn run(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
+        self.b.forward(&relu(&self.a.forward(x)))
+    }
+}
+
+#[test]
+fn methods_get_grad_and_vjp() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let n = Net2 {
+        a: Linear::new(3, 4, &mut rng),
+        b: Linear::new(4, 2, &mut rng),
+    };
+    let (v, (g, g_scale)) = n.penalty_grad(2.0);
+    assert!((v - n.penalty(2.0)).abs() < 1e-6);
+    // d/dW (scale · ½ Σ W²) = scale · W; d/dscale = ½ Σ W² = v / scale
+    assert!((&g.a.weight - &n.a.weight * 2.0).abs().max() < 1e-6);
+    assert!((&g.b.weight - &n.b.weight * 2.0).abs().max() < 1e-6);
+    assert!((g_scale - v / 2.0).abs() < 1e-5);
+    let x = DMatrix::from_element(5, 3, 0.3f32);
+    let (y, gn) = n.run_vjp(&x, DMatrix::from_element(5, 2, 1.0));
+    assert_eq!(y, n.run(&x));
+    // the output bias adds to every one of the 5 rows: d Σ y / d b = 5 for each output
+    assert_eq!(gn.b.bias.as_slice(), &[5.0, 5.0]);
+}
