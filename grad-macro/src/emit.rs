@@ -232,6 +232,21 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// Fresh names for the gradients a rule returns, one per operand, and the tuple pattern
+    /// that binds them (`_` for an operand that takes no gradient).
+    fn grad_pattern(&mut self, operands: &[Operand]) -> (Vec<Ident>, Vec<TokenStream>) {
+        let names: Vec<Ident> = operands.iter().map(|_| self.fresh("d")).collect();
+        let pats = operands
+            .iter()
+            .zip(&names)
+            .map(|(o, n)| match self.active(o) {
+                Some(_) => quote!(#n),
+                None => quote!(_),
+            })
+            .collect();
+        (names, pats)
+    }
+
     fn active(&self, o: &Operand) -> Option<VarId> {
         match o {
             Operand::Var(v) if self.f.vars[*v].active => Some(*v),
@@ -865,7 +880,7 @@ impl<'a> Gen<'a> {
                 }
                 operands.extend(args.iter().map(|a| a.operand.clone()));
                 spans.extend(args.iter().map(|a| a.span));
-                let names: Vec<Ident> = (0..operands.len()).map(|_| self.fresh("d")).collect();
+                let (names, pats) = self.grad_pattern(&operands);
                 let masks: Vec<TokenStream> = operands
                     .iter()
                     .map(|o| match self.active(o) {
@@ -877,17 +892,6 @@ impl<'a> Gen<'a> {
                         }
                         Some(_) => quote!(true),
                         None => quote!(false),
-                    })
-                    .collect();
-                let pats: Vec<TokenStream> = operands
-                    .iter()
-                    .zip(&names)
-                    .map(|(o, n)| {
-                        if self.active(o).is_some() {
-                            quote!(#n)
-                        } else {
-                            quote!(_)
-                        }
                     })
                     .collect();
                 // The pullback gets the arguments again (it keeps no borrow of them).
@@ -1007,19 +1011,7 @@ impl<'a> Gen<'a> {
                 if matches!(m, Powf | Hypot) {
                     call_args.push(self.val(&Operand::Var(t)));
                 }
-                let n = if m == MulAdd { 3 } else { 2 };
-                let names: Vec<Ident> = (0..n).map(|_| self.fresh("d")).collect();
-                let pats: Vec<TokenStream> = args
-                    .iter()
-                    .zip(&names)
-                    .map(|(o, n)| {
-                        if self.active(o).is_some() {
-                            quote!(#n)
-                        } else {
-                            quote!(_)
-                        }
-                    })
-                    .collect();
+                let (names, pats) = self.grad_pattern(args);
                 out.extend(
                     quote_spanned!(span=> let (#(#pats,)*) = #root::#f(#(#call_args,)* #gt);),
                 );
