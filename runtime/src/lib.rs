@@ -1,8 +1,15 @@
 //! Runtime of symgrad: the derivative rules that `#[differentiable]` code calls, a SIMD GEMM,
 //! layers, optimizers, data loading and a training loop.
+//!
+//! Cargo features (all on by default): `train` (the training loop), `data` (IDX files, MNIST),
+//! `download` (fetching MNIST over HTTPS; implies `data`), `checkpoint` (safetensors) and
+//! `plot` (SVG curves; implies `train` and `checkpoint`). Without them the crate is the
+//! derivative rules, the tensor functions, the GEMM, layers, optimizers and metrics.
 
 pub mod ad;
+#[cfg(feature = "checkpoint")]
 pub mod checkpoint;
+#[cfg(feature = "data")]
 pub mod data;
 pub mod gemm;
 pub mod metrics;
@@ -11,8 +18,16 @@ pub mod ops;
 pub mod optim;
 pub mod parallel;
 pub mod params;
+#[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "train")]
 pub mod train;
+
+/// The random number crates whose types this API takes (`Linear::new` takes a
+/// `rand::Rng` of rand 0.8): use these re-exports instead of adding `rand` yourself, whose
+/// latest version is a different, incompatible crate.
+pub use rand;
+pub use rand_chacha;
 
 pub use params::{Params, Tensor};
 

@@ -4,6 +4,7 @@
 //! Every error names the file (or URL) it is about and what is wrong with it; see
 //! [`DataError`].
 
+#[cfg(feature = "download")]
 pub mod download;
 pub mod idx;
 pub mod mnist;
@@ -11,6 +12,7 @@ pub mod mnist;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+#[cfg(feature = "download")]
 pub use download::{DEFAULT_MIRRORS, ExpectedFile, MNIST_FILES, ensure_files, ensure_mnist};
 pub use idx::{IdxArray, IdxKind, parse_idx, read_idx_file};
 pub use mnist::{
