@@ -5,7 +5,7 @@ pub use symgrad_macro::{Params, custom_vjp, differentiable};
 pub use symgrad_runtime::ad::no_grad;
 pub use symgrad_runtime::{Params, Tensor};
 pub use symgrad_runtime::{
-    ad, checkpoint, data, gemm, metrics, nn, ops, optim, parallel, plot, train,
+    ad, checkpoint, data, gemm, metrics, nn, ops, optim, parallel, plot, tempfiles, train,
 };
 
 /// What a model file needs: the macro, the derive, layers, tensor functions with their

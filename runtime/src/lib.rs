@@ -12,6 +12,7 @@ pub mod optim;
 pub mod parallel;
 pub mod params;
 pub mod plot;
+pub mod tempfiles;
 pub mod train;
 
 pub use params::{Params, Tensor};
