@@ -16,6 +16,8 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use common::{Mlp, Progress, load_data, logits, loss_grad, peak_rss_mib};
@@ -35,28 +37,32 @@ struct Args {
     /// Freeze the first N layers (0-2; the new output layer is always trained).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     freeze: u8,
-    /// Train on the first this many Fashion-MNIST training images.
-    #[arg(long, default_value_t = 10_000)]
+    /// Train on the first this many Fashion-MNIST training images (at least 1).
+    #[arg(long, default_value_t = 10_000, value_parser = common::parse_positive)]
     train_size: usize,
-    /// Passes over that subset.
-    #[arg(long, default_value_t = 1)]
-    epochs: usize,
-    /// Samples per Adam step.
-    #[arg(long, default_value_t = 64)]
+    /// Passes over that subset (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    epochs: u32,
+    /// Samples per Adam step (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = common::parse_positive)]
     batch_size: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam learning rate (a finite number above 0).
+    #[arg(long, default_value_t = 1e-3, value_parser = common::parse_lr, allow_negative_numbers = true)]
     lr: f32,
     /// Seed of the new output layer, the from-scratch model and the shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Threads: each batch is split into this many shards computed at once (data
-    /// parallelism; default: the number of cores). The GEMM inside each shard runs on one.
-    #[arg(long)]
+    /// parallelism; default: the number of cores, also the most allowed without
+    /// --force-threads). The GEMM inside each shard runs on one.
+    #[arg(long, value_parser = common::parse_positive)]
     threads: Option<usize>,
     /// Directory with the Fashion-MNIST IDX files.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Use --threads even if it exceeds the number of cores.
+    #[arg(long)]
+    force_threads: bool,
 }
 
 const LAYERS: [&str; 3] = ["layer1", "layer2", "layer3"];
@@ -111,17 +117,18 @@ impl Params for PartlyFrozen {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    // Ctrl-C / SIGTERM: the first stops training after the current step, a second exits.
+    let stop = match common::install_stop_handler() {
+        Ok(stop) => stop,
+        Err(e) => return common::exit_code(Err(e), None),
+    };
+    let result = run(args, &stop);
+    common::exit_code(result, Some(&stop))
 }
 
-fn run(args: Args) -> Result<(), String> {
-    symgrad::parallel::set_threads(args.threads.unwrap_or_else(common::default_threads));
+fn run(args: Args, stop: &Arc<AtomicBool>) -> Result<(), String> {
+    symgrad::parallel::set_threads(common::resolve_threads(args.threads, args.force_threads));
     if !args.load.exists() {
         return Err(format!(
             "checkpoint {0} not found; create it with\n  \
@@ -129,7 +136,7 @@ fn run(args: Args) -> Result<(), String> {
             args.load.display()
         ));
     }
-    let data = load_data(DatasetKind::Fashion, args.data.as_deref())?;
+    let data = load_data(DatasetKind::Fashion, args.data.as_deref(), None)?;
     let pixels = data.train.rows * data.train.cols;
     let train = DataRef::new(&data.train.images, &data.train.labels, pixels).head(args.train_size);
     let test = DataRef::new(&data.test.images, &data.test.labels, pixels);
@@ -160,8 +167,14 @@ fn run(args: Args) -> Result<(), String> {
         n => format!("layers 1-{n} frozen"),
     };
     let what = format!("fine-tuned from {} ({frozen})", args.load.display());
-    let finetuned = train_model(&args, finetuned, train, test, &what)?;
-    let scratch = train_model(&args, scratch, train, test, "from scratch")?;
+    let finetuned = train_model(&args, finetuned, train, test, &what, stop)?;
+    if finetuned.stopped {
+        return Err("interrupted during fine-tuning; no comparison".into());
+    }
+    let scratch = train_model(&args, scratch, train, test, "from scratch", stop)?;
+    if scratch.stopped {
+        return Err("interrupted during training from scratch; no comparison".into());
+    }
 
     let accuracy = |r: &FitReport| r.history.last().map_or(f32::NAN, |s| s.test_accuracy);
     let (a, b) = (accuracy(&finetuned), accuracy(&scratch));
@@ -186,6 +199,7 @@ fn train_model(
     train: DataRef<'_>,
     test: DataRef<'_>,
     what: &str,
+    stop: &Arc<AtomicBool>,
 ) -> Result<FitReport, String> {
     let total = model.model.num_params();
     println!(
@@ -197,9 +211,10 @@ fn train_model(
         ..AdamConfig::default()
     });
     let cfg = TrainConfig {
-        epochs: args.epochs,
+        epochs: args.epochs as usize,
         batch_size: args.batch_size,
         seed: args.seed,
+        stop: Some(Arc::clone(stop)),
         threads: symgrad::parallel::threads(),
         ..TrainConfig::default()
     };

@@ -35,21 +35,22 @@ use symgrad::{Params, gemm};
 #[derive(Parser)]
 #[command(about = "Train a 784-128-64-10 MLP on MNIST with compile-time gradients")]
 struct Args {
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    /// Samples per Adam step.
-    #[arg(long, default_value_t = 64)]
+    /// Passes over the training set (0: only set up and evaluate nothing).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1_000_000), allow_negative_numbers = true)]
+    epochs: u32,
+    /// Samples per Adam step (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = common::parse_positive)]
     batch_size: usize,
-    /// Adam learning rate (betas 0.9, 0.999, eps 1e-8).
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam learning rate (a finite number above 0; betas 0.9, 0.999, eps 1e-8).
+    #[arg(long, default_value_t = 1e-3, value_parser = common::parse_lr, allow_negative_numbers = true)]
     lr: f32,
     /// Seed of the initial weights and of the per-epoch shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Threads: each batch is split into this many shards computed at once (data
-    /// parallelism; default: the number of cores). The GEMM inside each shard runs on one.
-    #[arg(long)]
+    /// parallelism; default: the number of cores, also the most allowed without
+    /// --force-threads). The GEMM inside each shard runs on one.
+    #[arg(long, value_parser = common::parse_positive)]
     threads: Option<usize>,
     /// Directory with the four IDX files (default: $MNIST_DIR, else ./data/mnist).
     #[arg(long, value_name = "DIR")]
@@ -70,9 +71,15 @@ struct Args {
     /// Write the loss and accuracy curves here (SVG).
     #[arg(long, value_name = "PATH")]
     plot: Option<PathBuf>,
-    /// Exit with an error if the final test accuracy (in %) is below this.
-    #[arg(long, value_name = "PCT")]
+    /// Exit with an error if the final test accuracy (in %, 0 to 100) is below this.
+    #[arg(long, value_name = "PCT", value_parser = common::parse_percent, allow_negative_numbers = true)]
     min_accuracy: Option<f32>,
+    /// Use --threads even if it exceeds the number of cores.
+    #[arg(long)]
+    force_threads: bool,
+    /// After training, time the parts of a training step (200 steps) and print them.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,23 +89,28 @@ enum Dataset {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    // Ctrl-C / SIGTERM: installed before any download or training starts.
+    let stop = match common::install_stop_handler() {
+        Ok(stop) => stop,
+        Err(e) => return common::exit_code(Err(e), None),
+    };
+    let result = run(args, &stop);
+    common::exit_code(result, Some(&stop))
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let threads = args.threads.unwrap_or_else(common::default_threads).max(1);
+fn run(args: Args, stop: &Arc<AtomicBool>) -> Result<(), String> {
+    let threads = common::resolve_threads(args.threads, args.force_threads);
     symgrad::parallel::set_threads(threads);
     let (kind, name) = match args.dataset {
         Dataset::Mnist => (DatasetKind::Mnist, "MNIST"),
         Dataset::Fashion => (DatasetKind::Fashion, "Fashion-MNIST"),
     };
-    let data = load_data(kind, args.data.as_deref())?;
+    // A checkpoint that cannot be written is found out now, not after training.
+    if let Some(path) = &args.save {
+        checkpoint::check_writable(path).map_err(|e| format!("--save: {e}"))?;
+    }
+    let data = load_data(kind, args.data.as_deref(), Some(Arc::clone(stop)))?;
     let pixels = data.train.rows * data.train.cols;
     let train = DataRef::new(&data.train.images, &data.train.labels, pixels);
     let test = DataRef::new(&data.test.images, &data.test.labels, pixels);
@@ -141,22 +153,13 @@ fn run(args: Args) -> Result<(), String> {
         gemm::selected_kernel()
     );
 
-    // Ctrl-C: stop after the current step; a second Ctrl-C exits at once.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to quit now)");
-    })
-    .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
-
+    // Training stops after the current step when `stop` is set: by Ctrl-C / SIGTERM, or by a
+    // failed save, so a run never goes on with weights it cannot keep.
     let cfg = TrainConfig {
-        epochs: args.epochs,
+        epochs: args.epochs as usize,
         batch_size: args.batch_size,
         seed: args.seed,
-        stop: Some(Arc::clone(&stop)),
+        stop: Some(Arc::clone(stop)),
         threads,
         ..TrainConfig::default()
     };
@@ -169,7 +172,10 @@ fn run(args: Args) -> Result<(), String> {
             if let Some(path) = &args.save {
                 match checkpoint::save(model, path) {
                     Ok(()) => saved_epoch = Some(stats.epoch),
-                    Err(e) => save_error = Some(e.to_string()),
+                    Err(e) => {
+                        save_error = Some(format!("after epoch {}: {e}", stats.epoch));
+                        stop.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         },
@@ -191,7 +197,15 @@ fn run(args: Args) -> Result<(), String> {
     let (progress, _) = callbacks;
     progress.finish();
     if let Some(e) = save_error {
-        return Err(format!("saving the checkpoint: {e}"));
+        // Not an interruption: the exit status is the error's.
+        stop.store(false, Ordering::Relaxed);
+        let kept = match saved_epoch {
+            Some(epoch) => format!("the checkpoint of epoch {epoch} is the last one saved"),
+            None => "no checkpoint was saved".into(),
+        };
+        return Err(format!(
+            "saving the checkpoint failed {e}; training stopped ({kept})"
+        ));
     }
     let report = match result {
         Ok(report) => report,
@@ -236,14 +250,17 @@ fn run(args: Args) -> Result<(), String> {
     let train_seconds: f64 = report.history.iter().map(|s| s.seconds).sum();
     let eval_seconds: f64 = report.history.iter().map(|s| s.eval_seconds).sum();
     let samples = report.history.len() * train.len();
-    println!(
-        "{} full epoch(s) ({} steps) trained in {train_seconds:.1}s ({:.0} samples/s), \
-         evaluation {eval_seconds:.1}s, wall {:.1}s",
-        report.history.len(),
-        report.history.iter().map(|s| s.steps).sum::<usize>(),
-        samples as f64 / train_seconds.max(1e-9),
-        wall.as_secs_f64()
-    );
+    if !report.history.is_empty() {
+        println!(
+            "{} full epoch(s) ({} steps) trained in {train_seconds:.1}s ({:.0} samples/s on {} \
+             thread(s)), evaluation {eval_seconds:.1}s, wall {:.1}s",
+            report.history.len(),
+            report.history.iter().map(|s| s.steps).sum::<usize>(),
+            samples as f64 / train_seconds.max(1e-9),
+            threads,
+            wall.as_secs_f64()
+        );
+    }
     if let Some(best) = report
         .history
         .iter()
@@ -259,7 +276,7 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(mib) = peak_rss_mib() {
         println!("peak RSS {mib:.0} MiB");
     }
-    if !report.stopped {
+    if args.profile && !report.stopped {
         print_step_breakdown(&model, train, args.batch_size, adam, args.seed);
     }
     check_accuracy(final_accuracy, args.min_accuracy)
@@ -324,7 +341,7 @@ fn print_step_breakdown(
     );
     println!("  Adam step         {step:7.3} ms {:5.1}%", pct(step));
     println!(
-        "  total             {total:7.3} ms  = {:.0} samples/s",
+        "  total             {total:7.3} ms  = {:.0} samples/s on one thread",
         1e3 * batch_size as f64 / total
     );
 }

@@ -1,6 +1,9 @@
 //! What the `mnist` and `finetune` examples share: the model, data loading and progress output.
 
 use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -41,6 +44,100 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The thread count to use for `--threads requested`: the default if not given; more threads
+/// than cores are clamped to the cores with a warning (each pool round wakes every worker, so
+/// oversubscription makes training crawl) unless `force` (`--force-threads`).
+pub fn resolve_threads(requested: Option<usize>, force: bool) -> usize {
+    let cores = default_threads();
+    match requested {
+        None => cores,
+        Some(n) if n > cores && !force => {
+            eprintln!(
+                "warning: --threads {n} is more than the {cores} core(s) available; using \
+                 {cores} (pass --force-threads to use {n} anyway)"
+            );
+            cores
+        }
+        Some(n) => n,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flag value parsers: out-of-range numbers are rejected by clap with the flag's name.
+// ---------------------------------------------------------------------------------------------
+
+/// A learning rate: a finite number above 0.
+pub fn parse_lr(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a number: {e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be a finite number above 0"))
+    }
+}
+
+/// A percentage: a finite number from 0 to 100.
+pub fn parse_percent(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a number: {e}"))?;
+    if v.is_finite() && (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be a number from 0 to 100"))
+    }
+}
+
+/// A whole number of at least 1 (batch sizes, thread counts, subset sizes).
+pub fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("`{s}` is not a whole number: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ctrl-C and SIGTERM.
+// ---------------------------------------------------------------------------------------------
+
+/// Installs the Ctrl-C / SIGTERM handler (before any download or training starts) and returns
+/// its flag: the first signal sets it (a download in progress is abandoned and its partial
+/// file removed; training stops after the current step), a second one removes the temporary
+/// files being written (a checkpoint being saved) and exits at once with status 130.
+pub fn install_stop_handler() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            symgrad::tempfiles::remove_in_progress();
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping (Ctrl-C again to quit now)");
+    })
+    .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
+    Ok(stop)
+}
+
+/// The exit status of a run: 130 if it was interrupted by a signal (after printing the error
+/// if there is one), 1 on error, 0 otherwise.
+pub fn exit_code(result: Result<(), String>, stop: Option<&AtomicBool>) -> ExitCode {
+    let interrupted = stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
+    }
+    if interrupted {
+        eprintln!("interrupted");
+        ExitCode::from(130)
+    } else if result.is_err() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 impl Mlp {
     /// A freshly initialised model (PyTorch's `nn.Linear` initialisation), seeded.
     pub fn new(seed: u64) -> Self {
@@ -57,16 +154,29 @@ impl Mlp {
 // Data, progress output, memory.
 // ---------------------------------------------------------------------------------------------
 
+/// The image size the model takes: 28x28.
+pub const IMAGE_SIZE: (usize, usize) = (28, 28);
+
 /// Loads MNIST or Fashion-MNIST from `--data`, else `$MNIST_DIR` / `$FASHION_MNIST_DIR`, else
-/// `./data/mnist` / `/usr/share/datasets/fashion-mnist`. Missing MNIST files are downloaded
-/// (checked by SHA-256); missing Fashion-MNIST files are reported with how to get them.
-pub fn load_data(kind: DatasetKind, explicit: Option<&Path>) -> Result<Mnist, String> {
+/// `./data/mnist` / `/usr/share/datasets/fashion-mnist`, checking that the images are 28x28.
+/// Missing MNIST files are downloaded (checked by SHA-256; abandoned when `stop` is set);
+/// missing Fashion-MNIST files are reported with how to get them.
+pub fn load_data(
+    kind: DatasetKind,
+    explicit: Option<&Path>,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<Mnist, String> {
     let dir = data::find_data_dir(explicit, kind);
-    match data::load_dir(&dir) {
+    match data::load_dir_with(&dir, kind, Some(IMAGE_SIZE)) {
         Err(data::DataError::Missing { .. }) if kind == DatasetKind::Mnist => {
             eprintln!("MNIST not found in {}; downloading it", dir.display());
-            data::ensure_mnist(&dir, &data::DEFAULT_MIRRORS, true).map_err(|e| e.to_string())?;
-            data::load_dir(&dir).map_err(|e| e.to_string())
+            let options = data::DownloadOptions {
+                stop,
+                ..data::DownloadOptions::default()
+            };
+            data::ensure_files_with(&dir, &data::MNIST_FILES, &data::DEFAULT_MIRRORS, &options)
+                .map_err(|e| e.to_string())?;
+            data::load_dir_with(&dir, kind, Some(IMAGE_SIZE)).map_err(|e| e.to_string())
         }
         Err(e @ data::DataError::Missing { .. }) => Err(format!(
             "{e}\n(Fashion-MNIST: `apt-get install dataset-fashion-mnist` installs it in {}, \

@@ -7,20 +7,22 @@
 //! `model.load_state_dict(safetensors.torch.load_file(path))` loads it in Python.
 //!
 //! [`save`] writes atomically (a temporary file in the same directory, `fsync`, rename), so a
-//! crash never leaves a half-written checkpoint under the final name. [`load`] checks every
-//! tensor (names, shapes, dtypes) before changing the model: on error the model is untouched.
+//! crash never leaves a half-written checkpoint under the final name; [`check_writable`] tells
+//! before a long run whether a save can succeed. [`load`] reads and checks the header first
+//! (its length, the file size it implies, every tensor's name, shape and dtype) and only then
+//! the data it describes, rejecting NaN and infinite values: on error the model is untouched.
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 
 use crate::params::{Params, Tensor};
+use crate::tempfiles::TempFile;
 
 /// Why a checkpoint could not be saved or loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +57,7 @@ pub enum CheckpointError {
         available: Vec<String>,
     },
     /// The file has tensors that the model lacks.
-    #[error("{path}: unexpected tensor(s) {names:?} not in the model (skip them with `LoadOptions::skip_prefixes` or allow them with `LoadOptions::allow_unexpected`)", path = path.display())]
+    #[error("{path}: unexpected tensor(s) {names:?} not in the model: the file was saved from another model; check that it is a checkpoint of this model (in code, `LoadOptions::skip_prefixes` or `LoadOptions::allow_unexpected` ignore them)", path = path.display())]
     Unexpected {
         /// The file's tensors that the model has no place for, sorted.
         names: Vec<String>,
@@ -83,6 +85,18 @@ pub enum CheckpointError {
         name: String,
         /// The file's dtype, e.g. `"F16"`.
         found: String,
+    },
+    /// A tensor in the file holds a NaN or an infinity (e.g. saved after training diverged).
+    #[error("{path}: tensor `{name}` holds the non-finite value {value} at index {index} (row-major); the checkpoint was probably saved after training diverged", path = path.display())]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// Row-major index of the first non-finite element.
+        index: usize,
+        /// Its value (NaN or an infinity).
+        value: f32,
     },
     /// The model could not be serialized (e.g. two tensors with the same name).
     #[error("{path}: cannot serialize the model: {reason}", path = path.display())]
@@ -184,11 +198,8 @@ pub fn save<P: Params + ?Sized>(model: &P, path: impl AsRef<Path>) -> Result<(),
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory
-/// (`.NAME.tmp-PID-N`), `fsync`, rename over `path`, then (on Unix) `fsync` of the directory.
-/// The temporary file is removed if anything fails. Returns what failed and why.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The directory of `path` (`.` for a bare file name) and its file name.
+fn split_path(path: &Path) -> Result<(PathBuf, &std::ffi::OsStr), (&'static str, io::Error)> {
     let file_name = path.file_name().ok_or_else(|| {
         (
             "choosing a file name",
@@ -199,32 +210,71 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static st
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let write = || -> Result<(), (&'static str, io::Error)> {
-        let mut f = File::create_new(&tmp).map_err(|e| ("creating temporary file", e))?;
-        f.write_all(bytes)
-            .map_err(|e| ("writing temporary file", e))?;
-        f.sync_all().map_err(|e| ("syncing temporary file", e))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(|e| ("renaming temporary file into place", e))?;
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    Ok((dir, file_name))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory
+/// (`.NAME.tmp-PID-N`, created with `create_new`), `fsync`, rename over `path`, then (on Unix)
+/// `fsync` of the directory. The temporary file is removed if anything fails (and by
+/// [`crate::tempfiles::remove_in_progress`] from a signal handler); stale ones of the same
+/// target left by dead processes are removed first. Returns what failed and why.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
+    let (dir, file_name) = split_path(path)?;
+    if path.is_dir() {
+        return Err((
+            "checking the path",
+            io::Error::other("is a directory, not a file name"),
+        ));
     }
+    let (tmp, mut f) =
+        TempFile::create(&dir, file_name, "tmp").map_err(|e| ("creating temporary file", e))?;
+    f.write_all(bytes)
+        .map_err(|e| ("writing temporary file", e))?;
+    f.sync_all().map_err(|e| ("syncing temporary file", e))?;
+    drop(f);
+    fs::rename(&tmp.path, path).map_err(|e| ("renaming temporary file into place", e))?;
+    tmp.keep();
     #[cfg(unix)]
     if let Ok(d) = File::open(&dir) {
         // Makes the rename durable; failure here does not undo a completed write.
         let _ = d.sync_all();
     }
+    Ok(())
+}
+
+/// Checks, before a long training run, that a checkpoint can later be saved at `path`: it is
+/// not a directory, and a file can be created in its directory (which exists and is
+/// writable). Creates and removes a temporary file there; does not touch `path` itself. Also
+/// removes stale temporaries of `path` left by dead processes.
+///
+/// # Errors
+/// [`CheckpointError::Io`] naming `path` and the problem.
+pub fn check_writable(path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+    let path = path.as_ref();
+    let err = |(action, source)| CheckpointError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    };
+    let (dir, file_name) = split_path(path).map_err(err)?;
+    if path.is_dir() {
+        return Err(err((
+            "checking the path",
+            io::Error::other("is a directory, not a file name"),
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(err((
+            "checking the directory",
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("directory {} does not exist", dir.display()),
+            ),
+        )));
+    }
+    let (tmp, _file) = TempFile::create(&dir, file_name, "tmp")
+        .map_err(|e| err(("creating a file in its directory", e)))?;
+    drop(tmp);
     Ok(())
 }
 
@@ -268,12 +318,103 @@ pub fn load_with<P: Params + ?Sized>(
     options: &LoadOptions,
 ) -> Result<LoadReport, CheckpointError> {
     let path = path.as_ref();
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+    let io_err = |action| {
+        move |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let corrupt = |reason: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
-        action: "reading",
-        source,
-    })?;
-    load_from_bytes(model, &bytes, path, options)
+        reason,
+    };
+    let mut file = File::open(path).map_err(io_err("opening"))?;
+    let meta = file.metadata().map_err(io_err("reading metadata"))?;
+    if meta.is_dir() {
+        return Err(corrupt("is a directory".into()));
+    }
+    // The size is known for regular files only (a pipe or a device says 0).
+    let file_len = meta.is_file().then_some(meta.len());
+
+    // 1. The 8-byte header length, checked against the limit and the file size.
+    let mut len_bytes = [0u8; 8];
+    let got = read_up_to(&mut file, &mut len_bytes).map_err(io_err("reading"))?;
+    if got < 8 {
+        return Err(corrupt(format!(
+            "{got} bytes, too short for the 8-byte header length"
+        )));
+    }
+    let n = u64::from_le_bytes(len_bytes);
+    if n > MAX_HEADER_BYTES {
+        return Err(corrupt(format!(
+            "header length {n} bytes exceeds the limit of {MAX_HEADER_BYTES}"
+        )));
+    }
+    if let Some(len) = file_len.filter(|&len| 8 + n > len) {
+        return Err(corrupt(format!(
+            "header of {n} bytes announced, but the file has only {len} bytes"
+        )));
+    }
+
+    // 2. The header, parsed and validated (offsets contiguous, sizes matching shapes).
+    let mut header = Vec::with_capacity(n as usize);
+    (&mut file)
+        .take(n)
+        .read_to_end(&mut header)
+        .map_err(io_err("reading"))?;
+    if (header.len() as u64) < n {
+        return Err(corrupt(format!(
+            "truncated header: {} of {n} bytes",
+            header.len()
+        )));
+    }
+    let metadata: Metadata =
+        serde_json::from_slice(&header).map_err(|e| corrupt(format!("invalid header: {e}")))?;
+    let data_len = metadata.data_len() as u64;
+    let total = 8 + n + data_len;
+    if let Some(len) = file_len.filter(|&len| len != total) {
+        return Err(corrupt(format!(
+            "the file has {len} bytes, but its header describes {total} (8 + {n} of header + \
+             {data_len} of data)"
+        )));
+    }
+
+    // 3. Names, dtypes and shapes against the model, before reading any tensor data.
+    let entries = entries(&metadata);
+    let report = plan(model, path, options, &entries)?;
+
+    // 4. The data the header describes, and nothing more.
+    let mut data = Vec::with_capacity(data_len as usize);
+    (&mut file)
+        .take(data_len)
+        .read_to_end(&mut data)
+        .map_err(io_err("reading"))?;
+    if (data.len() as u64) < data_len {
+        return Err(corrupt(format!(
+            "truncated: {} of the {data_len} bytes of tensor data the header describes",
+            data.len()
+        )));
+    }
+    apply(model, path, options, &entries, &data)?;
+    Ok(report)
+}
+
+/// The largest safetensors header accepted (the safetensors crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Reads until `buf` is full or the input ends; returns the number of bytes read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Like [`load_with`] but from bytes in memory; `path` is only used in error messages.
@@ -286,14 +427,48 @@ pub fn load_from_bytes<P: Params + ?Sized>(
     path: &Path,
     options: &LoadOptions,
 ) -> Result<LoadReport, CheckpointError> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let in_file: HashMap<&str, TensorView<'_>> = file.iter().collect();
-    let skipped = |name: &str| options.skip_prefixes.iter().any(|p| under_prefix(name, p));
+    let (n, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let entries = entries(&metadata);
+    let report = plan(model, path, options, &entries)?;
+    apply(model, path, options, &entries, &bytes[8 + n..])?;
+    Ok(report)
+}
 
-    // Pass 1: check everything, decide what to load; the model is not touched.
+/// One tensor of a file as its header describes it.
+struct Entry<'a> {
+    dtype: Dtype,
+    shape: &'a [usize],
+    /// Byte range in the data section.
+    range: std::ops::Range<usize>,
+}
+
+fn entries(metadata: &Metadata) -> HashMap<String, Entry<'_>> {
+    metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| {
+            let entry = Entry {
+                dtype: info.dtype,
+                shape: &info.shape,
+                range: info.data_offsets.0..info.data_offsets.1,
+            };
+            (name, entry)
+        })
+        .collect()
+}
+
+/// Pass 1: checks names, dtypes and shapes and decides what to load; the model is not touched.
+fn plan<P: Params + ?Sized>(
+    model: &P,
+    path: &Path,
+    options: &LoadOptions,
+    in_file: &HashMap<String, Entry<'_>>,
+) -> Result<LoadReport, CheckpointError> {
+    let skipped = |name: &str| options.skip_prefixes.iter().any(|p| under_prefix(name, p));
     let mut report = LoadReport::default();
     let mut first_error: Option<CheckpointError> = None;
     let mut used: BTreeMap<&str, ()> = BTreeMap::new();
@@ -305,26 +480,26 @@ pub fn load_from_bytes<P: Params + ?Sized>(
             report.skipped.push(name.to_string());
             return;
         }
-        let Some((&key, view)) = in_file.get_key_value(name) else {
+        let Some((key, entry)) = in_file.get_key_value(name) else {
             report.missing.push(name.to_string());
             return;
         };
-        used.insert(key, ());
-        if view.dtype() != Dtype::F32 {
+        used.insert(key.as_str(), ());
+        if entry.dtype != Dtype::F32 {
             first_error = Some(CheckpointError::Dtype {
                 path: path.to_path_buf(),
                 name: name.to_string(),
-                found: format!("{:?}", view.dtype()),
+                found: format!("{:?}", entry.dtype),
             });
             return;
         }
         let expected = t.shape();
-        if view.shape() != expected.as_slice() {
+        if entry.shape != expected.as_slice() {
             first_error = Some(CheckpointError::ShapeMismatch {
                 path: path.to_path_buf(),
                 name: name.to_string(),
                 expected,
-                found: view.shape().to_vec(),
+                found: entry.shape.to_vec(),
             });
             return;
         }
@@ -334,7 +509,7 @@ pub fn load_from_bytes<P: Params + ?Sized>(
         return Err(e);
     }
     if !report.missing.is_empty() && !options.allow_missing {
-        let mut available: Vec<String> = in_file.keys().map(|s| s.to_string()).collect();
+        let mut available: Vec<String> = in_file.keys().cloned().collect();
         available.sort();
         return Err(CheckpointError::Missing {
             path: path.to_path_buf(),
@@ -343,8 +518,8 @@ pub fn load_from_bytes<P: Params + ?Sized>(
         });
     }
     let mut unexpected = Vec::new();
-    for &name in in_file.keys() {
-        if used.contains_key(name) {
+    for name in in_file.keys() {
+        if used.contains_key(name.as_str()) {
             continue;
         }
         if skipped(name) {
@@ -362,23 +537,56 @@ pub fn load_from_bytes<P: Params + ?Sized>(
     }
     report.unused.extend(unexpected);
     report.unused.sort();
+    Ok(report)
+}
 
-    // Pass 2: copy. Everything was validated, so nothing below can fail.
+/// Pass 2: rejects non-finite values in the tensors to load, then copies them. `data` is the
+/// data section the entries' ranges index (validated by the safetensors header checks).
+fn apply<P: Params + ?Sized>(
+    model: &mut P,
+    path: &Path,
+    options: &LoadOptions,
+    in_file: &HashMap<String, Entry<'_>>,
+    data: &[u8],
+) -> Result<(), CheckpointError> {
+    let skipped = |name: &str| options.skip_prefixes.iter().any(|p| under_prefix(name, p));
+    let values_of = |entry: &Entry<'_>| {
+        data[entry.range.clone()]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut first_error = None;
+    model.visit("", &mut |name, _: &dyn Tensor| {
+        if first_error.is_some() || skipped(name) {
+            return;
+        }
+        let Some(entry) = in_file.get(name) else {
+            return;
+        };
+        if let Some((index, value)) = values_of(entry).enumerate().find(|(_, v)| !v.is_finite()) {
+            first_error = Some(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                index,
+                value,
+            });
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    // Everything was validated, so nothing below can fail.
     let mut values: Vec<f32> = Vec::new();
     model.visit_mut("", &mut |name, t: &mut dyn Tensor| {
         if skipped(name) {
             return;
         }
-        let Some(view) = in_file.get(name) else {
+        let Some(entry) = in_file.get(name) else {
             return;
         };
         values.clear();
-        values.extend(
-            view.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        values.extend(values_of(entry));
         t.copy_from_row_major(&values);
     });
-    Ok(report)
+    Ok(())
 }

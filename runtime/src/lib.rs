@@ -20,6 +20,7 @@ pub mod parallel;
 pub mod params;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod tempfiles;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -351,3 +351,232 @@ fn to_bytes_matches_the_file() {
         fs::read(&path).unwrap()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12 regressions: header-first loading, non-finite values, save-path checks, stale
+// temporaries.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_file_larger_than_its_header_describes_is_rejected_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.safetensors");
+    checkpoint::save(&Lin::new(4, 3, 0.1), &path).unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    // A sparse 4 GiB tail: reading it would take seconds and gigabytes.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let mut model = Lin::new(4, 3, 0.5);
+    let err = checkpoint::load(&mut model, &path).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, CheckpointError::Corrupt { .. }), "{msg}");
+    assert!(
+        msg.contains("big.safetensors")
+            && msg.contains(&(4u64 << 30).to_string())
+            && msg.contains(&format!("header describes {len}")),
+        "{msg}"
+    );
+    assert_eq!(model, Lin::new(4, 3, 0.5));
+}
+
+#[test]
+fn an_absurd_header_length_is_rejected_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absurd.safetensors");
+    for n in [u64::MAX, 50_000_000, 1000] {
+        let mut bytes = n.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        fs::write(&path, &bytes).unwrap();
+        let msg = checkpoint::load(&mut Lin::new(4, 3, 0.5), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("absurd.safetensors") && msg.contains(&n.to_string()),
+            "{msg}"
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn dev_zero_is_rejected_at_once() {
+    let err = checkpoint::load(&mut Lin::new(4, 3, 0.5), "/dev/zero").unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("/dev/zero"), "{err}");
+}
+
+#[test]
+fn non_finite_values_are_rejected_with_the_tensor_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, shown) in [
+        (f32::NAN, "NaN"),
+        (f32::INFINITY, "inf"),
+        (f32::NEG_INFINITY, "-inf"),
+    ] {
+        let path = dir.path().join("diverged.safetensors");
+        let mut diverged = Mlp::new(0.0, 10);
+        diverged.layer2.bias[5] = bad;
+        checkpoint::save(&diverged, &path).unwrap();
+        let mut model = Mlp::new(1.0, 10);
+        let err = checkpoint::load(&mut model, &path).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, CheckpointError::NonFinite { name, index: 5, .. } if name == "layer2.bias"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("diverged.safetensors")
+                && msg.contains("layer2.bias")
+                && msg.contains(shown),
+            "{msg}"
+        );
+        assert_eq!(model, Mlp::new(1.0, 10), "the model is untouched");
+        // In memory too.
+        let bytes = fs::read(&path).unwrap();
+        let err = checkpoint::load_from_bytes(&mut model, &bytes, &path, &LoadOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, CheckpointError::NonFinite { .. }), "{err}");
+    }
+    // A non-finite value in a skipped layer does not matter.
+    let path = dir.path().join("skipped.safetensors");
+    let mut diverged = Mlp::new(0.0, 10);
+    diverged.layer3.weight[(0, 0)] = f32::NAN;
+    checkpoint::save(&diverged, &path).unwrap();
+    let mut model = Mlp::new(1.0, 10);
+    checkpoint::load_partial(&mut model, &path, &["layer3"]).unwrap();
+    assert_eq!(model.layer1, Mlp::new(0.0, 10).layer1);
+}
+
+#[test]
+fn extra_tensors_error_speaks_to_command_line_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.safetensors");
+    checkpoint::save(&Mlp::new(0.0, 10), &path).unwrap();
+    let msg = checkpoint::load(&mut Lin::new(784, 128, 0.0), &path)
+        .unwrap_err()
+        .to_string();
+    // Lin sees `weight`/`bias`, the file has `layer1.weight`...: missing first.
+    assert!(msg.contains("missing"), "{msg}");
+    let mut opts = LoadOptions {
+        allow_missing: true,
+        ..LoadOptions::default()
+    };
+    let msg = checkpoint::load_with(&mut Lin::new(784, 128, 0.0), &path, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("another model") && msg.contains("checkpoint of this model"),
+        "{msg}"
+    );
+    opts.allow_unexpected = true;
+    checkpoint::load_with(&mut Lin::new(784, 128, 0.0), &path, &opts).unwrap();
+}
+
+#[test]
+fn check_writable_finds_bad_save_paths_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fine: nothing is left behind, the target is not created.
+    let good = dir.path().join("model.safetensors");
+    checkpoint::check_writable(&good).unwrap();
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+    // A missing directory.
+    let err = checkpoint::check_writable(dir.path().join("no/such/m.safetensors")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("m.safetensors") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    // A directory as the path.
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    let msg = checkpoint::check_writable(&sub).unwrap_err().to_string();
+    assert!(
+        msg.contains("sub") && msg.contains("is a directory"),
+        "{msg}"
+    );
+    // A file as the directory.
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let msg = checkpoint::check_writable(file.join("m.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("m.safetensors"), "{msg}");
+}
+
+#[cfg(unix)]
+#[test]
+fn check_writable_finds_a_read_only_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permissions: then there is nothing to detect.
+    let root_can_write = fs::write(ro.join("probe"), b"x").is_ok();
+    if root_can_write {
+        fs::remove_file(ro.join("probe")).unwrap();
+        eprintln!("running as root: a read-only directory is writable, nothing to check");
+    } else {
+        let msg = checkpoint::check_writable(ro.join("m.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("m.safetensors") && msg.contains("creating"),
+            "{msg}"
+        );
+    }
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn stale_temporaries_of_dead_processes_are_removed_on_the_next_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    // PID 4194305 is above Linux's largest pid_max: never running. PID 1 always is.
+    let stale = dir.path().join(".model.safetensors.tmp-4194305-3");
+    let live = dir.path().join(".model.safetensors.tmp-1-0");
+    let other = dir.path().join(".other.safetensors.tmp-4194305-0");
+    for p in [&stale, &live, &other] {
+        fs::write(p, vec![0u8; 100]).unwrap();
+    }
+    checkpoint::save(&Lin::new(4, 3, 0.1), &path).unwrap();
+    assert!(!stale.exists());
+    if cfg!(target_os = "linux") {
+        assert!(live.exists(), "a running process's temporary is left alone");
+    }
+    assert!(other.exists(), "another target's temporary is left alone");
+    // check_writable cleans them too.
+    fs::write(&stale, b"x").unwrap();
+    checkpoint::check_writable(&path).unwrap();
+    assert!(!stale.exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_at_the_temporary_name_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let pid = std::process::id();
+    for n in 0..300 {
+        std::os::unix::fs::symlink(
+            &victim,
+            dir.path().join(format!(".m.safetensors.tmp-{pid}-{n}")),
+        )
+        .unwrap();
+    }
+    checkpoint::save(&Lin::new(4, 3, 0.1), &path).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    let mut model = Lin::new(4, 3, 0.7);
+    checkpoint::load(&mut model, &path).unwrap();
+    assert_eq!(model, Lin::new(4, 3, 0.1));
+}

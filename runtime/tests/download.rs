@@ -12,7 +12,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use symgrad_runtime::data::{
-    DataError, ExpectedFile, MNIST_NAMES, ensure_files, ensure_mnist, load_dir,
+    DataError, DownloadOptions, ExpectedFile, MNIST_NAMES, ensure_files, ensure_files_with,
+    ensure_mnist, load_dir,
 };
 
 /// One canned response.
@@ -140,7 +141,11 @@ fn sums(files: &[(&'static str, Vec<u8>)]) -> Vec<(&'static str, String)> {
 
 fn expected<'a>(sums: &'a [(&'static str, String)]) -> Vec<ExpectedFile<'a>> {
     sums.iter()
-        .map(|(name, sha256)| ExpectedFile { name, sha256 })
+        .map(|(name, sha256)| ExpectedFile {
+            name,
+            sha256,
+            max_bytes: 1 << 20,
+        })
         .collect()
 }
 
@@ -293,7 +298,7 @@ fn truncated_transfer_leaves_nothing() {
     );
     let msg = err.to_string();
     assert!(msg.contains("train-images-idx3-ubyte.gz"), "{msg}");
-    assert!(dir_entries(&dir).is_empty(), "{:?}", dir_entries(&dir));
+    assert!(!dir.exists(), "{:?}", dir_entries(&dir));
 }
 
 #[test]
@@ -326,7 +331,7 @@ fn only_404_reports_status() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("HTTP status 404"), "{msg}");
-    assert!(dir_entries(&dir).is_empty());
+    assert!(!dir.exists());
 }
 
 #[test]
@@ -356,7 +361,7 @@ fn unreachable_mirror_says_what_where_how() {
     ]) {
         assert!(msg.contains(part), "{msg:?} should contain {part:?}");
     }
-    assert!(dir_entries(&dir).is_empty());
+    assert!(!dir.exists());
 }
 
 #[test]
@@ -399,4 +404,258 @@ fn real_mnist_matches_builtin_sums() {
     let dir = fresh_dir(&tmp);
     ensure_mnist(&dir, &[&format!("{base}/mnist/")], false).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dir_entries(&dir).len(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12 regressions: deadline, size cap, temporary files, created directories.
+// ---------------------------------------------------------------------------------------------
+
+/// Serves `path` with a custom writer: after the request is read, `respond` writes to the
+/// connection (e.g. trickling or endless bodies). Returns the base URL.
+fn serve_with(respond: fn(&mut TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" || line == "\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let mut out = stream;
+                respond(&mut out);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/")
+}
+
+fn one_file(max_bytes: u64) -> [ExpectedFile<'static>; 1] {
+    [ExpectedFile {
+        name: "t10k-labels-idx1-ubyte",
+        sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        max_bytes,
+    }]
+}
+
+fn quiet(deadline: Duration) -> DownloadOptions {
+    DownloadOptions {
+        progress: false,
+        deadline,
+        stop: None,
+    }
+}
+
+#[test]
+fn a_trickling_mirror_hits_the_deadline() {
+    // One byte every 5 s, forever.
+    let base = serve_with(|out| {
+        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n");
+        loop {
+            if out.write_all(b"x").and_then(|_| out.flush()).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_secs(5));
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    let start = Instant::now();
+    let options = quiet(Duration::from_millis(700));
+    let err = ensure_files_with(&dir, &one_file(10_000), &[&base], &options).unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    let DataError::Missing { failures, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(&failures[..], [DataError::Deadline { .. }]),
+        "{failures:?}"
+    );
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(!dir.exists(), "the directory created for it is removed");
+}
+
+#[test]
+fn an_endless_body_is_cut_at_the_expected_size() {
+    // No Content-Length, and bytes without end.
+    let base = serve_with(|out| {
+        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let chunk = vec![7u8; 1 << 16];
+        while out.write_all(&chunk).is_ok() {}
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = ensure_files_with(
+        &dir,
+        &one_file(100_000),
+        &[&base],
+        &quiet(Duration::from_secs(20)),
+    )
+    .unwrap_err();
+    let DataError::Missing { failures, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(
+            &failures[..],
+            [DataError::TooBig {
+                limit: 100_000,
+                decompressed: false,
+                ..
+            }]
+        ),
+        "{failures:?}"
+    );
+    assert!(dir_entries(&dir).is_empty(), "{:?}", dir_entries(&dir));
+}
+
+#[test]
+fn an_announced_length_above_the_cap_is_refused() {
+    let mut routes = HashMap::new();
+    routes.insert("/t10k-labels-idx1-ubyte.gz".to_string(), ok(vec![0; 5000]));
+    let base = serve(routes);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    let msg = ensure_files_with(
+        &dir,
+        &one_file(4000),
+        &[&base],
+        &quiet(Duration::from_secs(20)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("announces 5000 bytes"), "{msg}");
+    assert!(msg.contains("4000"), "{msg}");
+}
+
+#[test]
+fn a_gzip_bomb_is_not_inflated_past_the_expected_size() {
+    // 16 MiB of zeros in a small gzip; the expected file is 1 MiB.
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..16 {
+        e.write_all(&zeros).unwrap();
+    }
+    let bomb = e.finish().unwrap();
+    let mut routes = HashMap::new();
+    routes.insert("/t10k-labels-idx1-ubyte.gz".to_string(), ok(bomb));
+    let base = serve(routes);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    let err = ensure_files_with(
+        &dir,
+        &one_file(1 << 20),
+        &[&base],
+        &quiet(Duration::from_secs(20)),
+    )
+    .unwrap_err();
+    let DataError::Missing { failures, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(
+            &failures[..],
+            [DataError::TooBig {
+                decompressed: true,
+                ..
+            }]
+        ),
+        "{failures:?}"
+    );
+    assert!(err.to_string().contains("once decompressed"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_at_the_temporary_name_is_not_followed() {
+    let files = synthetic();
+    let sums = sums(&files);
+    let base = serve(gz_routes("/", &files));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    // Every name this process could pick next for any of the four files.
+    let pid = std::process::id();
+    for (name, _) in &files {
+        for n in 0..300 {
+            std::os::unix::fs::symlink(&victim, dir.join(format!(".{name}.part-{pid}-{n}")))
+                .unwrap();
+        }
+    }
+    ensure_files(&dir, &expected(&sums), &[&base], false).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    load_dir(&dir).unwrap();
+}
+
+#[test]
+fn stale_partial_downloads_of_dead_processes_are_removed() {
+    let files = synthetic();
+    let sums = sums(&files);
+    let base = serve(gz_routes("/", &files));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    std::fs::create_dir_all(&dir).unwrap();
+    // PID 4194305 is above Linux's largest pid_max: never a running process. PID 1 always is.
+    let stale = dir.join(".train-images-idx3-ubyte.part-4194305-7");
+    let live = dir.join(".train-images-idx3-ubyte.part-1-0");
+    let other = dir.join(".unrelated.part-4194305-0");
+    for p in [&stale, &live, &other] {
+        std::fs::write(p, vec![0u8; 1000]).unwrap();
+    }
+    ensure_files(&dir, &expected(&sums), &[&base], false).unwrap();
+    assert!(!stale.exists());
+    if cfg!(target_os = "linux") {
+        assert!(live.exists(), "a live process's file is left alone");
+    }
+    assert!(other.exists(), "another target's file is left alone");
+}
+
+#[test]
+fn a_failed_download_removes_the_directories_it_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b/mnist");
+    let dead = closed_port_url();
+    ensure_mnist(&dir, &[&dead], false).unwrap_err();
+    assert!(!tmp.path().join("a").exists());
+    // An existing directory is kept.
+    let existing = tmp.path().join("kept");
+    std::fs::create_dir(&existing).unwrap();
+    ensure_mnist(&existing, &[&dead], false).unwrap_err();
+    assert!(existing.is_dir());
+}
+
+#[test]
+fn a_file_as_the_directory_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("data");
+    std::fs::write(&file, b"x").unwrap();
+    let err = ensure_mnist(&file, &[], false).unwrap_err();
+    assert!(matches!(err, DataError::NotADirectory { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+#[test]
+fn a_set_stop_flag_abandons_the_download() {
+    let files = synthetic();
+    let sums = sums(&files);
+    let base = serve(gz_routes("/", &files));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_dir(&tmp);
+    let options = DownloadOptions {
+        progress: false,
+        deadline: Duration::from_secs(20),
+        stop: Some(Arc::new(std::sync::atomic::AtomicBool::new(true))),
+    };
+    let err = ensure_files_with(&dir, &expected(&sums), &[&base], &options).unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert!(!dir.exists());
 }

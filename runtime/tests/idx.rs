@@ -8,7 +8,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use symgrad_runtime::data::{
-    DataError, DatasetKind, IdxKind, MNIST_FILES, MNIST_NAMES, find_data_dir, load_dir, parse_idx,
+    DataError, DatasetKind, IdxKind, IdxReader, MNIST_FILES, MNIST_NAMES, find_data_dir, load_dir,
+    load_dir_with, parse_idx,
 };
 
 fn images_bytes(n: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
@@ -386,4 +387,170 @@ fn real_fashion_mnist_if_installed() {
     assert_eq!(&m.train.labels[..4], &[9, 0, 0, 3]);
     assert_eq!(histogram(&m.train.labels), [6000; 10]);
     assert_eq!(histogram(&m.test.labels), [1000; 10]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12 regressions: image sizes, headers compared before bodies, capped inflation,
+// Fashion-MNIST hints, a file as the data directory.
+// ---------------------------------------------------------------------------------------------
+
+/// Writes the four files with the given image sizes `(count, rows, cols)` for train and test
+/// (labels all 1).
+fn write_sized(dir: &Path, train: (u32, u32, u32), test: (u32, u32, u32)) {
+    for ((n, r, c), names) in [(train, &MNIST_NAMES[..2]), (test, &MNIST_NAMES[2..])] {
+        let px = pixels((n * r * c) as usize);
+        std::fs::write(dir.join(names[0]), images_bytes(n, r, c, &px)).unwrap();
+        std::fs::write(dir.join(names[1]), labels_bytes(&vec![1; n as usize])).unwrap();
+    }
+}
+
+#[test]
+fn images_of_another_size_than_the_model_name_file_and_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sized(dir.path(), (4, 28, 27), (2, 28, 27));
+    let err = load_dir_with(dir.path(), DatasetKind::Mnist, Some((28, 28))).unwrap_err();
+    assert!(matches!(err, DataError::ImageSize { .. }), "{err:?}");
+    assert_mentions(
+        &err.to_string(),
+        &["train-images-idx3-ubyte", "28x27", "28x28"],
+    );
+    // 1x1 images, and without an expected size they load.
+    write_sized(dir.path(), (3, 1, 1), (2, 1, 1));
+    let msg = load_dir_with(dir.path(), DatasetKind::Mnist, Some((28, 28)))
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&msg, &["train-images-idx3-ubyte", "1x1", "28x28"]);
+    let m = load_dir_with(dir.path(), DatasetKind::Mnist, None).unwrap();
+    assert_eq!((m.train.rows, m.train.cols, m.test.len()), (1, 1, 2));
+}
+
+#[test]
+fn train_and_test_of_different_sizes_name_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sized(dir.path(), (4, 28, 28), (2, 28, 27));
+    let err = load_dir(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, DataError::SplitSizeMismatch { .. }),
+        "{err:?}"
+    );
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "t10k-images-idx3-ubyte",
+            "28x27",
+            "train-images-idx3-ubyte",
+            "28x28",
+        ],
+    );
+    // With an expected size, the test file is the one named.
+    let msg = load_dir_with(dir.path(), DatasetKind::Mnist, Some((28, 28)))
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&msg, &["t10k-images-idx3-ubyte", "28x27", "28x28"]);
+}
+
+#[test]
+fn images_with_zero_rows_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sized(dir.path(), (4, 0, 28), (2, 0, 28));
+    let err = load_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, DataError::EmptyImages { .. }), "{err:?}");
+    assert_mentions(&err.to_string(), &["train-images-idx3-ubyte", "0x28"]);
+}
+
+#[test]
+fn an_empty_test_set_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sized(dir.path(), (4, 28, 28), (0, 28, 28));
+    let err = load_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, DataError::Empty { .. }), "{err:?}");
+    assert_mentions(&err.to_string(), &["t10k-images-idx3-ubyte", "no image"]);
+}
+
+#[test]
+fn headers_are_compared_before_any_body_is_read() {
+    // The training images announce 5 images but hold 1 byte of pixels; the labels say 3.
+    // Comparing the headers first reports the count mismatch, not the truncated body.
+    let dir = tempfile::tempdir().unwrap();
+    write_sized(dir.path(), (3, 2, 2), (2, 2, 2));
+    std::fs::write(dir.path().join(MNIST_NAMES[0]), images_bytes(5, 2, 2, &[9])).unwrap();
+    let err = load_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, DataError::CountMismatch { .. }), "{err:?}");
+    // Likewise a 28x27 test file is reported before a broken training body is read.
+    write_sized(dir.path(), (3, 28, 28), (2, 28, 27));
+    std::fs::write(
+        dir.path().join(MNIST_NAMES[0]),
+        images_bytes(3, 28, 28, &[9]),
+    )
+    .unwrap();
+    let err = load_dir_with(dir.path(), DatasetKind::Mnist, Some((28, 28))).unwrap_err();
+    assert!(matches!(err, DataError::ImageSize { .. }), "{err:?}");
+}
+
+#[test]
+fn inflation_stops_shortly_after_the_announced_size() {
+    // 3 labels followed by 64 MiB of zeros (a 64 KiB gzip): the reader stops after a
+    // bounded probe instead of inflating everything to count it.
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(&labels_bytes(&[1, 2, 3])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        e.write_all(&zeros).unwrap();
+    }
+    let gz = e.finish().unwrap();
+    assert!(gz.len() < 1 << 20);
+    let msg = parse_err(&gz, "bomb.gz", IdxKind::Labels);
+    assert_mentions(&msg, &["bomb.gz", "at least", "trailing bytes"]);
+    assert!(!msg.contains(&(64u64 << 20).to_string()), "{msg}");
+}
+
+#[test]
+fn the_reader_reads_only_the_header_until_asked() {
+    // A counting reader shows that IdxReader::new consumes the header and no more of a raw
+    // file (buffering aside): the body is only read by read_data.
+    struct Counting<'a>(&'a [u8], std::rc::Rc<std::cell::Cell<usize>>);
+    impl std::io::Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = std::io::Read::read(&mut self.0, buf)?;
+            self.1.set(self.1.get() + n);
+            Ok(n)
+        }
+    }
+    let bytes = images_bytes(100, 28, 28, &pixels(100 * 784));
+    let count = std::rc::Rc::new(std::cell::Cell::new(0));
+    let r = IdxReader::new(
+        Counting(&bytes, count.clone()),
+        Path::new("x"),
+        IdxKind::Images,
+    )
+    .unwrap();
+    assert_eq!(r.dims(), &[100, 28, 28]);
+    assert_eq!(r.data_len(), 78_400);
+    assert!(count.get() <= 2 + 16, "read {} bytes", count.get());
+    let a = r.read_data().unwrap();
+    assert_eq!(a.data.len(), 78_400);
+}
+
+#[test]
+fn fashion_mnist_problems_name_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = load_dir_with(dir.path(), DatasetKind::Fashion, None)
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&msg, &["FASHION_MNIST_DIR", "--data"]);
+    assert!(!msg.contains("set MNIST_DIR"), "{msg}");
+    let msg = load_dir_with(dir.path(), DatasetKind::Mnist, None)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("set MNIST_DIR"), "{msg}");
+}
+
+#[test]
+fn a_file_as_the_data_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = load_dir(&file).unwrap_err();
+    assert!(matches!(err, DataError::NotADirectory { .. }), "{err:?}");
+    assert_mentions(&err.to_string(), &["not-a-dir", "not a directory"]);
 }

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
@@ -91,100 +91,175 @@ fn read_up_to<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<us
     Ok(filled)
 }
 
+/// How many bytes after the announced data are read to report trailing garbage; the rest of
+/// an oversized (or endless) stream is never inflated.
+pub const TRAILING_PROBE: u64 = 1 << 16;
+
+/// An IDX input whose header has been read and checked, its data not yet: callers can compare
+/// the dimensions with the companion file or the expected image size before inflating the
+/// body (a small gzip can announce and inflate to gigabytes).
+pub struct IdxReader<'a> {
+    reader: Box<dyn Read + 'a>,
+    path: PathBuf,
+    kind: IdxKind,
+    dims: Vec<usize>,
+    size: u64,
+}
+
+impl std::fmt::Debug for IdxReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdxReader")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> IdxReader<'a> {
+    /// Reads and checks the header of an IDX array of the given kind from `reader` (raw or
+    /// gzip, told apart by the magic bytes). `path` only names the input in error messages.
+    ///
+    /// Checks the magic number, the number of dimensions, a truncated header and absurd sizes
+    /// (more than [`MAX_BYTES`]).
+    pub fn new<R: Read + 'a>(reader: R, path: &Path, kind: IdxKind) -> Result<Self, DataError> {
+        let io_err = |e| DataError::io(path, e);
+        let mut r = decompressing_reader(reader).map_err(io_err)?;
+
+        let header_len = 4 + 4 * kind.ndims() as u64;
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut r, &mut magic).map_err(io_err)?;
+        if n < 4 {
+            return Err(DataError::TruncatedHeader {
+                path: path.into(),
+                expected: header_len,
+                got: n as u64,
+            });
+        }
+        let found = u32::from_be_bytes(magic);
+        if found >> 8 != 0x08 {
+            return Err(DataError::BadMagic {
+                path: path.into(),
+                expected: kind.magic(),
+                found,
+                what: kind.describe(),
+            });
+        }
+        let ndims = (found & 0xff) as usize;
+        if ndims != kind.ndims() {
+            return Err(DataError::WrongDims {
+                path: path.into(),
+                expected: kind.ndims(),
+                found: ndims,
+            });
+        }
+
+        let mut raw_dims = vec![0u8; 4 * ndims];
+        let n = read_up_to(&mut r, &mut raw_dims).map_err(io_err)?;
+        if n < raw_dims.len() {
+            return Err(DataError::TruncatedHeader {
+                path: path.into(),
+                expected: header_len,
+                got: 4 + n as u64,
+            });
+        }
+        let dims32: Vec<u32> = raw_dims
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let size = dims32
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+            .filter(|&s| s <= MAX_BYTES);
+        let Some(size) = size else {
+            return Err(DataError::TooLarge {
+                path: path.into(),
+                dims: dims32,
+                limit: MAX_BYTES,
+            });
+        };
+        Ok(IdxReader {
+            reader: r,
+            path: path.into(),
+            kind,
+            dims: dims32.iter().map(|&d| d as usize).collect(),
+            size,
+        })
+    }
+
+    /// The dimensions the header announces, outermost first.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// The number of data bytes the header announces.
+    pub fn data_len(&self) -> u64 {
+        self.size
+    }
+
+    /// The file named in error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the data the header announces, and no more than [`TRAILING_PROBE`] bytes after
+    /// it to detect trailing garbage: inflation is capped by the header.
+    pub fn read_data(self) -> Result<IdxArray, DataError> {
+        let IdxReader {
+            mut reader,
+            path,
+            kind,
+            dims,
+            size,
+        } = self;
+        let io_err = |e| DataError::io(&path, e);
+        // Grow the buffer as data arrives rather than trusting the header for the allocation.
+        let mut data = Vec::with_capacity(size.min(1 << 26) as usize);
+        (&mut reader)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(io_err)?;
+        if (data.len() as u64) < size {
+            return Err(DataError::Truncated {
+                path,
+                what: kind.what(),
+                expected: size,
+                got: data.len() as u64,
+            });
+        }
+        let extra =
+            io::copy(&mut (&mut reader).take(TRAILING_PROBE), &mut io::sink()).map_err(io_err)?;
+        if extra > 0 {
+            return Err(DataError::TrailingBytes {
+                path,
+                what: kind.what(),
+                expected: size,
+                extra,
+                at_least: extra == TRAILING_PROBE,
+            });
+        }
+        Ok(IdxArray { dims, data })
+    }
+}
+
 /// Parses one IDX array of the given kind from `reader` (raw or gzip, told apart by the magic
 /// bytes). `path` only names the input in error messages, so in-memory bytes can be parsed
 /// too.
 ///
 /// Checks the magic number, the number of dimensions, a truncated header, truncated data,
-/// trailing bytes after the data and absurd sizes (more than [`MAX_BYTES`]).
+/// trailing bytes after the data and absurd sizes (more than [`MAX_BYTES`]); see
+/// [`IdxReader`] to look at the header before reading the data.
 pub fn parse_idx<R: Read>(reader: R, path: &Path, kind: IdxKind) -> Result<IdxArray, DataError> {
-    let io_err = |e| DataError::io(path, e);
-    let mut r = decompressing_reader(reader).map_err(io_err)?;
+    IdxReader::new(reader, path, kind)?.read_data()
+}
 
-    let header_len = 4 + 4 * kind.ndims() as u64;
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut r, &mut magic).map_err(io_err)?;
-    if n < 4 {
-        return Err(DataError::TruncatedHeader {
-            path: path.into(),
-            expected: header_len,
-            got: n as u64,
-        });
-    }
-    let found = u32::from_be_bytes(magic);
-    if found >> 8 != 0x08 {
-        return Err(DataError::BadMagic {
-            path: path.into(),
-            expected: kind.magic(),
-            found,
-            what: kind.describe(),
-        });
-    }
-    let ndims = (found & 0xff) as usize;
-    if ndims != kind.ndims() {
-        return Err(DataError::WrongDims {
-            path: path.into(),
-            expected: kind.ndims(),
-            found: ndims,
-        });
-    }
-
-    let mut raw_dims = vec![0u8; 4 * ndims];
-    let n = read_up_to(&mut r, &mut raw_dims).map_err(io_err)?;
-    if n < raw_dims.len() {
-        return Err(DataError::TruncatedHeader {
-            path: path.into(),
-            expected: header_len,
-            got: 4 + n as u64,
-        });
-    }
-    let dims32: Vec<u32> = raw_dims
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let size = dims32
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
-        .filter(|&s| s <= MAX_BYTES);
-    let Some(expected) = size else {
-        return Err(DataError::TooLarge {
-            path: path.into(),
-            dims: dims32,
-            limit: MAX_BYTES,
-        });
-    };
-
-    // Grow the buffer as data arrives rather than trusting the header for the allocation.
-    let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
-    (&mut r)
-        .take(expected)
-        .read_to_end(&mut data)
-        .map_err(io_err)?;
-    if (data.len() as u64) < expected {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            what: kind.what(),
-            expected,
-            got: data.len() as u64,
-        });
-    }
-    let extra = io::copy(&mut r, &mut io::sink()).map_err(io_err)?;
-    if extra > 0 {
-        return Err(DataError::TrailingBytes {
-            path: path.into(),
-            what: kind.what(),
-            expected,
-            extra,
-        });
-    }
-    Ok(IdxArray {
-        dims: dims32.iter().map(|&d| d as usize).collect(),
-        data,
-    })
+/// Opens the IDX file at `path` (raw or gzip, whatever its name) and reads its header.
+pub fn open_idx_file(path: &Path, kind: IdxKind) -> Result<IdxReader<'static>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    IdxReader::new(BufReader::with_capacity(1 << 16, file), path, kind)
 }
 
 /// Opens and parses the IDX file at `path` (raw or gzip, whatever its name).
 pub fn read_idx_file(path: &Path, kind: IdxKind) -> Result<IdxArray, DataError> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    parse_idx(BufReader::with_capacity(1 << 16, file), path, kind)
+    open_idx_file(path, kind)?.read_data()
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::DataError;
-use super::idx::{IdxKind, read_idx_file};
+use super::idx::{IdxKind, IdxReader, open_idx_file};
 
 /// The base names of the four standard files, in the order train images, train labels, test
 /// images, test labels. Each may be present raw (`NAME`) or gzip-compressed (`NAME.gz`).
@@ -54,37 +54,68 @@ impl Dataset {
     }
 
     /// Reads an image file and its label file (each raw or gzip) and checks that they agree
-    /// in count and that every label is below 10.
+    /// in count, that the images have pixels and that every label is below 10. The two
+    /// headers are compared before either body is inflated.
     pub fn from_files(images_path: &Path, labels_path: &Path) -> Result<Dataset, DataError> {
-        let images = read_idx_file(images_path, IdxKind::Images)?;
-        let labels = read_idx_file(labels_path, IdxKind::Labels)?;
-        if images.dims[0] != labels.dims[0] {
-            return Err(DataError::CountMismatch {
-                images_path: images_path.into(),
-                images: images.dims[0],
-                labels_path: labels_path.into(),
-                labels: labels.dims[0],
-            });
-        }
-        if let Some((index, &label)) = labels
-            .data
-            .iter()
-            .enumerate()
-            .find(|&(_, &l)| l >= NUM_CLASSES)
-        {
-            return Err(DataError::LabelOutOfRange {
-                path: labels_path.into(),
-                index,
-                label,
-            });
-        }
-        Ok(Dataset {
-            images: images.data,
-            labels: labels.data,
-            rows: images.dims[1],
-            cols: images.dims[2],
-        })
+        let (images, labels) = open_pair(images_path, labels_path)?;
+        read_pair(images, labels)
     }
+}
+
+/// Opens an image file and its label file and checks their headers against each other: the
+/// same count, images of at least one pixel. Nothing is inflated beyond the headers.
+fn open_pair(
+    images_path: &Path,
+    labels_path: &Path,
+) -> Result<(IdxReader<'static>, IdxReader<'static>), DataError> {
+    let images = open_idx_file(images_path, IdxKind::Images)?;
+    let labels = open_idx_file(labels_path, IdxKind::Labels)?;
+    if images.dims()[0] != labels.dims()[0] {
+        return Err(DataError::CountMismatch {
+            images_path: images_path.into(),
+            images: images.dims()[0],
+            labels_path: labels_path.into(),
+            labels: labels.dims()[0],
+        });
+    }
+    let (rows, cols) = image_size(&images);
+    if rows == 0 || cols == 0 {
+        return Err(DataError::EmptyImages {
+            path: images_path.into(),
+            rows,
+            cols,
+        });
+    }
+    Ok((images, labels))
+}
+
+fn image_size(images: &IdxReader<'_>) -> (usize, usize) {
+    (images.dims()[1], images.dims()[2])
+}
+
+/// Reads the bodies of a pair checked by [`open_pair`] and checks the labels.
+fn read_pair(images: IdxReader<'_>, labels: IdxReader<'_>) -> Result<Dataset, DataError> {
+    let labels_path = labels.path().to_path_buf();
+    let images = images.read_data()?;
+    let labels = labels.read_data()?;
+    if let Some((index, &label)) = labels
+        .data
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l >= NUM_CLASSES)
+    {
+        return Err(DataError::LabelOutOfRange {
+            path: labels_path,
+            index,
+            label,
+        });
+    }
+    Ok(Dataset {
+        images: images.data,
+        labels: labels.data,
+        rows: images.dims[1],
+        cols: images.dims[2],
+    })
 }
 
 /// A dataset's training and test splits.
@@ -152,14 +183,33 @@ pub fn resolve_file(dir: &Path, name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Loads the four standard files from `dir`, each raw or gzip-compressed.
-///
-/// Fails with [`DataError::Missing`] (listing every absent file) before reading anything if
-/// a file is absent, and with the reader's errors otherwise, each naming its file.
+/// Loads the four standard files from `dir`, each raw or gzip-compressed; see
+/// [`load_dir_with`] (this is `load_dir_with(dir, DatasetKind::Mnist, None)`).
 pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
+    load_dir_with(dir, DatasetKind::Mnist, None)
+}
+
+/// Loads the four standard files of a `kind` data set from `dir`, each raw or
+/// gzip-compressed, checking that the images are `expected` (rows, columns) if given.
+///
+/// Fails before reading any data if `dir` exists but is not a directory
+/// ([`DataError::NotADirectory`]), if a file is absent ([`DataError::Missing`], listing every
+/// absent file and naming `kind`'s environment variable), and before inflating any body if the
+/// headers disagree: image and label counts ([`DataError::CountMismatch`]), images without
+/// pixels ([`DataError::EmptyImages`]), a split without images ([`DataError::Empty`]), images
+/// of another size than `expected` ([`DataError::ImageSize`]) or test images of another size
+/// than the training images ([`DataError::SplitSizeMismatch`]). Every error names its file.
+pub fn load_dir_with(
+    dir: &Path,
+    kind: DatasetKind,
+    expected: Option<(usize, usize)>,
+) -> Result<Mnist, DataError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(DataError::NotADirectory { path: dir.into() });
+    }
     let mut found = Vec::with_capacity(4);
     let mut missing = Vec::new();
-    for name in MNIST_NAMES {
+    for name in kind.file_names() {
         match resolve_file(dir, name) {
             Some(p) => found.push(p),
             None => missing.push(name.to_string()),
@@ -170,15 +220,50 @@ pub fn load_dir(dir: &Path) -> Result<Mnist, DataError> {
             dir: dir.into(),
             missing,
             failures: Vec::new(),
+            env_var: kind.env_var(),
+        });
+    }
+    let train = open_pair(&found[0], &found[1])?;
+    let test = open_pair(&found[2], &found[3])?;
+    for (pair, what) in [(&train, "training"), (&test, "test")] {
+        if pair.0.dims()[0] == 0 {
+            return Err(DataError::Empty {
+                path: pair.0.path().into(),
+                what,
+            });
+        }
+        let (rows, cols) = image_size(&pair.0);
+        match expected {
+            Some((expected_rows, expected_cols))
+                if (rows, cols) != (expected_rows, expected_cols) =>
+            {
+                return Err(DataError::ImageSize {
+                    path: pair.0.path().into(),
+                    rows,
+                    cols,
+                    expected_rows,
+                    expected_cols,
+                });
+            }
+            _ => {}
+        }
+    }
+    if image_size(&train.0) != image_size(&test.0) {
+        return Err(DataError::SplitSizeMismatch {
+            train_path: found[0].clone(),
+            train: image_size(&train.0),
+            test_path: found[2].clone(),
+            test: image_size(&test.0),
         });
     }
     Ok(Mnist {
-        train: Dataset::from_files(&found[0], &found[1])?,
-        test: Dataset::from_files(&found[2], &found[3])?,
+        train: read_pair(train.0, train.1)?,
+        test: read_pair(test.0, test.1)?,
     })
 }
 
-/// Finds the directory with [`find_data_dir`] and loads it with [`load_dir`].
+/// Finds the directory with [`find_data_dir`] and loads it with [`load_dir_with`] (any image
+/// size, as long as training and test images agree).
 pub fn load(kind: DatasetKind, explicit: Option<&Path>) -> Result<Mnist, DataError> {
-    load_dir(&find_data_dir(explicit, kind))
+    load_dir_with(&find_data_dir(explicit, kind), kind, None)
 }

@@ -13,10 +13,14 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 #[cfg(feature = "download")]
-pub use download::{DEFAULT_MIRRORS, ExpectedFile, MNIST_FILES, ensure_files, ensure_mnist};
-pub use idx::{IdxArray, IdxKind, parse_idx, read_idx_file};
+pub use download::{
+    DEFAULT_DEADLINE, DEFAULT_MIRRORS, DownloadOptions, ExpectedFile, MNIST_FILES, ensure_files,
+    ensure_files_with, ensure_mnist,
+};
+pub use idx::{IdxArray, IdxKind, IdxReader, open_idx_file, parse_idx, read_idx_file};
 pub use mnist::{
-    Dataset, DatasetKind, MNIST_NAMES, Mnist, find_data_dir, load, load_dir, resolve_file,
+    Dataset, DatasetKind, MNIST_NAMES, Mnist, find_data_dir, load, load_dir, load_dir_with,
+    resolve_file,
 };
 
 /// Everything that can go wrong while reading, checking or downloading data.
@@ -79,7 +83,7 @@ pub enum DataError {
         got: u64,
     },
     /// The file holds more bytes than its dimensions say.
-    #[error("{}: {extra} trailing bytes after the {expected} bytes of {what} the header announces", .path.display())]
+    #[error("{}: {}{extra} trailing bytes after the {expected} bytes of {what} the header announces", .path.display(), if *.at_least { "at least " } else { "" })]
     TrailingBytes {
         /// The file concerned.
         path: PathBuf,
@@ -87,8 +91,10 @@ pub enum DataError {
         what: &'static str,
         /// Data bytes the header announces.
         expected: u64,
-        /// Bytes found after them.
+        /// Bytes found after them (at most [`idx::TRAILING_PROBE`] are read).
         extra: u64,
+        /// Whether reading stopped at [`idx::TRAILING_PROBE`] bytes, so there may be more.
+        at_least: bool,
     },
     /// The dimensions describe an absurdly large array.
     #[error("{}: absurd size: dimensions {dims:?} make more than {limit} bytes", .path.display())]
@@ -111,6 +117,82 @@ pub enum DataError {
         labels_path: PathBuf,
         /// Number of labels.
         labels: usize,
+    },
+    /// The images have a size other than the one expected (the model's input).
+    #[error("{}: images are {rows}x{cols} pixels (rows x columns), but {expected_rows}x{expected_cols} are expected", .path.display())]
+    ImageSize {
+        /// The image file.
+        path: PathBuf,
+        /// Rows of its images.
+        rows: usize,
+        /// Columns of its images.
+        cols: usize,
+        /// Rows expected.
+        expected_rows: usize,
+        /// Columns expected.
+        expected_cols: usize,
+    },
+    /// The training and test images differ in size.
+    #[error("{}: test images are {}x{} pixels, but the training images in {} are {}x{}", .test_path.display(), .test.0, .test.1, .train_path.display(), .train.0, .train.1)]
+    SplitSizeMismatch {
+        /// The training image file.
+        train_path: PathBuf,
+        /// Its image size (rows, columns).
+        train: (usize, usize),
+        /// The test image file.
+        test_path: PathBuf,
+        /// Its image size (rows, columns).
+        test: (usize, usize),
+    },
+    /// The images have no pixel (zero rows or zero columns).
+    #[error("{}: images of {rows}x{cols} pixels hold no pixel", .path.display())]
+    EmptyImages {
+        /// The image file.
+        path: PathBuf,
+        /// Rows of its images.
+        rows: usize,
+        /// Columns of its images.
+        cols: usize,
+    },
+    /// A split holds no image at all (training on it or evaluating it means nothing).
+    #[error("{}: holds no image (0 {what} images)", .path.display())]
+    Empty {
+        /// The image file.
+        path: PathBuf,
+        /// "training" or "test".
+        what: &'static str,
+    },
+    /// The data path exists but is not a directory.
+    #[error("{}: is not a directory (the data path must be a directory holding the four IDX files)", .path.display())]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A download took longer than its deadline.
+    #[error("{url}: no complete download within the deadline of {}s ({got} bytes received)", .deadline.as_secs_f64())]
+    Deadline {
+        /// The URL requested.
+        url: String,
+        /// The deadline.
+        deadline: std::time::Duration,
+        /// Bytes received until then.
+        got: u64,
+    },
+    /// A download (or its decompressed content) exceeded the size of the file it should be.
+    #[error("{url}: more than {limit} bytes{}, larger than the expected file; stopped", if *.decompressed { " once decompressed" } else { "" })]
+    TooBig {
+        /// The URL requested.
+        url: String,
+        /// The largest size accepted.
+        limit: u64,
+        /// Whether the limit was hit by the decompressed content (else by the transfer).
+        decompressed: bool,
+    },
+    /// A download was abandoned because its stop flag was set (Ctrl-C).
+    #[error("{}: download interrupted", .path.display())]
+    Interrupted {
+        /// The file (or directory) being downloaded.
+        path: PathBuf,
     },
     /// A label is not a digit class (0..=9).
     #[error("{}: label {label} at index {index} is out of range (must be < 10)", .path.display())]
@@ -143,7 +225,7 @@ pub enum DataError {
         message: String,
     },
     /// Some dataset files are absent (and could not be downloaded, if that was tried).
-    #[error("{}", missing_message(.dir, .missing, .failures))]
+    #[error("{}", missing_message(.dir, .missing, .failures, .env_var))]
     Missing {
         /// The directory looked in.
         dir: PathBuf,
@@ -152,6 +234,9 @@ pub enum DataError {
         /// Why each download attempt failed, each naming its URL (empty if no download
         /// was tried).
         failures: Vec<DataError>,
+        /// The environment variable naming the data directory (`MNIST_DIR` or
+        /// `FASHION_MNIST_DIR`), named in the hint.
+        env_var: &'static str,
     },
 }
 
@@ -164,7 +249,12 @@ impl DataError {
     }
 }
 
-fn missing_message(dir: &std::path::Path, missing: &[String], failures: &[DataError]) -> String {
+fn missing_message(
+    dir: &std::path::Path,
+    missing: &[String],
+    failures: &[DataError],
+    env_var: &str,
+) -> String {
     let mut s = format!(
         "{}: missing data files: {} (looked for each name with and without .gz in {})",
         dir.display(),
@@ -179,7 +269,7 @@ fn missing_message(dir: &std::path::Path, missing: &[String], failures: &[DataEr
     }
     let _ = write!(
         s,
-        "; to provide them, set MNIST_DIR (or pass --data <dir>) to a directory holding the \
+        "; to provide them, set {env_var} (or pass --data <dir>) to a directory holding the \
          four IDX files, or copy them (raw or .gz) into {}",
         dir.display()
     );
