@@ -4,6 +4,7 @@
 pub mod ad;
 pub mod checkpoint;
 pub mod data;
+pub mod fpu;
 pub mod gemm;
 pub mod metrics;
 pub mod nn;

@@ -562,6 +562,10 @@ fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
 /// is checked. After each epoch both accuracies are computed with `predict` in batches of
 /// [`TrainConfig::eval_batch_size`] and [`Callbacks::on_epoch`] is called.
 ///
+/// Subnormal floats are flushed to zero during the call, on every thread that works for it
+/// ([`crate::fpu`], like `torch.set_flush_denormal(True)`); the caller's mode is restored
+/// when it returns.
+///
 /// # Errors
 /// [`TrainError::NonFiniteLoss`] / [`TrainError::NonFiniteGradient`] naming the step (the
 /// model keeps its state from before that step); [`TrainError::InvalidConfig`] for a zero
@@ -601,6 +605,8 @@ where
             test.pixels()
         )));
     }
+    // Subnormal arithmetic is slow; flush it for the run (restored on return). See `fpu`.
+    let _flush_denormals = crate::fpu::FlushDenormals::new();
     let stop_requested = || cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     let n = train.len();
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
