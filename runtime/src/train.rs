@@ -145,11 +145,141 @@ pub fn fill_batch(
 
 /// Writes image `r` of `images` into row `r` of the column-major `n`-row matrix `out`,
 /// scaled to `[0, 1]`.
+///
+/// Column-major storage puts element `(r, c)` at `c * n + r`, so one image is a strided row.
+/// Writing it pixel by pixel touches a new cache line per pixel (about 117 µs for a 64-image
+/// MNIST batch). Instead the images are taken [`ROWS_PER_BLOCK`] at a time and the block is
+/// transposed: each column segment is written as one contiguous run of `ROWS_PER_BLOCK`
+/// floats, read from as many sequential streams of bytes (with AVX2: 8x8 tiles converted and
+/// transposed in registers).
 fn write_pixels<'a>(out: &mut [f32], n: usize, images: impl Iterator<Item = &'a [u8]>) {
-    // Column-major storage: element (r, c) lives at c * n + r.
-    for (r, img) in images.enumerate() {
-        for (c, &b) in img.iter().enumerate() {
-            out[c * n + r] = PIXEL[usize::from(b)];
+    let mut images = images.peekable();
+    let Some(p) = images.peek().map(|img| img.len()) else {
+        return;
+    };
+    assert_eq!(out.len(), n * p, "fill_batch: output of the wrong size");
+    let simd = crate::gemm::avx2_fma_available();
+    let mut block: [&[u8]; ROWS_PER_BLOCK] = [&[]; ROWS_PER_BLOCK];
+    let mut r0 = 0;
+    loop {
+        let mut rows = 0;
+        for slot in block.iter_mut() {
+            match images.next() {
+                Some(img) => {
+                    assert_eq!(img.len(), p, "fill_batch: images of different sizes");
+                    *slot = img;
+                    rows += 1;
+                }
+                None => break,
+            }
+        }
+        assert!(r0 + rows <= n, "fill_batch: more images than rows");
+        if rows == ROWS_PER_BLOCK {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: AVX2 is available (checked above); `out` holds `n * p` floats, the
+                // block's rows `r0..r0 + 8` are below `n` and its 8 images hold `p` bytes each
+                // (both asserted above).
+                unsafe { write_block_avx2(out, n, r0, p, &block) };
+                r0 += rows;
+                continue;
+            }
+            let _ = simd;
+            write_block(out, n, r0, p, &block);
+        } else {
+            // The last, partial block.
+            for (dr, img) in block[..rows].iter().enumerate() {
+                for (c, &b) in img.iter().enumerate() {
+                    out[c * n + r0 + dr] = PIXEL[usize::from(b)];
+                }
+            }
+        }
+        r0 += rows;
+        if rows < ROWS_PER_BLOCK {
+            break;
+        }
+    }
+}
+
+/// Images per block of [`write_pixels`].
+const ROWS_PER_BLOCK: usize = 8;
+
+/// Rows `r0..r0 + 8` of `out` (column-major, `n` rows, `p` columns) from the 8 images of
+/// `block` (each `p` bytes): column by column, 8 contiguous floats each.
+fn write_block(out: &mut [f32], n: usize, r0: usize, p: usize, block: &[&[u8]; ROWS_PER_BLOCK]) {
+    let imgs: [&[u8]; ROWS_PER_BLOCK] = std::array::from_fn(|i| &block[i][..p]);
+    for (c, col) in out.chunks_exact_mut(n).take(p).enumerate() {
+        for (d, img) in col[r0..r0 + ROWS_PER_BLOCK].iter_mut().zip(&imgs) {
+            *d = PIXEL[usize::from(img[c])];
+        }
+    }
+}
+
+/// [`write_block`] with AVX2: 8 pixels of each of the 8 images are widened to `f32`, divided
+/// by 255 (the same correctly rounded division as [`PIXEL`]), transposed in registers and
+/// stored as 8 columns of 8 contiguous floats.
+///
+/// # Safety
+/// The CPU must support AVX2; `out.len() >= n * p`, `r0 + 8 <= n`, and every image of `block`
+/// holds at least `p` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn write_block_avx2(
+    out: &mut [f32],
+    n: usize,
+    r0: usize,
+    p: usize,
+    block: &[&[u8]; ROWS_PER_BLOCK],
+) {
+    use core::arch::x86_64::*;
+    let dst = out.as_mut_ptr();
+    let scale = _mm256_set1_ps(255.0);
+    let mut c = 0;
+    while c + 8 <= p {
+        // SAFETY: bytes `c..c + 8` of each image exist (`c + 8 <= p`, images hold `p` bytes);
+        // the stores write `out[(c + j) * n + r0 ..][..8]`, inside `out` because
+        // `(c + j) * n + r0 + 8 <= (p - 1) * n + n = p * n`. Unaligned loads and stores.
+        unsafe {
+            let row = |i: usize| {
+                let bytes = _mm_loadl_epi64(block[i].as_ptr().add(c).cast::<__m128i>());
+                _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), scale)
+            };
+            // Row i holds pixels c..c + 8 of image i; transpose so vector j holds pixel c + j
+            // of images 0..8.
+            let (a0, a1, a2, a3) = (row(0), row(1), row(2), row(3));
+            let (a4, a5, a6, a7) = (row(4), row(5), row(6), row(7));
+            let (t0, t1) = (_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+            let (t2, t3) = (_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+            let (t4, t5) = (_mm256_unpacklo_ps(a4, a5), _mm256_unpackhi_ps(a4, a5));
+            let (t6, t7) = (_mm256_unpacklo_ps(a6, a7), _mm256_unpackhi_ps(a6, a7));
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let cols = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (j, v) in cols.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add((c + j) * n + r0), v);
+            }
+        }
+        c += 8;
+    }
+    // The last `p % 8` pixels.
+    for c in c..p {
+        for (i, img) in block.iter().enumerate() {
+            out[c * n + r0 + i] = PIXEL[usize::from(img[c])];
         }
     }
 }
