@@ -422,6 +422,29 @@ fn count_correct_with<M: ?Sized>(
     correct
 }
 
+/// What the `loss_grad` closure of [`fit`] returns: `(loss, gradient)`, or
+/// `(loss, gradient, correct)` where `correct` is how many samples of the batch the model
+/// classified correctly in the same forward pass (e.g. [`crate::metrics::count_correct`] on
+/// the logits). With the count, [`EpochStats::train_accuracy`] is the running accuracy over the
+/// epoch's training batches, as PyTorch scripts report it, and the extra pass over the training
+/// set after each epoch is skipped.
+pub trait LossGradOutput<M> {
+    /// `(loss, gradient, correct count if reported)`.
+    fn into_parts(self) -> (f32, M, Option<usize>);
+}
+
+impl<M> LossGradOutput<M> for (f32, M) {
+    fn into_parts(self) -> (f32, M, Option<usize>) {
+        (self.0, self.1, None)
+    }
+}
+
+impl<M> LossGradOutput<M> for (f32, M, usize) {
+    fn into_parts(self) -> (f32, M, Option<usize>) {
+        (self.0, self.1, Some(self.2))
+    }
+}
+
 /// Settings of [`fit`].
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -491,8 +514,11 @@ pub struct EpochStats {
     pub epoch: usize,
     /// The per-sample mean of the batch losses during the epoch.
     pub train_loss: f32,
-    /// Accuracy on the training set (or its first [`TrainConfig::train_eval_samples`]) after
-    /// the epoch.
+    /// Accuracy on the training set: when `loss_grad` reports correct counts
+    /// ([`LossGradOutput`]), the running accuracy over the epoch's training batches (each
+    /// batch judged by the model before its step, as PyTorch scripts report it); otherwise
+    /// measured after the epoch on the training set (or its first
+    /// [`TrainConfig::train_eval_samples`]).
     pub train_accuracy: f32,
     /// Accuracy on the test set after the epoch (`NaN` if the test set is empty).
     pub test_accuracy: f32,
@@ -701,7 +727,7 @@ fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
 /// model keeps its state from before that step); [`TrainError::InvalidConfig`] for a zero
 /// batch size or an empty training set.
 #[allow(clippy::too_many_arguments)]
-pub fn fit<M, O, L, F, C>(
+pub fn fit<M, O, L, R, F, C>(
     model: &mut M,
     opt: &mut O,
     train: DataRef<'_>,
@@ -714,7 +740,8 @@ pub fn fit<M, O, L, F, C>(
 where
     M: Params + Sync + Send,
     O: Optimizer,
-    L: Fn(&M, &DMatrix<f32>, &[u8]) -> (f32, M) + Sync,
+    L: Fn(&M, &DMatrix<f32>, &[u8]) -> R + Sync,
+    R: LossGradOutput<M>,
     F: Fn(&M, &DMatrix<f32>) -> DMatrix<f32> + Sync,
     C: Callbacks<M>,
 {
@@ -756,15 +783,18 @@ where
         let started = Instant::now();
         let mut epoch_loss = RunningMean::new();
         let mut samples = 0usize;
+        // Correct training predictions of the epoch, while every step reports them.
+        let mut train_correct = Some(0usize);
         for (i, indices) in order.chunks(cfg.batch_size).enumerate() {
             // `finite`: the shard combine already saw every gradient element is finite.
-            let (loss, grad, finite) = if shards.len() > 1 && indices.len() > 1 {
+            let (loss, grad, finite, correct) = if shards.len() > 1 && indices.len() > 1 {
                 shards.loss_grad(model, train, indices, &loss_grad)
             } else {
                 batch.fill(train, indices);
-                let (loss, grad) = loss_grad(model, &batch.x, &batch.labels);
-                (loss, grad, false)
+                let (loss, grad, correct) = loss_grad(model, &batch.x, &batch.labels).into_parts();
+                (loss, grad, false, correct)
             };
+            train_correct = train_correct.zip(correct).map(|(a, b)| a + b);
             let step = report.steps + 1;
             if !loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
@@ -807,13 +837,16 @@ where
         }
         let seconds = started.elapsed().as_secs_f64();
         let eval_started = Instant::now();
-        let train_accuracy = shards.evaluate(
-            model,
-            train_eval,
-            cfg.eval_batch_size,
-            &predict,
-            &mut eval_batch,
-        );
+        let train_accuracy = match train_correct {
+            Some(c) => (c as f64 / samples.max(1) as f64) as f32,
+            None => shards.evaluate(
+                model,
+                train_eval,
+                cfg.eval_batch_size,
+                &predict,
+                &mut eval_batch,
+            ),
+        };
         let test_accuracy =
             shards.evaluate(model, test, cfg.eval_batch_size, &predict, &mut eval_batch);
         let stats = EpochStats {
@@ -832,11 +865,15 @@ where
     Ok(report)
 }
 
+/// A shard's loss, gradient and correct count (if reported).
+type ShardResult<M> = (f32, M, Option<usize>);
+
 /// The per-thread batch buffers and results of a data-parallel step.
 struct Shards<M> {
     batches: Vec<std::sync::Mutex<Batch>>,
-    results: Vec<std::sync::Mutex<Option<(f32, M)>>>,
-    correct: Vec<std::sync::atomic::AtomicUsize>,
+    results: Vec<std::sync::Mutex<Option<ShardResult<M>>>>,
+    /// Batch buffers of the evaluation, one per thread that may run ([`crate::parallel::max_threads`]).
+    eval_batches: Vec<std::sync::Mutex<Batch>>,
 }
 
 impl<M: Params + Sync + Send> Shards<M> {
@@ -847,9 +884,7 @@ impl<M: Params + Sync + Send> Shards<M> {
                 .map(|_| std::sync::Mutex::new(Batch::new()))
                 .collect(),
             results: (0..k).map(|_| std::sync::Mutex::new(None)).collect(),
-            correct: (0..k)
-                .map(|_| std::sync::atomic::AtomicUsize::new(0))
-                .collect(),
+            eval_batches: Vec::new(),
         }
     }
 
@@ -860,28 +895,30 @@ impl<M: Params + Sync + Send> Shards<M> {
     /// The loss and gradient of the batch `indices`: each shard on its own thread, then
     /// `loss = Σ wₛ lossₛ`, `grad = Σ wₛ gradₛ` with `wₛ` the shard's share of the batch; and
     /// whether every element of that sum was seen to be finite.
-    fn loss_grad(
+    fn loss_grad<R: LossGradOutput<M>>(
         &mut self,
         model: &M,
         data: DataRef<'_>,
         indices: &[usize],
-        loss_grad: &(impl Fn(&M, &DMatrix<f32>, &[u8]) -> (f32, M) + Sync),
-    ) -> (f32, M, bool) {
+        loss_grad: &(impl Fn(&M, &DMatrix<f32>, &[u8]) -> R + Sync),
+    ) -> (f32, M, bool, Option<usize>) {
         let parts: Vec<&[usize]> = indices.chunks(indices.len().div_ceil(self.len())).collect();
         let (batches, results) = (&self.batches, &self.results);
         crate::parallel::run(parts.len(), &|s| {
             let mut b = batches[s].lock().unwrap_or_else(|e| e.into_inner());
             b.fill(data, parts[s]);
-            let r = loss_grad(model, &b.x, &b.labels);
+            let r = loss_grad(model, &b.x, &b.labels).into_parts();
             *results[s].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         });
         let n = indices.len() as f32;
+        let mut correct = Some(0usize);
         let mut taken = parts.iter().zip(&self.results).map(|(part, slot)| {
-            let (l, g) = slot
+            let (l, g, c) = slot
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .expect("every shard ran");
+            correct = correct.zip(c).map(|(a, b)| a + b);
             (part.len() as f32 / n, l, g)
         });
         let (w0, mut loss, mut total) = taken.next().expect("a batch has at least one shard");
@@ -917,10 +954,13 @@ impl<M: Params + Sync + Send> Shards<M> {
                 t.as_mut_slice().iter_mut().for_each(|x| *x *= scale)
             });
         }
-        (loss, total, finite)
+        (loss, total, finite, correct)
     }
 
-    /// The accuracy on `data`, its batches split among the shards' threads.
+    /// The accuracy on `data` in batches of `batch_size`. With more than one shard the
+    /// batches are handed out to all the threads the pool may use, each batch to whichever
+    /// thread is free first; the count is exact, so the result does not depend on who ran
+    /// which batch.
     fn evaluate(
         &mut self,
         model: &M,
@@ -929,22 +969,39 @@ impl<M: Params + Sync + Send> Shards<M> {
         predict: &(impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32> + Sync),
         batch: &mut Batch,
     ) -> f32 {
-        let k = self.len();
-        if k == 1 || data.len() < 2 * batch_size {
+        if self.len() == 1 || data.len() < 2 * batch_size {
             return evaluate_with(model, data, batch_size, predict, batch);
         }
-        let per = data.len().div_ceil(k);
-        let (batches, correct) = (&self.batches, &self.correct);
-        crate::parallel::run(k, &|s| {
-            let (start, end) = ((s * per).min(data.len()), ((s + 1) * per).min(data.len()));
-            let part = DataRef::new(
-                &data.images()[start * data.pixels()..end * data.pixels()],
-                &data.labels()[start..end],
-                data.pixels(),
+        let threads = crate::parallel::max_threads();
+        while self.eval_batches.len() < threads {
+            self.eval_batches.push(std::sync::Mutex::new(Batch::new()));
+        }
+        let batches = data.len().div_ceil(batch_size);
+        let correct: Vec<std::sync::atomic::AtomicUsize> = (0..batches)
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect();
+        let buffers = &self.eval_batches;
+        crate::parallel::run(batches, &|i| {
+            let (start, end) = (i * batch_size, ((i + 1) * batch_size).min(data.len()));
+            // At most `threads` pieces run at once, so a buffer is free.
+            let mut b = buffers
+                .iter()
+                .find_map(|m| match m.try_lock() {
+                    Ok(g) => Some(g),
+                    Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                })
+                .expect("evaluate: a free batch buffer");
+            b.fill_range(data, start, end);
+            let logits = predict(model, &b.x);
+            assert_eq!(
+                logits.nrows(),
+                b.len(),
+                "evaluate: predict returned {} rows for a batch of {} samples (one sample per row)",
+                logits.nrows(),
+                b.len()
             );
-            let mut b = batches[s].lock().unwrap_or_else(|e| e.into_inner());
-            let hits = count_correct_with(model, part, batch_size, predict, &mut b);
-            correct[s].store(hits, Ordering::Relaxed);
+            correct[i].store(count_correct(&logits, &b.labels), Ordering::Relaxed);
         });
         let hits: usize = correct.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         (hits as f64 / data.len() as f64) as f32
