@@ -92,7 +92,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let threads = args.threads.unwrap_or_else(common::default_threads).max(1);
+    let mut threads = args.threads.unwrap_or_else(common::default_threads).max(1);
+    let cores = symgrad::parallel::max_threads();
+    if threads > cores {
+        println!(
+            "--threads {threads}: this process may use {cores} core(s); using {cores} \
+             (SYMGRAD_MAX_THREADS={threads} forces more)"
+        );
+        threads = cores;
+    }
     symgrad::parallel::set_threads(threads);
     let (kind, name) = match args.dataset {
         Dataset::Mnist => (DatasetKind::Mnist, "MNIST"),

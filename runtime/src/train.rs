@@ -469,7 +469,11 @@ pub struct TrainConfig {
     /// gradients are computed at the same time on the runtime's worker threads
     /// ([`crate::parallel`]) and averaged, weighted by shard size (the same gradient as the
     /// whole batch, up to rounding; deterministic for a given value). Evaluation is split the
-    /// same way. Default `1`.
+    /// same way. Capped at [`crate::parallel::max_threads`] (the cores this process may use):
+    /// more shards than cores only add work (8 shards on 2 cores trained at a third of the
+    /// speed of 2), so results are deterministic for a given `min(threads, max_threads())`;
+    /// `SYMGRAD_MAX_THREADS` (or [`crate::parallel::set_max_threads`]) raises the cap, e.g. to
+    /// reproduce a run made on a machine with more cores. Default `1`.
     pub threads: usize,
 }
 
@@ -771,7 +775,7 @@ where
     let mut order = Vec::with_capacity(n);
     let mut batch = Batch::with_capacity(cfg.batch_size, train.pixels());
     let mut eval_batch = Batch::new();
-    let mut shards = Shards::new(cfg.threads);
+    let mut shards = Shards::new(cfg.threads.min(crate::parallel::max_threads()));
     let mut report = FitReport::default();
 
     'epochs: for epoch in 1..=cfg.epochs {
@@ -935,7 +939,14 @@ impl<M: Params + Sync + Send> Shards<M> {
             let last = shards_left == 0;
             let bad = std::sync::atomic::AtomicBool::new(false);
             total.visit_with(&g, "", &mut |_, a, b| {
-                crate::parallel::zip2(self.len(), a.as_mut_slice(), b.as_slice(), &|a, b| {
+                // Small tensors in one piece (a pool round costs more than they do); big ones
+                // in 4 pieces per thread, so a slow thread holds up little.
+                let pieces = if a.as_slice().len() >= 1 << 14 {
+                    4 * self.len()
+                } else {
+                    1
+                };
+                crate::parallel::zip2(pieces, a.as_mut_slice(), b.as_slice(), &|a, b| {
                     let mut ok = true;
                     for (x, y) in a.iter_mut().zip(b) {
                         *x = scale * *x + w * y;
