@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use common::{Mlp, Progress, load_data, logits, loss, loss_grad, peak_rss_mib};
+use common::{Mlp, Progress, load_data, logits, loss, loss_grad, loss_grad_counted, peak_rss_mib};
 use symgrad::checkpoint;
 use symgrad::data::DatasetKind;
 use symgrad::optim::{Adam, AdamConfig, Optimizer};
@@ -189,7 +189,7 @@ fn run(args: Args, stop: &Arc<AtomicBool>) -> Result<(), String> {
         train,
         test,
         &cfg,
-        loss_grad,
+        loss_grad_counted,
         logits,
         &mut callbacks,
     );
@@ -304,6 +304,8 @@ fn print_step_breakdown(
 ) {
     const WARMUP: usize = 20;
     const STEPS: usize = 200;
+    // As in training (`train::fit` flushes subnormals to zero).
+    let _ftz = symgrad::fpu::FlushDenormals::new();
     let mut model = model.clone();
     let mut opt = Adam::new(adam);
     let order = train::epoch_permutation(seed, 1000, train.len());

@@ -10,7 +10,7 @@ pub use symgrad_runtime::rand;
 /// The ChaCha generators of rand 0.8: `symgrad::rand_chacha::ChaCha8Rng::seed_from_u64(0)`.
 pub use symgrad_runtime::rand_chacha;
 pub use symgrad_runtime::{Params, Tensor};
-pub use symgrad_runtime::{ad, gemm, metrics, nn, ops, optim, parallel, tempfiles};
+pub use symgrad_runtime::{ad, fpu, gemm, metrics, nn, ops, optim, parallel, tempfiles};
 
 #[cfg(feature = "checkpoint")]
 pub use symgrad_runtime::checkpoint;

@@ -33,15 +33,30 @@ pub fn loss(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
 }
 
 /// The class scores (`batch x 10`) for evaluation; the same forward pass without the loss.
+/// `#[differentiable]` also generates `logits_pullback`, used by [`loss_grad_counted`].
+#[differentiable(wrt(model))]
 pub fn logits(model: &Mlp, x: &DMatrix<f32>) -> DMatrix<f32> {
     let h1 = relu(&model.layer1.forward(x));
     let h2 = relu(&model.layer2.forward(&h1));
     model.layer3.forward(&h2)
 }
 
+/// [`loss`] and its gradient (the same arithmetic as `loss_grad`), plus the number of samples
+/// of the batch the model classifies correctly, read off the logits of the same forward pass:
+/// `train::fit` then reports the training accuracy of the epoch's batches instead of running
+/// the model over the whole training set again.
+pub fn loss_grad_counted(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> (f32, Mlp, usize) {
+    let (z, logits_back) = logits_pullback(model, x);
+    let correct = symgrad::metrics::count_correct(&z, labels);
+    let (loss, loss_back) = cross_entropy_pullback(&z, labels);
+    let (dz, ()) = loss_back(&z, labels, 1.0, [true, false]);
+    let (grad, ()) = logits_back(model, x, dz, [true, false]);
+    (loss, grad, correct)
+}
+
 /// The default thread count of the examples: the cores this process may use.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    symgrad::parallel::max_threads()
 }
 
 /// The thread count to use for `--threads requested`: the default if not given; more threads
@@ -58,7 +73,13 @@ pub fn resolve_threads(requested: Option<usize>, force: bool) -> usize {
             );
             cores
         }
-        Some(n) => n,
+        Some(n) => {
+            if n > cores {
+                // The pool caps its busy threads at the cores unless told otherwise.
+                symgrad::parallel::set_max_threads(n);
+            }
+            n
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod ad;
 pub mod checkpoint;
 #[cfg(feature = "data")]
 pub mod data;
+pub mod fpu;
 pub mod gemm;
 pub mod metrics;
 pub mod nn;

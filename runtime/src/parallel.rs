@@ -1,6 +1,12 @@
 //! A parallel `for` over a few indices on the runtime's persistent worker threads (the pool
 //! the GEMM uses), for work that is coarse enough to split: the shards of a training step,
 //! the optimizer's element-wise update.
+//!
+//! The pool never runs more busy threads than [`max_threads`] (the cores this process may
+//! use, from `std::thread::available_parallelism()`; override with [`set_max_threads`] or
+//! `SYMGRAD_MAX_THREADS`). Asking for more pieces than that (`run(8, ..)` on 2 cores) is
+//! fine: the pieces are claimed in turn by the calling thread and the awake workers, and the
+//! result does not depend on who ran which. Idle workers spin for at most 50 µs, then sleep.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,11 +25,18 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
-/// Runs `f(i)` for every `i < n`, `f(0)` on the calling thread and the others on the pool's
-/// workers (spawned once, kept for the process). Returns when all have finished. If the pool
-/// is busy (a call from inside `f`, or another thread using it), everything runs on the
-/// calling thread instead, so `f(i)` must not depend on where it runs. A panic in `f` is
-/// propagated.
+pub use crate::gemm::pool::{max_threads, set_max_threads};
+
+#[doc(hidden)]
+pub use crate::gemm::pool::fail_worker_spawns;
+
+/// Runs `f(i)` exactly once for every `i < n`, on the calling thread and up to
+/// [`max_threads`]` - 1` of the pool's workers (spawned on first use, kept for the process),
+/// each index on whichever thread claims it first. Returns when all have finished. If the pool
+/// is busy (a call from inside `f`, or another thread using it), or no worker thread can be
+/// started, everything runs on the calling thread instead, so `f(i)` must not depend on where
+/// it runs. Workers use the calling thread's floating-point mode ([`crate::fpu`]). A panic in
+/// `f` is propagated once every index has finished.
 pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     crate::gemm::pool_run(n, f);
 }

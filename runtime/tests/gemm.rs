@@ -666,3 +666,33 @@ fn small_path_matches_packed_bitwise() {
         }
     }
 }
+
+#[test]
+fn kernel_names() {
+    use symgrad_runtime::gemm::kernel_from_name;
+    assert_eq!(kernel_from_name("fallback"), Ok(KernelChoice::Fallback));
+    assert_eq!(kernel_from_name(" Portable "), Ok(KernelChoice::Fallback));
+    let auto = if avx2_fma_available() {
+        KernelChoice::Avx2Fma
+    } else {
+        KernelChoice::Fallback
+    };
+    assert_eq!(kernel_from_name(""), Ok(auto));
+    assert_eq!(kernel_from_name("AUTO"), Ok(auto));
+    if avx2_fma_available() {
+        assert_eq!(kernel_from_name("avx2"), Ok(KernelChoice::Avx2Fma));
+    } else {
+        let e = kernel_from_name("avx2").unwrap_err();
+        assert!(e.contains("lacks AVX2+FMA"), "{e}");
+    }
+    let e = kernel_from_name("avx512").unwrap_err();
+    assert!(
+        e.contains("SYMGRAD_GEMM_KERNEL=avx512") && e.contains("no AVX-512 kernel"),
+        "{e}"
+    );
+    let e = kernel_from_name("fastest").unwrap_err();
+    assert!(
+        e.contains("SYMGRAD_GEMM_KERNEL=fastest: unknown kernel") && e.contains("fallback"),
+        "{e}"
+    );
+}

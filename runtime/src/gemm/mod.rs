@@ -18,7 +18,9 @@
 //! * anywhere else: a portable kernel that LLVM vectorises (there is no hand-written aarch64
 //!   NEON kernel; it could not be built or tested here).
 //!
-//! `SYMGRAD_GEMM_KERNEL=fallback` (or [`set_kernel`]) forces the portable kernel. Packing
+//! `SYMGRAD_GEMM_KERNEL=avx2|fallback` (or [`set_kernel`]) forces a kernel; an unknown value,
+//! or a kernel this CPU cannot run, is an error naming the kernels it supports
+//! ([`kernel_from_name`]). Packing
 //! buffers are per thread and reused, so steady-state calls do not allocate.
 //!
 //! # Threads
@@ -31,7 +33,7 @@
 mod driver;
 mod kernel;
 mod pack;
-mod pool;
+pub(crate) mod pool;
 
 /// The pool behind [`crate::parallel::run`].
 pub(crate) fn pool_run(n: usize, f: &(dyn Fn(usize) + Sync)) {
@@ -227,7 +229,11 @@ pub fn force_fallback_kernel(on: bool) {
 }
 
 /// The kernel the default entry points use: detected on first use (cached), unless
-/// `SYMGRAD_GEMM_KERNEL=fallback` is set or [`set_kernel`] was called. Never `Auto`.
+/// `SYMGRAD_GEMM_KERNEL` names one ([`kernel_from_name`]) or [`set_kernel`] was called.
+/// Never `Auto`.
+///
+/// # Panics
+/// On first use, if `SYMGRAD_GEMM_KERNEL` holds an unknown kernel or one this CPU cannot run.
 pub fn selected_kernel() -> KernelChoice {
     match KERNEL.load(Ordering::Relaxed) {
         1 => KernelChoice::Fallback,
@@ -241,10 +247,39 @@ pub fn selected_kernel() -> KernelChoice {
 
 fn detect() -> KernelChoice {
     let env = std::env::var("SYMGRAD_GEMM_KERNEL").unwrap_or_default();
-    match env.trim().to_ascii_lowercase().as_str() {
-        "fallback" | "portable" | "generic" => KernelChoice::Fallback,
-        _ if avx2_fma_available() => KernelChoice::Avx2Fma,
-        _ => KernelChoice::Fallback,
+    kernel_from_name(&env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The kernel a `SYMGRAD_GEMM_KERNEL` value asks for: `""` or `auto` (the fastest this CPU
+/// supports), `avx2` (the AVX2+FMA kernel), `fallback` (the portable one; also `portable`,
+/// `generic`); case-insensitive.
+///
+/// # Errors
+/// A message naming the value and the kernels this CPU supports, for an unknown name or a
+/// kernel the CPU cannot run (e.g. `avx2` without AVX2+FMA). The kernel is chosen when the
+/// first product runs; such a value then panics with this message.
+pub fn kernel_from_name(name: &str) -> Result<KernelChoice, String> {
+    let supported = if avx2_fma_available() {
+        "auto, avx2, fallback"
+    } else {
+        "auto, fallback"
+    };
+    match name.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" if avx2_fma_available() => Ok(KernelChoice::Avx2Fma),
+        "" | "auto" => Ok(KernelChoice::Fallback),
+        "fallback" | "portable" | "generic" => Ok(KernelChoice::Fallback),
+        "avx2" | "avx2fma" | "avx2+fma" if avx2_fma_available() => Ok(KernelChoice::Avx2Fma),
+        "avx2" | "avx2fma" | "avx2+fma" => Err(format!(
+            "SYMGRAD_GEMM_KERNEL={name}: this CPU lacks AVX2+FMA; kernels supported here: \
+             {supported}"
+        )),
+        "avx512" | "avx-512" => Err(format!(
+            "SYMGRAD_GEMM_KERNEL={name}: this build has no AVX-512 kernel; kernels supported \
+             here: {supported}"
+        )),
+        _ => Err(format!(
+            "SYMGRAD_GEMM_KERNEL={name}: unknown kernel; kernels supported here: {supported}"
+        )),
     }
 }
 

@@ -115,9 +115,11 @@ fn adam_step<P: Params>(
             v: vec![0.0; n],
         },
         |p, g, Moments { m, v }| {
-            // Memory-bound: big tensors are split across `parallel::threads()` threads.
-            let parts = if p.len() >= PARALLEL_MIN_LEN {
-                crate::parallel::threads()
+            // Memory-bound: big tensors are split across `parallel::threads()` threads, in
+            // 4 pieces per thread so that a thread that is slow to start (asleep, or
+            // descheduled on a busy machine) holds up little: the others take the rest.
+            let parts = if p.len() >= PARALLEL_MIN_LEN && crate::parallel::threads() > 1 {
+                4 * crate::parallel::threads()
             } else {
                 1
             };
