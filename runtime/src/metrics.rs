@@ -1,9 +1,16 @@
-//! Classification metrics: per-row argmax, accuracy of logits against `u8` labels, and a
-//! running (weighted) mean.
+//! Classification metrics: per-row argmax, accuracy and cross-entropy of logits against `u8`
+//! labels, a running (weighted) mean, a confusion matrix with per-class precision and recall,
+//! and [`MetricsLog`], which writes one record per epoch as JSON lines, JSON or CSV.
 //!
 //! Logits are a `batch x classes` [`DMatrix`], one sample per row.
 
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
 use nalgebra::DMatrix;
+
+use crate::train::EpochStats;
 
 /// The index of the largest element of each row (the predicted class of each sample).
 ///
@@ -100,5 +107,420 @@ impl RunningMean {
     /// Forgets everything added.
     pub fn reset(&mut self) {
         *self = Self::default();
+    }
+}
+
+/// The summed softmax cross-entropy `Σᵣ -log softmax(logitsᵣ)[labelᵣ]` of the rows of `logits`
+/// (`batch x classes`), computed stably in `f64` (log-sum-exp around the row's maximum).
+///
+/// # Panics
+/// If `labels.len()` differs from the number of rows or a label is not a column index.
+pub fn cross_entropy_sum(logits: &DMatrix<f32>, labels: &[u8]) -> f64 {
+    assert_eq!(
+        logits.nrows(),
+        labels.len(),
+        "cross_entropy_sum: {} rows of logits but {} labels",
+        logits.nrows(),
+        labels.len()
+    );
+    let mut total = 0.0f64;
+    for (r, &label) in labels.iter().enumerate() {
+        let row = logits.row(r);
+        let y = usize::from(label);
+        assert!(
+            y < row.len(),
+            "cross_entropy_sum: label {y} of row {r} but only {} classes",
+            row.len()
+        );
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+        let sum: f64 = row.iter().map(|&x| (f64::from(x) - max).exp()).sum();
+        total += max + sum.ln() - f64::from(row[y]);
+    }
+    total
+}
+
+/// A confusion matrix: `count(truth, predicted)` over `classes` classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfusionMatrix {
+    classes: usize,
+    counts: Vec<u64>,
+}
+
+/// Per-class figures of a [`ConfusionMatrix`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassStats {
+    /// Samples of this class (row sum).
+    pub support: u64,
+    /// Of the samples predicted as this class, the fraction that are (`NaN` if none).
+    pub precision: f64,
+    /// Of the samples of this class, the fraction predicted as it (`NaN` if none).
+    pub recall: f64,
+}
+
+impl ConfusionMatrix {
+    /// An empty matrix of `classes x classes`.
+    pub fn new(classes: usize) -> Self {
+        Self {
+            classes,
+            counts: vec![0; classes * classes],
+        }
+    }
+    /// The number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+    /// Counts one sample of class `truth` predicted as `predicted`.
+    ///
+    /// # Panics
+    /// If either is not below [`ConfusionMatrix::classes`].
+    pub fn record(&mut self, truth: usize, predicted: usize) {
+        assert!(
+            truth < self.classes && predicted < self.classes,
+            "ConfusionMatrix: class {truth} predicted as {predicted}, but there are {} classes",
+            self.classes
+        );
+        self.counts[truth * self.classes + predicted] += 1;
+    }
+    /// Counts the argmax of each row of `logits` against its label.
+    ///
+    /// # Panics
+    /// If `labels.len()` differs from the number of rows, or a class is out of range.
+    pub fn add(&mut self, logits: &DMatrix<f32>, labels: &[u8]) {
+        assert_eq!(
+            logits.nrows(),
+            labels.len(),
+            "ConfusionMatrix::add: {} rows of logits but {} labels",
+            logits.nrows(),
+            labels.len()
+        );
+        for (p, &l) in argmax_rows(logits).into_iter().zip(labels) {
+            self.record(usize::from(l), p);
+        }
+    }
+    /// How many samples of class `truth` were predicted as `predicted`.
+    pub fn count(&self, truth: usize, predicted: usize) -> u64 {
+        self.counts[truth * self.classes + predicted]
+    }
+    /// All samples counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// The fraction on the diagonal (`NaN` if empty).
+    pub fn accuracy(&self) -> f64 {
+        let diag: u64 = (0..self.classes).map(|c| self.count(c, c)).sum();
+        diag as f64 / self.total() as f64
+    }
+    /// Precision, recall and support of each class.
+    pub fn per_class(&self) -> Vec<ClassStats> {
+        (0..self.classes)
+            .map(|c| {
+                let support: u64 = (0..self.classes).map(|p| self.count(c, p)).sum();
+                let predicted: u64 = (0..self.classes).map(|t| self.count(t, c)).sum();
+                let hit = self.count(c, c) as f64;
+                ClassStats {
+                    support,
+                    precision: hit / predicted as f64,
+                    recall: hit / support as f64,
+                }
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for ConfusionMatrix {
+    /// The matrix (rows: true class, columns: predicted class) with each class's recall and
+    /// precision.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .counts
+            .iter()
+            .max()
+            .map_or(1, |m| m.to_string().len())
+            .max(3);
+        write!(f, "true\\pred")?;
+        for p in 0..self.classes {
+            write!(f, " {p:>width$}")?;
+        }
+        writeln!(f, "   recall  precision")?;
+        for (t, stats) in self.per_class().iter().enumerate() {
+            write!(f, "{t:>9}")?;
+            for p in 0..self.classes {
+                write!(f, " {:>width$}", self.count(t, p))?;
+            }
+            writeln!(
+                f,
+                "  {:>6.2}%    {:>6.2}%",
+                100.0 * stats.recall,
+                100.0 * stats.precision
+            )?;
+        }
+        write!(
+            f,
+            "accuracy {:.2}% of {} samples",
+            100.0 * self.accuracy(),
+            self.total()
+        )
+    }
+}
+
+/// The file formats of [`MetricsLog`], chosen by the file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFormat {
+    /// `.jsonl`: one JSON object per line and epoch.
+    JsonLines,
+    /// `.json`: a JSON array of one object per epoch.
+    Json,
+    /// `.csv`: a header line, then one row per epoch; empty cells for values not measured.
+    Csv,
+}
+
+/// Why a metrics file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The file's extension is not one of `.jsonl`, `.json`, `.csv`.
+    #[error("{path}: unsupported metrics file extension {ext:?}; use .jsonl, .json or .csv", path = path.display())]
+    Extension {
+        /// The file.
+        path: PathBuf,
+        /// The extension found (empty if none).
+        ext: String,
+    },
+    /// Writing the file failed.
+    #[error("{path}: {action}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl MetricsFormat {
+    /// The format for `path`'s extension (case-insensitive).
+    ///
+    /// # Errors
+    /// [`MetricsError::Extension`] for any other extension.
+    pub fn from_path(path: &Path) -> Result<Self, MetricsError> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "jsonl" => Ok(Self::JsonLines),
+            "json" => Ok(Self::Json),
+            "csv" => Ok(Self::Csv),
+            _ => Err(MetricsError::Extension {
+                path: path.to_path_buf(),
+                ext,
+            }),
+        }
+    }
+}
+
+/// The fields of a metrics record, in file order.
+const FIELDS: [&str; 12] = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "eval_seconds",
+    "samples_per_sec",
+];
+
+/// The values of [`FIELDS`] for one epoch (`NaN` = not measured).
+fn field_values(s: &EpochStats) -> [f64; 12] {
+    [
+        s.epoch as f64,
+        s.total_steps as f64,
+        f64::from(s.lr),
+        f64::from(s.train_loss),
+        f64::from(s.train_accuracy),
+        f64::from(s.test_loss),
+        f64::from(s.test_accuracy),
+        s.val_loss.map_or(f64::NAN, f64::from),
+        s.val_accuracy.map_or(f64::NAN, f64::from),
+        s.seconds,
+        s.eval_seconds,
+        s.samples_per_sec,
+    ]
+}
+
+/// One epoch as a JSON object on one line: `{"epoch":1,"step":938,"lr":0.001,...}`, with
+/// `null` for values not measured (`NaN`). The `f32` metrics are written as the shortest
+/// decimal that reads back to the same `f32`.
+pub fn epoch_json(s: &EpochStats) -> String {
+    let values = field_values(s);
+    let mut out = String::from("{");
+    for (i, (name, v)) in FIELDS.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"{name}\":{}", json_number(i, v)));
+    }
+    out.push('}');
+    out
+}
+
+/// Field `i`'s value as JSON: integers for epoch and step, `f32` round-trip precision for the
+/// `f32` fields, `null` for non-finite values.
+fn json_number(i: usize, v: f64) -> String {
+    if !v.is_finite() {
+        "null".to_string()
+    } else if i < 2 {
+        format!("{}", v as u64)
+    } else if i < 9 {
+        format!("{}", v as f32)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Reads back a JSON array (or JSON lines) of [`epoch_json`] records into [`EpochStats`]
+/// (`null` becomes `NaN`; unknown fields are ignored).
+///
+/// # Errors
+/// A message naming the record and field that could not be read.
+pub fn history_from_json(text: &str) -> Result<Vec<EpochStats>, String> {
+    let text = text.trim();
+    let records: Vec<serde_json::Value> = if text.starts_with('[') {
+        serde_json::from_str(text).map_err(|e| format!("history: {e}"))?
+    } else {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("history: {e}"))?
+    };
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let get = |name: &str| -> Result<f64, String> {
+                match r.get(name) {
+                    None | Some(serde_json::Value::Null) => Ok(f64::NAN),
+                    Some(v) => v
+                        .as_f64()
+                        .ok_or_else(|| format!("history record {i}: `{name}` is not a number")),
+                }
+            };
+            let epoch = get("epoch")?;
+            if !(epoch.is_finite() && epoch >= 1.0) {
+                return Err(format!("history record {i}: no valid `epoch`"));
+            }
+            Ok(EpochStats {
+                epoch: epoch as usize,
+                total_steps: get("step")?.max(0.0) as u64,
+                lr: get("lr")? as f32,
+                train_loss: get("train_loss")? as f32,
+                train_accuracy: get("train_accuracy")? as f32,
+                test_loss: get("test_loss")? as f32,
+                test_accuracy: get("test_accuracy")? as f32,
+                val_loss: Some(get("val_loss")? as f32).filter(|v| !v.is_nan()),
+                val_accuracy: Some(get("val_accuracy")? as f32).filter(|v| !v.is_nan()),
+                seconds: get("seconds")?,
+                eval_seconds: get("eval_seconds")?,
+                samples_per_sec: get("samples_per_sec")?,
+                steps: 0,
+            })
+        })
+        .collect()
+}
+
+/// A history as a JSON array, one [`epoch_json`] object per line.
+pub fn history_json(history: &[EpochStats]) -> String {
+    let items: Vec<String> = history.iter().map(epoch_json).collect();
+    format!("[{}]", items.join(",\n"))
+}
+
+/// One epoch as a CSV row of [`MetricsLog`]'s columns (empty cells for `NaN`).
+fn epoch_csv(s: &EpochStats) -> String {
+    field_values(s)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if v.is_finite() {
+                json_number(i, v)
+            } else {
+                String::new()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Writes one record per epoch to a `.jsonl`, `.json` or `.csv` file. The columns are `epoch,
+/// step, lr, train_loss, train_accuracy, test_loss, test_accuracy, val_loss, val_accuracy,
+/// seconds, eval_seconds, samples_per_sec` (accuracies in `[0, 1]`). The whole file is
+/// rewritten atomically after each epoch (a temporary file renamed over it), so it is never
+/// half-written.
+#[derive(Debug, Clone)]
+pub struct MetricsLog {
+    path: PathBuf,
+    format: MetricsFormat,
+    records: Vec<EpochStats>,
+}
+
+impl MetricsLog {
+    /// A log at `path` starting with `history` (e.g. the epochs of a resumed run), written at
+    /// once, so that a bad path fails before training.
+    ///
+    /// # Errors
+    /// [`MetricsError::Extension`] for an unsupported extension, [`MetricsError::Io`] if the
+    /// file cannot be written.
+    pub fn create(path: impl AsRef<Path>, history: &[EpochStats]) -> Result<Self, MetricsError> {
+        let path = path.as_ref();
+        let log = Self {
+            path: path.to_path_buf(),
+            format: MetricsFormat::from_path(path)?,
+            records: history.to_vec(),
+        };
+        log.write()?;
+        Ok(log)
+    }
+
+    /// Adds an epoch and rewrites the file.
+    ///
+    /// # Errors
+    /// [`MetricsError::Io`] naming the file.
+    pub fn push(&mut self, stats: &EpochStats) -> Result<(), MetricsError> {
+        self.records.push(*stats);
+        self.write()
+    }
+
+    /// The file's contents for the records so far.
+    pub fn render(&self) -> String {
+        match self.format {
+            MetricsFormat::JsonLines => self.records.iter().map(|s| epoch_json(s) + "\n").collect(),
+            MetricsFormat::Json => history_json(&self.records) + "\n",
+            MetricsFormat::Csv => {
+                let mut out = FIELDS.join(",") + "\n";
+                for s in &self.records {
+                    out += &epoch_csv(s);
+                    out.push('\n');
+                }
+                out
+            }
+        }
+    }
+
+    fn write(&self) -> Result<(), MetricsError> {
+        crate::checkpoint::write_atomic(&self.path, self.render().as_bytes()).map_err(
+            |(action, source)| MetricsError::Io {
+                path: self.path.clone(),
+                action,
+                source,
+            },
+        )
     }
 }
