@@ -708,13 +708,27 @@ pub fn save_training<P: Params + ?Sized, O: crate::optim::StatefulOptimizer>(
     path: impl AsRef<Path>,
     state: &TrainState,
 ) -> Result<(), CheckpointError> {
+    save_training_state(model, &opt.state(), path, state)
+}
+
+/// [`save_training`] with the optimizer's state already taken (e.g. from
+/// [`crate::train::Callbacks::on_epoch_end`]).
+///
+/// # Errors
+/// As [`save_training`].
+pub fn save_training_state<P: Params + ?Sized>(
+    model: &P,
+    optimizer: &crate::optim::OptimizerState,
+    path: impl AsRef<Path>,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
     let path = path.as_ref();
     let meta = state.to_metadata();
     let mut opt_meta = BTreeMap::new();
     for key in ["epoch", "step", "steps_into_epoch", "symgrad_version"] {
         opt_meta.insert(key.to_string(), meta[key].clone());
     }
-    save_optimizer(&opt.state(), optimizer_path(path), &opt_meta)?;
+    save_optimizer(optimizer, optimizer_path(path), &opt_meta)?;
     save_with_metadata(model, path, &meta)
 }
 

@@ -618,6 +618,18 @@ pub trait Callbacks<M: ?Sized> {
     fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
         let _ = (stats, model);
     }
+    /// After [`Callbacks::on_epoch`], for resumable checkpoints: `optimizer_state()` returns
+    /// the optimizer's state ([`Optimizer::export_state`], computed only when called). The
+    /// position is `epochs_done = stats.epoch`, `steps_done = stats.total_steps`,
+    /// `steps_into_epoch = 0` (see [`crate::checkpoint::save_training_state`]).
+    fn on_epoch_end(
+        &mut self,
+        stats: &EpochStats,
+        model: &M,
+        optimizer_state: &dyn Fn() -> Option<crate::optim::OptimizerState>,
+    ) {
+        let _ = (stats, model, optimizer_state);
+    }
 }
 
 impl<M: ?Sized> Callbacks<M> for () {}
@@ -638,6 +650,15 @@ impl<M: ?Sized, A: Callbacks<M>, B: Callbacks<M>> Callbacks<M> for (A, B) {
     fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
         self.0.on_epoch(stats, model);
         self.1.on_epoch(stats, model);
+    }
+    fn on_epoch_end(
+        &mut self,
+        stats: &EpochStats,
+        model: &M,
+        optimizer_state: &dyn Fn() -> Option<crate::optim::OptimizerState>,
+    ) {
+        self.0.on_epoch_end(stats, model, optimizer_state);
+        self.1.on_epoch_end(stats, model, optimizer_state);
     }
 }
 
@@ -910,6 +931,7 @@ where
         };
         callbacks.on_evaluate(&mut stats, model);
         callbacks.on_epoch(&stats, model);
+        callbacks.on_epoch_end(&stats, model, &|| opt.export_state());
         report.history.push(stats);
     }
     Ok(report)

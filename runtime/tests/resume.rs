@@ -633,3 +633,87 @@ fn a_callback_sets_the_learning_rate() {
     .unwrap_err();
     assert!(err.to_string().contains("learning rate to NaN"), "{err}");
 }
+
+/// Saves a training checkpoint after epoch `at` from `on_epoch_end`, as the mnist example does.
+struct SaveAt {
+    at: usize,
+    path: std::path::PathBuf,
+    seed: u64,
+}
+
+impl Callbacks<Mlp> for SaveAt {
+    fn on_epoch_end(
+        &mut self,
+        stats: &EpochStats,
+        model: &Mlp,
+        optimizer_state: &dyn Fn() -> Option<symgrad_runtime::optim::OptimizerState>,
+    ) {
+        if stats.epoch == self.at {
+            let state = TrainState {
+                position: ResumePoint {
+                    epochs_done: stats.epoch,
+                    steps_done: stats.total_steps,
+                    steps_into_epoch: 0,
+                },
+                seed: self.seed,
+                ..TrainState::default()
+            };
+            let opt = optimizer_state().expect("the optimizers here export their state");
+            checkpoint::save_training_state(model, &opt, &self.path, &state).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_saved_by_a_callback_resumes_exactly() {
+    let opt = optimizers().remove(1); // AdamW
+    let (straight, _) = straight_run(&opt, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("epoch5.safetensors");
+    // The full run saves after epoch 5; resuming from that file gives the same end.
+    let (images, labels) = synthetic(300, 1);
+    let train = DataRef::new(&images, &labels, 16);
+    let mut model = Mlp::new(16, 8, 4, 3);
+    let mut o = opt.clone();
+    let mut hooks = (
+        schedule(opt.lr()),
+        SaveAt {
+            at: 5,
+            path: path.clone(),
+            seed: 5,
+        },
+    );
+    fit(
+        &mut model,
+        &mut o,
+        train,
+        train,
+        &config(1),
+        loss_grad,
+        predict,
+        &mut hooks,
+    )
+    .unwrap();
+    let mut resumed = Mlp::new(16, 8, 4, 0);
+    let mut o = opt.clone();
+    let state = checkpoint::load_training(&mut resumed, &mut o, &path).unwrap();
+    assert_eq!(state.position.steps_done, 50);
+    let cfg = TrainConfig {
+        resume: state.position,
+        ..config(1)
+    };
+    let (ti, tl) = synthetic(100, 2);
+    let test = DataRef::new(&ti, &tl, 16);
+    fit(
+        &mut resumed,
+        &mut o,
+        train,
+        test,
+        &cfg,
+        loss_grad,
+        predict,
+        &mut schedule(opt.lr()),
+    )
+    .unwrap();
+    assert_eq!(resumed.bits(), straight.bits());
+}

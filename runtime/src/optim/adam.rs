@@ -203,6 +203,9 @@ impl Optimizer for Adam {
     fn steps(&self) -> u64 {
         self.t
     }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
+    }
 }
 
 /// AdamW with PyTorch's `torch.optim.AdamW` update: decoupled weight decay
@@ -260,6 +263,9 @@ impl Optimizer for AdamW {
     }
     fn steps(&self) -> u64 {
         self.t
+    }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
     }
 }
 

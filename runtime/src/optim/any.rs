@@ -54,6 +54,9 @@ impl Optimizer for AnyOptimizer {
             Self::Sgd(o) => o.steps(),
         }
     }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
+    }
 }
 
 impl StatefulOptimizer for AnyOptimizer {

@@ -52,6 +52,12 @@ pub trait Optimizer {
 
     /// The number of steps taken so far.
     fn steps(&self) -> u64;
+
+    /// A copy of the optimizer's state for a checkpoint, if it can be saved (see
+    /// [`StatefulOptimizer`]; the optimizers of this module all return `Some`). Default `None`.
+    fn export_state(&self) -> Option<OptimizerState> {
+        None
+    }
 }
 
 /// Per-tensor optimizer state kept in visit order, with the name and size checks that keep it

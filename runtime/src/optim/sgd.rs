@@ -138,6 +138,9 @@ impl Optimizer for Sgd {
     fn steps(&self) -> u64 {
         self.t
     }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
+    }
 }
 
 impl StatefulOptimizer for Sgd {
