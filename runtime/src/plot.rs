@@ -150,6 +150,29 @@ fn quiet_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
     best.1
 }
 
+/// Tick values for a log axis over `lo..hi`: 1, 2, 3, 5 times the powers of ten inside it
+/// (only 1 and 3 when that gives more than 12).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    for mantissas in [&[1.0, 2.0, 3.0, 5.0][..], &[1.0, 3.0][..], &[1.0][..]] {
+        ticks.clear();
+        let mut decade = 10f64.powf(lo.log10().floor());
+        while decade <= hi {
+            for m in mantissas {
+                let v = m * decade;
+                if v >= lo && v <= hi {
+                    ticks.push(v);
+                }
+            }
+            decade *= 10.0;
+        }
+        if ticks.len() <= 12 {
+            break;
+        }
+    }
+    ticks
+}
+
 /// Per-epoch points `(epoch, value)` of the finite values of `get`.
 fn epoch_points(history: &[EpochStats], get: impl Fn(&EpochStats) -> f64) -> Vec<(f64, f64)> {
     history
@@ -227,13 +250,15 @@ fn draw<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(38)
         .y_label_area_size(62)
-        .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())
+        .build_cartesian_2d(
+            x_range.clone(),
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+        )
         .map_err(draw_err)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("cross-entropy")
-        .y_labels(8)
         .light_line_style(RGBColor(245, 245, 245))
         .x_labels(x_labels)
         .x_label_formatter(&|x| format!("{x:.0}"))
@@ -300,12 +325,17 @@ fn draw<DB: DrawingBackend>(
     let pad = ((hi - lo) * 0.08).max(0.25);
     let (lo, hi) = ((lo - pad).max(0.0), hi + pad);
     let unit_acc = |y: f64| (y - lo) / (hi - lo);
+    // Accuracies exist per epoch only: their x axis spans the epochs.
+    let span = (last - first).max(1.0);
+    let acc_x = (first - (span * 0.04).max(0.15))..(first + span + (span * 0.04).max(0.15));
+    let (a0, a1) = (acc_x.start, acc_x.end);
+    let to_unit_acc_x = |x: f64| (x - a0) / (a1 - a0);
     let mut chart = ChartBuilder::on(&right)
         .caption("accuracy (%)", ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(38)
         .y_label_area_size(62)
-        .build_cartesian_2d(x_range, lo..hi)
+        .build_cartesian_2d(acc_x.clone(), lo..hi)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -334,7 +364,7 @@ fn draw<DB: DrawingBackend>(
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(draw_err)?;
-        occupied.extend(points.iter().map(|&(x, y)| (to_unit_x(x), unit_acc(y))));
+        occupied.extend(points.iter().map(|&(x, y)| (to_unit_acc_x(x), unit_acc(y))));
     }
     chart
         .configure_series_labels()
