@@ -1,5 +1,7 @@
 //! What the `mnist` and `finetune` examples share: the model, data loading and progress output.
 
+pub mod extras;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
@@ -106,6 +106,15 @@ pub enum CheckpointError {
         /// The reason.
         reason: String,
     },
+    /// A training checkpoint cannot be resumed from (missing or inconsistent metadata, or an
+    /// optimizer state that does not fit).
+    #[error("{path}: cannot resume training: {reason}", path = path.display())]
+    Resume {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Options of [`load_with`].
@@ -191,55 +200,11 @@ fn serialize<P: Params + ?Sized>(model: &P, path: &Path) -> Result<Vec<u8>, Chec
 pub fn save<P: Params + ?Sized>(model: &P, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     let path = path.as_ref();
     let bytes = serialize(model, path)?;
-    write_atomic(path, &bytes).map_err(|(action, source)| CheckpointError::Io {
+    crate::tempfiles::write_atomic(path, &bytes).map_err(|(action, source)| CheckpointError::Io {
         path: path.to_path_buf(),
         action,
         source,
     })
-}
-
-/// The directory of `path` (`.` for a bare file name) and its file name.
-fn split_path(path: &Path) -> Result<(PathBuf, &std::ffi::OsStr), (&'static str, io::Error)> {
-    let file_name = path.file_name().ok_or_else(|| {
-        (
-            "choosing a file name",
-            io::Error::other("path has no file name"),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((dir, file_name))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory
-/// (`.NAME.tmp-PID-N`, created with `create_new`), `fsync`, rename over `path`, then (on Unix)
-/// `fsync` of the directory. The temporary file is removed if anything fails (and by
-/// [`crate::tempfiles::remove_in_progress`] from a signal handler); stale ones of the same
-/// target left by dead processes are removed first. Returns what failed and why.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
-    let (dir, file_name) = split_path(path)?;
-    if path.is_dir() {
-        return Err((
-            "checking the path",
-            io::Error::other("is a directory, not a file name"),
-        ));
-    }
-    let (tmp, mut f) =
-        TempFile::create(&dir, file_name, "tmp").map_err(|e| ("creating temporary file", e))?;
-    f.write_all(bytes)
-        .map_err(|e| ("writing temporary file", e))?;
-    f.sync_all().map_err(|e| ("syncing temporary file", e))?;
-    drop(f);
-    fs::rename(&tmp.path, path).map_err(|e| ("renaming temporary file into place", e))?;
-    tmp.keep();
-    #[cfg(unix)]
-    if let Ok(d) = File::open(&dir) {
-        // Makes the rename durable; failure here does not undo a completed write.
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Checks, before a long training run, that a checkpoint can later be saved at `path`: it is
@@ -256,7 +221,7 @@ pub fn check_writable(path: impl AsRef<Path>) -> Result<(), CheckpointError> {
         action,
         source,
     };
-    let (dir, file_name) = split_path(path).map_err(err)?;
+    let (dir, file_name) = crate::tempfiles::split_path(path).map_err(err)?;
     if path.is_dir() {
         return Err(err((
             "checking the path",
@@ -589,4 +554,400 @@ fn apply<P: Params + ?Sized>(
         t.copy_from_row_major(&values);
     });
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata, optimizer state and training checkpoints (resumable training).
+// ---------------------------------------------------------------------------------------------
+
+/// safetensors' limit on the JSON header (100 MB); a larger header is rejected unread.
+const MAX_HEADER: u64 = 100_000_000;
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> CheckpointError {
+    CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn io_err<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> CheckpointError + 'a {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Serializes named row-major `f32` tensors with a `__metadata__` map.
+fn serialize_named(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<Vec<u8>, CheckpointError> {
+    let serialize_err = |e: &dyn std::fmt::Display| CheckpointError::Serialize {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    let mut seen = std::collections::HashSet::new();
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+        if !seen.insert(name.as_str()) {
+            return Err(serialize_err(&format!("two tensors are named `{name}`")));
+        }
+        let view =
+            TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| serialize_err(&e))?;
+        views.push((name.as_str(), view));
+    }
+    let meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let meta = if meta.is_empty() { None } else { Some(meta) };
+    safetensors::tensor::serialize(views, meta).map_err(|e| serialize_err(&e))
+}
+
+/// The model's tensors as (name, shape, row-major values).
+fn model_tensors<P: Params + ?Sized>(model: &P) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut tensors = Vec::new();
+    model.visit("", &mut |name, t: &dyn Tensor| {
+        tensors.push((name.to_string(), t.shape(), t.to_row_major()));
+    });
+    tensors
+}
+
+/// Like [`save`], with `metadata` in the file's `__metadata__` header (string keys and values;
+/// PyTorch's `safetensors.torch.load_file` ignores it, `safe_open(..).metadata()` reads it).
+///
+/// # Errors
+/// As [`save`].
+pub fn save_with_metadata<P: Params + ?Sized>(
+    model: &P,
+    path: impl AsRef<Path>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let path = path.as_ref();
+    let bytes = serialize_named(&model_tensors(model), metadata, path)?;
+    crate::tempfiles::write_atomic(path, &bytes).map_err(|(action, source)| CheckpointError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    })
+}
+
+/// The `__metadata__` of the safetensors file at `path` (empty if it has none). Reads only the
+/// 8-byte length and the JSON header, never the tensor data.
+///
+/// # Errors
+/// [`CheckpointError::Io`] if the file cannot be read, [`CheckpointError::Corrupt`] if the
+/// header is not valid safetensors JSON or the metadata is not a map of strings.
+pub fn read_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>, CheckpointError> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let mut file = File::open(path).map_err(io_err(path, "opening"))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| corrupt(path, "shorter than the 8-byte header length"))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER {
+        return Err(corrupt(
+            path,
+            format!("header length {n} exceeds safetensors' limit of {MAX_HEADER} bytes"),
+        ));
+    }
+    let mut header = Vec::new();
+    file.take(n)
+        .read_to_end(&mut header)
+        .map_err(io_err(path, "reading the header"))?;
+    if header.len() as u64 != n {
+        return Err(corrupt(
+            path,
+            format!(
+                "the header announces {n} bytes but the file ends after {}",
+                header.len()
+            ),
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| corrupt(path, format!("header is not JSON: {e}")))?;
+    let mut out = BTreeMap::new();
+    match json.get("__metadata__") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (k, v) in map {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| corrupt(path, format!("metadata `{k}` is not a string")))?;
+                out.insert(k.clone(), v.to_string());
+            }
+        }
+        Some(_) => return Err(corrupt(path, "`__metadata__` is not an object")),
+    }
+    Ok(out)
+}
+
+/// The optimizer-state file that goes with the model checkpoint `model_path`:
+/// `NAME.safetensors` → `NAME.optim.safetensors` (any other name: `NAME.optim.safetensors`
+/// after the full name).
+pub fn optimizer_path(model_path: impl AsRef<Path>) -> PathBuf {
+    let p = model_path.as_ref();
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name.unwrap_or_default();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    p.with_file_name(format!("{stem}.optim.safetensors"))
+}
+
+/// Saves an optimizer state as safetensors: one 1-D `F32` tensor per buffer
+/// (`exp_avg.layer1.weight`, ...), the kind and step count in `__metadata__` (`optimizer`,
+/// `optimizer_steps`) beside `metadata`. Atomic, as [`save`].
+///
+/// # Errors
+/// As [`save`].
+pub fn save_optimizer(
+    state: &crate::optim::OptimizerState,
+    path: impl AsRef<Path>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let path = path.as_ref();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = state
+        .tensors
+        .iter()
+        .map(|(name, v)| (name.clone(), vec![v.len()], v.clone()))
+        .collect();
+    let mut meta = metadata.clone();
+    meta.insert("optimizer".into(), state.kind.clone());
+    meta.insert("optimizer_steps".into(), state.steps.to_string());
+    let bytes = serialize_named(&tensors, &meta, path)?;
+    crate::tempfiles::write_atomic(path, &bytes).map_err(|(action, source)| CheckpointError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    })
+}
+
+/// Reads an optimizer state written by [`save_optimizer`], with the file's metadata.
+///
+/// # Errors
+/// [`CheckpointError::Io`], [`CheckpointError::Corrupt`] (also for missing `optimizer` /
+/// `optimizer_steps` metadata), [`CheckpointError::Dtype`] for a tensor that is not `F32`.
+pub fn load_optimizer(
+    path: impl AsRef<Path>,
+) -> Result<(crate::optim::OptimizerState, BTreeMap<String, String>), CheckpointError> {
+    let path = path.as_ref();
+    let meta = read_metadata(path)?;
+    let bytes = fs::read(path).map_err(io_err(path, "reading"))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
+    let kind = meta
+        .get("optimizer")
+        .ok_or_else(|| corrupt(path, "no `optimizer` in the metadata"))?
+        .clone();
+    let steps = meta
+        .get("optimizer_steps")
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| corrupt(path, "no valid `optimizer_steps` in the metadata"))?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in file.iter() {
+        if view.dtype() != Dtype::F32 {
+            return Err(CheckpointError::Dtype {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                found: format!("{:?}", view.dtype()),
+            });
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(name.to_string(), values);
+    }
+    Ok((
+        crate::optim::OptimizerState {
+            kind,
+            steps,
+            tensors,
+        },
+        meta,
+    ))
+}
+
+#[cfg(feature = "train")]
+/// What a training checkpoint records besides the weights, in the model file's
+/// `__metadata__`: keys `epoch` (completed epochs), `step` (optimizer steps),
+/// `steps_into_epoch`, `seed`, `config` (the run's settings, free text such as JSON),
+/// `accuracy` (the last evaluated accuracy, if any), `history` (the epochs so far, see
+/// [`crate::metrics::history_json`]) and `symgrad_version`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainState {
+    /// Where training stands.
+    pub position: crate::train::ResumePoint,
+    /// The seed of the shuffles (and of the initial weights).
+    pub seed: u64,
+    /// The run's settings (e.g. a JSON object of the command-line flags).
+    pub config: String,
+    /// The last evaluated accuracy in `[0, 1]`, if any.
+    pub accuracy: Option<f32>,
+    /// The completed epochs' statistics.
+    pub history: Vec<crate::train::EpochStats>,
+    /// The symgrad version that wrote the checkpoint (set by [`save_training`]).
+    pub version: String,
+}
+
+#[cfg(feature = "train")]
+impl TrainState {
+    /// The metadata map written by [`save_training`].
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("format".into(), "symgrad-train-1".into());
+        m.insert("epoch".into(), self.position.epochs_done.to_string());
+        m.insert("step".into(), self.position.steps_done.to_string());
+        m.insert(
+            "steps_into_epoch".into(),
+            self.position.steps_into_epoch.to_string(),
+        );
+        m.insert("seed".into(), self.seed.to_string());
+        m.insert("config".into(), self.config.clone());
+        if let Some(a) = self.accuracy {
+            m.insert("accuracy".into(), a.to_string());
+        }
+        m.insert(
+            "history".into(),
+            crate::metrics::history_json(&self.history),
+        );
+        m.insert(
+            "symgrad_version".into(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        );
+        m
+    }
+
+    /// Reads the state back from a model file's metadata.
+    ///
+    /// # Errors
+    /// A message naming the missing or malformed key.
+    pub fn from_metadata(m: &BTreeMap<String, String>) -> Result<Self, String> {
+        fn num<T: std::str::FromStr>(m: &BTreeMap<String, String>, key: &str) -> Result<T, String> {
+            let v = m.get(key).ok_or_else(|| {
+                format!(
+                    "no `{key}` in the metadata (not a training checkpoint written with --save;                      use it with --load to start a new run from its weights)"
+                )
+            })?;
+            v.parse()
+                .map_err(|_| format!("metadata `{key}` is {v:?}, not a number"))
+        }
+        let history = match m.get("history") {
+            Some(h) => crate::metrics::history_from_json(h)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            position: crate::train::ResumePoint {
+                epochs_done: num(m, "epoch")?,
+                steps_done: num(m, "step")?,
+                steps_into_epoch: num(m, "steps_into_epoch")?,
+            },
+            seed: num(m, "seed")?,
+            config: m.get("config").cloned().unwrap_or_default(),
+            accuracy: m.get("accuracy").and_then(|a| a.parse().ok()),
+            history,
+            version: m.get("symgrad_version").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(feature = "train")]
+/// Saves a resumable training checkpoint: the optimizer state to
+/// [`optimizer_path`]`(path)` first, then the model with `state`'s metadata to `path` (a
+/// plain PyTorch `state_dict` with metadata: `load_state_dict(strict=True)` loads it). Both
+/// files carry the same `step`, so [`load_training`] detects a pair torn by a crash between
+/// the two writes.
+///
+/// # Errors
+/// As [`save`], naming the file that failed.
+pub fn save_training<P: Params + ?Sized, O: crate::optim::StatefulOptimizer>(
+    model: &P,
+    opt: &O,
+    path: impl AsRef<Path>,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
+    save_training_state(model, &opt.state(), path, state)
+}
+
+#[cfg(feature = "train")]
+/// [`save_training`] with the optimizer's state already taken (e.g. from
+/// [`crate::train::Callbacks::on_epoch_end`]).
+///
+/// # Errors
+/// As [`save_training`].
+pub fn save_training_state<P: Params + ?Sized>(
+    model: &P,
+    optimizer: &crate::optim::OptimizerState,
+    path: impl AsRef<Path>,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
+    let path = path.as_ref();
+    let meta = state.to_metadata();
+    let mut opt_meta = BTreeMap::new();
+    for key in ["epoch", "step", "steps_into_epoch", "symgrad_version"] {
+        opt_meta.insert(key.to_string(), meta[key].clone());
+    }
+    save_optimizer(optimizer, optimizer_path(path), &opt_meta)?;
+    save_with_metadata(model, path, &meta)
+}
+
+#[cfg(feature = "train")]
+/// Restores a checkpoint written by [`save_training`]: the model from `path`, the optimizer
+/// from [`optimizer_path`]`(path)`, and returns the [`TrainState`] (pass its `position` as
+/// [`crate::train::TrainConfig::resume`]).
+///
+/// # Errors
+/// [`CheckpointError::Resume`] if the metadata is missing or the two files are from different
+/// steps or the optimizer state does not fit the model or optimizer; the model's and the
+/// optimizer's own load errors otherwise. The model is checked completely before it changes,
+/// and the optimizer state before the optimizer changes; if the optimizer state is rejected
+/// after the model was loaded, the model holds the checkpoint's weights.
+pub fn load_training<P: Params + ?Sized, O: crate::optim::StatefulOptimizer>(
+    model: &mut P,
+    opt: &mut O,
+    path: impl AsRef<Path>,
+) -> Result<TrainState, CheckpointError> {
+    let path = path.as_ref();
+    let resume_err = |p: &Path, reason: String| CheckpointError::Resume {
+        path: p.to_path_buf(),
+        reason,
+    };
+    let state =
+        TrainState::from_metadata(&read_metadata(path)?).map_err(|r| resume_err(path, r))?;
+    let opt_path = optimizer_path(path);
+    if !opt_path.exists() {
+        return Err(resume_err(
+            path,
+            format!(
+                "its optimizer state {} is missing (it is written beside the weights by --save)",
+                opt_path.display()
+            ),
+        ));
+    }
+    let (opt_state, opt_meta) = load_optimizer(&opt_path)?;
+    let step = state.position.steps_done.to_string();
+    if opt_meta.get("step") != Some(&step) || opt_state.steps != state.position.steps_done {
+        return Err(resume_err(
+            path,
+            format!(
+                "the weights are from step {step} but {} is from step {} (a save was \
+                 interrupted between the two files?)",
+                opt_path.display(),
+                opt_meta.get("step").map_or("?", |s| s.as_str())
+            ),
+        ));
+    }
+    load(model, path)?;
+    opt.load_state(model, &opt_state)
+        .map_err(|e| resume_err(&opt_path, e.to_string()))?;
+    Ok(state)
 }

@@ -7,11 +7,14 @@
 //! checkpoints and `part` for downloads), so the writer's process id can be read back.
 
 // The writer side is used by the `download` and `checkpoint` features only.
-#![cfg_attr(not(any(feature = "download", feature = "checkpoint")), allow(dead_code))]
+#![cfg_attr(
+    not(any(feature = "download", feature = "checkpoint")),
+    allow(dead_code)
+)]
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,6 +155,54 @@ fn process_alive(_pid: u32, file: &Path) -> bool {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_none_or(|age| age < std::time::Duration::from_secs(24 * 3600))
+}
+
+/// The directory of `path` (`.` for a bare file name) and its file name.
+#[cfg_attr(not(any(feature = "checkpoint", feature = "train")), allow(dead_code))]
+pub(crate) fn split_path(
+    path: &Path,
+) -> Result<(PathBuf, &std::ffi::OsStr), (&'static str, io::Error)> {
+    let file_name = path.file_name().ok_or_else(|| {
+        (
+            "choosing a file name",
+            io::Error::other("path has no file name"),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, file_name))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory
+/// (`.NAME.tmp-PID-N`, created with `create_new`), `fsync`, rename over `path`, then (on Unix)
+/// `fsync` of the directory. The temporary file is removed if anything fails (and by
+/// [`crate::tempfiles::remove_in_progress`] from a signal handler); stale ones of the same
+/// target left by dead processes are removed first. Returns what failed and why.
+#[cfg_attr(not(any(feature = "checkpoint", feature = "train")), allow(dead_code))]
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
+    let (dir, file_name) = split_path(path)?;
+    if path.is_dir() {
+        return Err((
+            "checking the path",
+            io::Error::other("is a directory, not a file name"),
+        ));
+    }
+    let (tmp, mut f) =
+        TempFile::create(&dir, file_name, "tmp").map_err(|e| ("creating temporary file", e))?;
+    f.write_all(bytes)
+        .map_err(|e| ("writing temporary file", e))?;
+    f.sync_all().map_err(|e| ("syncing temporary file", e))?;
+    drop(f);
+    fs::rename(&tmp.path, path).map_err(|e| ("renaming temporary file into place", e))?;
+    tmp.keep();
+    #[cfg(unix)]
+    if let Ok(d) = File::open(&dir) {
+        // Makes the rename durable; failure here does not undo a completed write.
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

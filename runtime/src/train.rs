@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::metrics::{RunningMean, count_correct};
+use crate::metrics::{RunningMean, count_correct, cross_entropy_sum};
 use crate::optim::Optimizer;
 use crate::params::{Params, Tensor};
 
@@ -380,46 +380,120 @@ pub fn evaluate<M: ?Sized>(
     batch_size: usize,
     predict: impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
 ) -> f32 {
-    evaluate_with(model, data, batch_size, &predict, &mut Batch::new())
+    evaluate_serial(model, data, batch_size, &predict, &mut Batch::new(), false).accuracy
 }
 
-fn evaluate_with<M: ?Sized>(
+/// Accuracy and mean cross-entropy loss of a classifier on a data set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Fraction of samples classified correctly, in `[0, 1]` (`NaN` for no samples).
+    pub accuracy: f32,
+    /// Mean softmax cross-entropy of the logits against the labels (`NaN` for no samples).
+    pub loss: f32,
+    /// Samples classified correctly.
+    pub correct: usize,
+    /// Samples evaluated.
+    pub samples: usize,
+}
+
+impl Evaluation {
+    fn from_sums(correct: usize, loss_sum: f64, samples: usize) -> Self {
+        Self {
+            accuracy: (correct as f64 / samples as f64) as f32,
+            loss: (loss_sum / samples as f64) as f32,
+            correct,
+            samples,
+        }
+    }
+}
+
+/// The accuracy and the mean cross-entropy loss (softmax of the logits) of `predict` on `data`,
+/// evaluated in order in batches of `batch_size`.
+///
+/// # Panics
+/// As [`evaluate`].
+pub fn evaluate_metrics<M: ?Sized>(
     model: &M,
     data: DataRef<'_>,
     batch_size: usize,
-    predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
-    batch: &mut Batch,
-) -> f32 {
-    let correct = count_correct_with(model, data, batch_size, predict, batch);
-    (correct as f64 / data.len() as f64) as f32
+    predict: impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+) -> Evaluation {
+    evaluate_serial(model, data, batch_size, &predict, &mut Batch::new(), true)
 }
 
-/// The number of samples of `data` that `predict` classifies correctly.
-fn count_correct_with<M: ?Sized>(
+/// The confusion matrix of `predict` on `data` over `classes` classes (see
+/// [`crate::metrics::ConfusionMatrix`]).
+///
+/// # Panics
+/// As [`evaluate`], or if a label or prediction is not below `classes`.
+pub fn confusion_matrix<M: ?Sized>(
     model: &M,
     data: DataRef<'_>,
     batch_size: usize,
-    predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
-    batch: &mut Batch,
-) -> usize {
-    assert!(batch_size > 0, "evaluate: batch_size is 0");
-    let mut correct = 0usize;
+    classes: usize,
+    predict: impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+) -> crate::metrics::ConfusionMatrix {
+    assert!(batch_size > 0, "confusion_matrix: batch_size is 0");
+    let mut matrix = crate::metrics::ConfusionMatrix::new(classes);
+    let mut batch = Batch::new();
     let mut start = 0;
     while start < data.len() {
         let end = (start + batch_size).min(data.len());
         batch.fill_range(data, start, end);
-        let logits = predict(model, &batch.x);
-        assert_eq!(
-            logits.nrows(),
-            batch.len(),
-            "evaluate: predict returned {} rows for a batch of {} samples (one sample per row)",
-            logits.nrows(),
-            batch.len()
-        );
-        correct += count_correct(&logits, &batch.labels);
+        matrix.add(&predict(model, &batch.x), &batch.labels);
         start = end;
     }
-    correct
+    matrix
+}
+
+/// The number of correct predictions of `predict` on samples `start..end` of `data`, and
+/// their summed cross-entropy if `with_loss` (else 0).
+fn batch_sums<M: ?Sized>(
+    model: &M,
+    data: DataRef<'_>,
+    (start, end): (usize, usize),
+    predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+    batch: &mut Batch,
+    with_loss: bool,
+) -> (usize, f64) {
+    batch.fill_range(data, start, end);
+    let logits = predict(model, &batch.x);
+    assert_eq!(
+        logits.nrows(),
+        batch.len(),
+        "evaluate: predict returned {} rows for a batch of {} samples (one sample per row)",
+        logits.nrows(),
+        batch.len()
+    );
+    let loss = if with_loss {
+        cross_entropy_sum(&logits, &batch.labels)
+    } else {
+        0.0
+    };
+    (count_correct(&logits, &batch.labels), loss)
+}
+
+/// [`batch_sums`] over all of `data` in order, in batches of `batch_size`, as an [`Evaluation`]
+/// (`loss` is 0 unless `with_loss`).
+fn evaluate_serial<M: ?Sized>(
+    model: &M,
+    data: DataRef<'_>,
+    batch_size: usize,
+    predict: &impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32>,
+    batch: &mut Batch,
+    with_loss: bool,
+) -> Evaluation {
+    assert!(batch_size > 0, "evaluate: batch_size is 0");
+    let (mut correct, mut loss) = (0usize, 0.0f64);
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + batch_size).min(data.len());
+        let (c, l) = batch_sums(model, data, (start, end), predict, batch, with_loss);
+        correct += c;
+        loss += l;
+        start = end;
+    }
+    Evaluation::from_sums(correct, loss, data.len())
 }
 
 /// What the `loss_grad` closure of [`fit`] returns: `(loss, gradient)`, or
@@ -475,6 +549,24 @@ pub struct TrainConfig {
     /// `SYMGRAD_MAX_THREADS` (or [`crate::parallel::set_max_threads`]) raises the cap, e.g. to
     /// reproduce a run made on a machine with more cores. Default `1`.
     pub threads: usize,
+    /// Where training starts: after `epochs_done` epochs and `steps_done` steps, e.g. from a
+    /// checkpoint ([`crate::checkpoint::TrainState`]). Epoch `epochs_done + 1` skips its first
+    /// `steps_into_epoch` batches, so with the model and optimizer state restored, training
+    /// continues bit for bit as if it had never stopped (the resumed epoch's
+    /// [`EpochStats::train_loss`] averages only the steps after the restart). [`TrainConfig::epochs`]
+    /// stays the total. Default: the start.
+    pub resume: ResumePoint,
+}
+
+/// A position in training: what [`fit`] has done. See [`TrainConfig::resume`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Optimizer steps taken in total.
+    pub steps_done: u64,
+    /// Steps taken in the epoch after the completed ones (0 at an epoch boundary).
+    pub steps_into_epoch: usize,
 }
 
 impl Default for TrainConfig {
@@ -488,6 +580,7 @@ impl Default for TrainConfig {
             check_gradients: true,
             stop: None,
             threads: 1,
+            resume: ResumePoint::default(),
         }
     }
 }
@@ -511,6 +604,19 @@ pub struct StepInfo {
     pub samples_per_sec: f64,
 }
 
+/// What [`Callbacks::before_step`] is told about the step about to be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepStart {
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// The step within the epoch, 1-based.
+    pub step_in_epoch: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// The step since the start of training (resumed runs included), 1-based.
+    pub step: u64,
+}
+
 /// The results of one epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochStats {
@@ -526,6 +632,17 @@ pub struct EpochStats {
     pub train_accuracy: f32,
     /// Accuracy on the test set after the epoch (`NaN` if the test set is empty).
     pub test_accuracy: f32,
+    /// Mean cross-entropy loss on the test set after the epoch (`NaN` if it is empty).
+    pub test_loss: f32,
+    /// Accuracy on a validation set, if a callback measured one ([`Callbacks::on_evaluate`]).
+    pub val_accuracy: Option<f32>,
+    /// Mean loss on a validation set, if a callback measured one.
+    pub val_loss: Option<f32>,
+    /// The learning rate of the epoch's last step.
+    pub lr: f32,
+    /// Optimizer steps since the start of training (resumed runs included) at the end of the
+    /// epoch.
+    pub total_steps: u64,
     /// Seconds spent training (without evaluation).
     pub seconds: f64,
     /// Seconds spent evaluating the two accuracies.
@@ -540,14 +657,20 @@ impl fmt::Display for EpochStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "epoch {:>3}: loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:.1}s ({:.0} samples/s, eval {:.1}s)",
+            "epoch {:>3}: loss {:.4}  train acc {:.2}%  test loss {:.4}  test acc {:.2}%",
             self.epoch,
             self.train_loss,
             100.0 * self.train_accuracy,
+            self.test_loss,
             100.0 * self.test_accuracy,
-            self.seconds,
-            self.samples_per_sec,
-            self.eval_seconds
+        )?;
+        if let (Some(loss), Some(acc)) = (self.val_loss, self.val_accuracy) {
+            write!(f, "  val loss {loss:.4}  val acc {:.2}%", 100.0 * acc)?;
+        }
+        write!(
+            f,
+            "  {:.1}s ({:.0} samples/s, eval {:.1}s)",
+            self.seconds, self.samples_per_sec, self.eval_seconds
         )
     }
 }
@@ -562,6 +685,9 @@ pub struct FitReport {
     /// Whether [`TrainConfig::stop`] ended training early (the interrupted epoch is not in
     /// `history`).
     pub stopped: bool,
+    /// Where training stands: pass it as [`TrainConfig::resume`] (with the model and the
+    /// optimizer state) to continue.
+    pub position: ResumePoint,
 }
 
 /// Why [`fit`] stopped with an error.
@@ -614,6 +740,17 @@ pub enum TrainError {
 /// a pair `(A, B)` calls both, [`ProgressBarCallbacks`] drives an indicatif bar and
 /// [`FnCallbacks`] wraps closures.
 pub trait Callbacks<M: ?Sized> {
+    /// Before each optimizer step, with the optimizer's learning rate in `lr`: a callback may
+    /// change it (a learning-rate schedule, e.g. [`crate::optim::LrSchedule`]); [`fit`] then
+    /// sets it on the optimizer for this step and the following ones.
+    fn before_step(&mut self, info: &StepStart, lr: &mut f32) {
+        let _ = (info, lr);
+    }
+    /// After each epoch's evaluation and before [`Callbacks::on_epoch`]: a callback may add
+    /// measurements to `stats` (e.g. [`EpochStats::val_accuracy`] on a validation split).
+    fn on_evaluate(&mut self, stats: &mut EpochStats, model: &M) {
+        let _ = (stats, model);
+    }
     /// After each optimizer step.
     fn on_step(&mut self, info: &StepInfo) {
         let _ = info;
@@ -622,11 +759,31 @@ pub trait Callbacks<M: ?Sized> {
     fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
         let _ = (stats, model);
     }
+    /// After [`Callbacks::on_epoch`], for resumable checkpoints: `optimizer_state()` returns
+    /// the optimizer's state ([`Optimizer::export_state`], computed only when called). The
+    /// position is `epochs_done = stats.epoch`, `steps_done = stats.total_steps`,
+    /// `steps_into_epoch = 0` (see [`crate::checkpoint::save_training_state`]).
+    fn on_epoch_end(
+        &mut self,
+        stats: &EpochStats,
+        model: &M,
+        optimizer_state: &dyn Fn() -> Option<crate::optim::OptimizerState>,
+    ) {
+        let _ = (stats, model, optimizer_state);
+    }
 }
 
 impl<M: ?Sized> Callbacks<M> for () {}
 
 impl<M: ?Sized, A: Callbacks<M>, B: Callbacks<M>> Callbacks<M> for (A, B) {
+    fn before_step(&mut self, info: &StepStart, lr: &mut f32) {
+        self.0.before_step(info, lr);
+        self.1.before_step(info, lr);
+    }
+    fn on_evaluate(&mut self, stats: &mut EpochStats, model: &M) {
+        self.0.on_evaluate(stats, model);
+        self.1.on_evaluate(stats, model);
+    }
     fn on_step(&mut self, info: &StepInfo) {
         self.0.on_step(info);
         self.1.on_step(info);
@@ -634,6 +791,15 @@ impl<M: ?Sized, A: Callbacks<M>, B: Callbacks<M>> Callbacks<M> for (A, B) {
     fn on_epoch(&mut self, stats: &EpochStats, model: &M) {
         self.0.on_epoch(stats, model);
         self.1.on_epoch(stats, model);
+    }
+    fn on_epoch_end(
+        &mut self,
+        stats: &EpochStats,
+        model: &M,
+        optimizer_state: &dyn Fn() -> Option<crate::optim::OptimizerState>,
+    ) {
+        self.0.on_epoch_end(stats, model, optimizer_state);
+        self.1.on_epoch_end(stats, model, optimizer_state);
     }
 }
 
@@ -722,6 +888,9 @@ fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
 /// is checked. After each epoch both accuracies are computed with `predict` in batches of
 /// [`TrainConfig::eval_batch_size`] and [`Callbacks::on_epoch`] is called.
 ///
+/// Before each step [`Callbacks::before_step`] may change the learning rate. Training starts
+/// at [`TrainConfig::resume`]; [`FitReport::position`] says where it ended.
+///
 /// Subnormal floats are flushed to zero during the call, on every thread that works for it
 /// ([`crate::fpu`], like `torch.set_flush_denormal(True)`); the caller's mode is restored
 /// when it returns.
@@ -777,19 +946,55 @@ where
     let mut eval_batch = Batch::new();
     let mut shards = Shards::new(cfg.threads.min(crate::parallel::max_threads()));
     let mut report = FitReport::default();
+    let start = cfg.resume;
+    // `steps_into_epoch == steps_per_epoch`: stopped after the epoch's last step but before
+    // its evaluation; the resumed run evaluates it.
+    if start.steps_into_epoch > steps_per_epoch {
+        return Err(TrainError::InvalidConfig(format!(
+            "resuming {} steps into an epoch of {steps_per_epoch} steps (a different batch size \
+             or training set than the run being resumed?)",
+            start.steps_into_epoch
+        )));
+    }
+    report.steps = start.steps_done;
+    report.position = start;
 
-    'epochs: for epoch in 1..=cfg.epochs {
+    'epochs: for epoch in start.epochs_done + 1..=cfg.epochs {
         if stop_requested() {
             report.stopped = true;
             break;
         }
         shuffle_epoch(cfg.seed, (epoch - 1) as u64, n, &mut order);
+        let skip = if epoch == start.epochs_done + 1 {
+            start.steps_into_epoch
+        } else {
+            0
+        };
         let started = Instant::now();
         let mut epoch_loss = RunningMean::new();
         let mut samples = 0usize;
         // Correct training predictions of the epoch, while every step reports them.
         let mut train_correct = Some(0usize);
-        for (i, indices) in order.chunks(cfg.batch_size).enumerate() {
+        for (i, indices) in order.chunks(cfg.batch_size).enumerate().skip(skip) {
+            let mut lr = opt.lr();
+            callbacks.before_step(
+                &StepStart {
+                    epoch,
+                    step_in_epoch: i + 1,
+                    steps_per_epoch,
+                    step: report.steps + 1,
+                },
+                &mut lr,
+            );
+            if lr != opt.lr() {
+                if !(lr.is_finite() && lr >= 0.0) {
+                    return Err(TrainError::InvalidConfig(format!(
+                        "a callback set the learning rate to {lr} at step {}",
+                        report.steps + 1
+                    )));
+                }
+                opt.set_lr(lr);
+            }
             // `finite`: the shard combine already saw every gradient element is finite.
             let (loss, grad, finite, correct) = if shards.len() > 1 && indices.len() > 1 {
                 shards.loss_grad(model, train, indices, &loss_grad)
@@ -823,6 +1028,11 @@ where
             }
             opt.step(model, &grad);
             report.steps = step;
+            report.position = ResumePoint {
+                epochs_done: epoch - 1,
+                steps_done: step,
+                steps_into_epoch: i + 1,
+            };
             epoch_loss.add_weighted(f64::from(loss), indices.len() as f64);
             samples += indices.len();
             callbacks.on_step(&StepInfo {
@@ -843,27 +1053,50 @@ where
         let eval_started = Instant::now();
         let train_accuracy = match train_correct {
             Some(c) => (c as f64 / samples.max(1) as f64) as f32,
-            None => shards.evaluate(
-                model,
-                train_eval,
-                cfg.eval_batch_size,
-                &predict,
-                &mut eval_batch,
-            ),
+            None => {
+                shards
+                    .evaluate(
+                        model,
+                        train_eval,
+                        cfg.eval_batch_size,
+                        &predict,
+                        &mut eval_batch,
+                        false,
+                    )
+                    .accuracy
+            }
         };
-        let test_accuracy =
-            shards.evaluate(model, test, cfg.eval_batch_size, &predict, &mut eval_batch);
-        let stats = EpochStats {
+        let test_eval = shards.evaluate(
+            model,
+            test,
+            cfg.eval_batch_size,
+            &predict,
+            &mut eval_batch,
+            true,
+        );
+        report.position = ResumePoint {
+            epochs_done: epoch,
+            steps_done: report.steps,
+            steps_into_epoch: 0,
+        };
+        let mut stats = EpochStats {
             epoch,
             train_loss: epoch_loss.mean() as f32,
             train_accuracy,
-            test_accuracy,
+            test_accuracy: test_eval.accuracy,
+            test_loss: test_eval.loss,
+            val_accuracy: None,
+            val_loss: None,
+            lr: opt.lr(),
+            total_steps: report.steps,
             seconds,
             eval_seconds: eval_started.elapsed().as_secs_f64(),
             samples_per_sec: samples as f64 / seconds.max(1e-9),
             steps: steps_per_epoch,
         };
+        callbacks.on_evaluate(&mut stats, model);
         callbacks.on_epoch(&stats, model);
+        callbacks.on_epoch_end(&stats, model, &|| opt.export_state());
         report.history.push(stats);
     }
     Ok(report)
@@ -968,10 +1201,10 @@ impl<M: Params + Sync + Send> Shards<M> {
         (loss, total, finite, correct)
     }
 
-    /// The accuracy on `data` in batches of `batch_size`. With more than one shard the
-    /// batches are handed out to all the threads the pool may use, each batch to whichever
-    /// thread is free first; the count is exact, so the result does not depend on who ran
-    /// which batch.
+    /// The accuracy on `data` in batches of `batch_size`, and the mean loss if `with_loss`.
+    /// With more than one shard the batches are handed out to all the threads the pool may
+    /// use, each batch to whichever thread is free first; the sums are taken in batch order,
+    /// so the result does not depend on who ran which batch.
     fn evaluate(
         &mut self,
         model: &M,
@@ -979,21 +1212,22 @@ impl<M: Params + Sync + Send> Shards<M> {
         batch_size: usize,
         predict: &(impl Fn(&M, &DMatrix<f32>) -> DMatrix<f32> + Sync),
         batch: &mut Batch,
-    ) -> f32 {
+        with_loss: bool,
+    ) -> Evaluation {
         if self.len() == 1 || data.len() < 2 * batch_size {
-            return evaluate_with(model, data, batch_size, predict, batch);
+            return evaluate_serial(model, data, batch_size, predict, batch, with_loss);
         }
         let threads = crate::parallel::max_threads();
         while self.eval_batches.len() < threads {
             self.eval_batches.push(std::sync::Mutex::new(Batch::new()));
         }
         let batches = data.len().div_ceil(batch_size);
-        let correct: Vec<std::sync::atomic::AtomicUsize> = (0..batches)
-            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+        let sums: Vec<std::sync::Mutex<(usize, f64)>> = (0..batches)
+            .map(|_| std::sync::Mutex::new((0, 0.0)))
             .collect();
         let buffers = &self.eval_batches;
         crate::parallel::run(batches, &|i| {
-            let (start, end) = (i * batch_size, ((i + 1) * batch_size).min(data.len()));
+            let range = (i * batch_size, ((i + 1) * batch_size).min(data.len()));
             // At most `threads` pieces run at once, so a buffer is free.
             let mut b = buffers
                 .iter()
@@ -1003,18 +1237,15 @@ impl<M: Params + Sync + Send> Shards<M> {
                     Err(std::sync::TryLockError::WouldBlock) => None,
                 })
                 .expect("evaluate: a free batch buffer");
-            b.fill_range(data, start, end);
-            let logits = predict(model, &b.x);
-            assert_eq!(
-                logits.nrows(),
-                b.len(),
-                "evaluate: predict returned {} rows for a batch of {} samples (one sample per row)",
-                logits.nrows(),
-                b.len()
-            );
-            correct[i].store(count_correct(&logits, &b.labels), Ordering::Relaxed);
+            let r = batch_sums(model, data, range, predict, &mut b, with_loss);
+            *sums[i].lock().unwrap_or_else(|e| e.into_inner()) = r;
         });
-        let hits: usize = correct.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        (hits as f64 / data.len() as f64) as f32
+        let (mut correct, mut loss) = (0usize, 0.0f64);
+        for s in sums {
+            let (c, l) = s.into_inner().unwrap_or_else(|e| e.into_inner());
+            correct += c;
+            loss += l;
+        }
+        Evaluation::from_sums(correct, loss, data.len())
     }
 }

@@ -489,6 +489,11 @@ fn plot_history_writes_an_svg_atomically() {
             } else {
                 0.78 + 0.03 * e as f32
             },
+            test_loss: 0.5 / e as f32,
+            val_accuracy: None,
+            val_loss: None,
+            lr: 1e-3,
+            total_steps: 10 * e as u64,
             seconds: 1.0,
             eval_seconds: 0.1,
             samples_per_sec: 1000.0,
@@ -501,7 +506,14 @@ fn plot_history_writes_an_svg_atomically() {
     assert_eq!(written, path);
     let svg = std::fs::read_to_string(&path).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
-    for text in ["training loss", "accuracy (%)", "train", "test", "epoch"] {
+    for text in [
+        "train loss",
+        "test loss",
+        "accuracy (%)",
+        "train",
+        "test",
+        "epoch",
+    ] {
         assert!(svg.contains(text), "missing {text:?}");
     }
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

@@ -1,6 +1,9 @@
 //! Adam and AdamW.
 
-use super::{Optimizer, SlotState};
+use std::collections::BTreeMap;
+
+use super::state::Taker;
+use super::{OptimStateError, Optimizer, OptimizerState, SlotState, StatefulOptimizer};
 use crate::params::Params;
 
 /// Hyper-parameters of [`Adam`] (Kingma & Ba, 2015) with PyTorch's `torch.optim.Adam`
@@ -202,6 +205,9 @@ impl Optimizer for Adam {
     fn steps(&self) -> u64 {
         self.t
     }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
+    }
 }
 
 /// AdamW with PyTorch's `torch.optim.AdamW` update: decoupled weight decay
@@ -259,5 +265,71 @@ impl Optimizer for AdamW {
     }
     fn steps(&self) -> u64 {
         self.t
+    }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
+    }
+}
+
+/// The state of Adam or AdamW: PyTorch's `exp_avg` and `exp_avg_sq` per parameter.
+fn moments_state(kind: &str, t: u64, state: &SlotState<Moments>) -> OptimizerState {
+    let mut tensors = BTreeMap::new();
+    for (name, s) in state.slots() {
+        tensors.insert(format!("exp_avg.{name}"), s.m.clone());
+        tensors.insert(format!("exp_avg_sq.{name}"), s.v.clone());
+    }
+    OptimizerState {
+        kind: kind.to_string(),
+        steps: t,
+        tensors,
+    }
+}
+
+/// Restores `slots` and `t` from `state` (see [`StatefulOptimizer::load_state`]).
+fn load_moments<P: Params + ?Sized>(
+    kind: &str,
+    slots: &mut SlotState<Moments>,
+    t: &mut u64,
+    model: &P,
+    state: &OptimizerState,
+) -> Result<(), OptimStateError> {
+    let mut taker = Taker::new(kind, state)?;
+    let mut restored = SlotState::default();
+    restored.import(model, state.tensors.is_empty(), |name, len| {
+        let m = taker.take("exp_avg", name, len, false)?.unwrap_or_default();
+        let v = taker
+            .take("exp_avg_sq", name, len, false)?
+            .unwrap_or_default();
+        Ok(Moments { m, v })
+    })?;
+    taker.finish()?;
+    *slots = restored;
+    *t = state.steps;
+    Ok(())
+}
+
+impl StatefulOptimizer for Adam {
+    fn state(&self) -> OptimizerState {
+        moments_state("adam", self.t, &self.state)
+    }
+    fn load_state<P: Params + ?Sized>(
+        &mut self,
+        model: &P,
+        state: &OptimizerState,
+    ) -> Result<(), OptimStateError> {
+        load_moments("adam", &mut self.state, &mut self.t, model, state)
+    }
+}
+
+impl StatefulOptimizer for AdamW {
+    fn state(&self) -> OptimizerState {
+        moments_state("adamw", self.t, &self.state)
+    }
+    fn load_state<P: Params + ?Sized>(
+        &mut self,
+        model: &P,
+        state: &OptimizerState,
+    ) -> Result<(), OptimStateError> {
+        load_moments("adamw", &mut self.state, &mut self.t, model, state)
     }
 }

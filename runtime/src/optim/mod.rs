@@ -21,10 +21,16 @@
 //! ```
 
 mod adam;
+mod any;
+mod schedule;
 mod sgd;
+mod state;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
+pub use any::AnyOptimizer;
+pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
+pub use state::{OptimStateError, OptimizerState, StatefulOptimizer};
 
 use crate::params::{Params, Tensor};
 
@@ -46,6 +52,12 @@ pub trait Optimizer {
 
     /// The number of steps taken so far.
     fn steps(&self) -> u64;
+
+    /// A copy of the optimizer's state for a checkpoint, if it can be saved (see
+    /// [`StatefulOptimizer`]; the optimizers of this module all return `Some`). Default `None`.
+    fn export_state(&self) -> Option<OptimizerState> {
+        None
+    }
 }
 
 /// Per-tensor optimizer state kept in visit order, with the name and size checks that keep it
@@ -121,5 +133,44 @@ impl<S> SlotState<S> {
             self.slots.len()
         );
         self.initialised = true;
+    }
+
+    /// The per-tensor states in visit order with the tensor names; empty before the first
+    /// step.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (&str, &S)> {
+        self.slots.iter().map(|(name, _, s)| (name.as_str(), s))
+    }
+
+    /// Replaces the state with one built for `model`'s tensors in visit order: `make(name,
+    /// len)` gives each tensor's state. With `fresh`, the state is forgotten instead (as
+    /// before the first step). Nothing changes if `make` fails.
+    pub(crate) fn import<P: Params + ?Sized, E>(
+        &mut self,
+        model: &P,
+        fresh: bool,
+        mut make: impl FnMut(&str, usize) -> Result<S, E>,
+    ) -> Result<(), E> {
+        if fresh {
+            *self = Self::default();
+            return Ok(());
+        }
+        let mut slots = Vec::new();
+        let mut error = None;
+        model.visit("", &mut |name, t: &dyn Tensor| {
+            if error.is_some() {
+                return;
+            }
+            let len = t.as_slice().len();
+            match make(name, len) {
+                Ok(s) => slots.push((name.to_string(), len, s)),
+                Err(e) => error = Some(e),
+            }
+        });
+        if let Some(e) = error {
+            return Err(e);
+        }
+        self.slots = slots;
+        self.initialised = true;
+        Ok(())
     }
 }

@@ -1,6 +1,9 @@
 //! Stochastic gradient descent with momentum.
 
-use super::{Optimizer, SlotState};
+use std::collections::BTreeMap;
+
+use super::state::Taker;
+use super::{OptimStateError, Optimizer, OptimizerState, SlotState, StatefulOptimizer};
 use crate::params::Params;
 
 /// Hyper-parameters of [`Sgd`], with PyTorch's `torch.optim.SGD` meaning. [`Default`] gives
@@ -134,5 +137,42 @@ impl Optimizer for Sgd {
     }
     fn steps(&self) -> u64 {
         self.t
+    }
+    fn export_state(&self) -> Option<OptimizerState> {
+        Some(self.state())
+    }
+}
+
+impl StatefulOptimizer for Sgd {
+    /// PyTorch's `momentum_buffer` per parameter (none without momentum).
+    fn state(&self) -> OptimizerState {
+        let mut tensors = BTreeMap::new();
+        for (name, buf) in self.state.slots() {
+            if let Some(buf) = buf {
+                tensors.insert(format!("momentum_buffer.{name}"), buf.clone());
+            }
+        }
+        OptimizerState {
+            kind: "sgd".to_string(),
+            steps: self.t,
+            tensors,
+        }
+    }
+    fn load_state<P: Params + ?Sized>(
+        &mut self,
+        model: &P,
+        state: &OptimizerState,
+    ) -> Result<(), OptimStateError> {
+        let mut taker = Taker::new("sgd", state)?;
+        let mut restored = SlotState::default();
+        // Without momentum there are no buffers, but the step count still matters.
+        let fresh = state.tensors.is_empty() && state.steps == 0;
+        restored.import(model, fresh, |name, len| {
+            taker.take("momentum_buffer", name, len, true)
+        })?;
+        taker.finish()?;
+        self.state = restored;
+        self.t = state.steps;
+        Ok(())
     }
 }
