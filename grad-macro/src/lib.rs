@@ -5,9 +5,12 @@
 //! the runtime as ordinary Rust functions (`emit`). rustc then resolves scalar versus
 //! matrix. See the `symgrad` crate for the user documentation.
 
+mod analysis;
 mod args;
 mod custom;
 mod emit;
+#[cfg(test)]
+mod inspect;
 mod ir;
 mod lower;
 mod params;

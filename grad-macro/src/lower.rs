@@ -48,6 +48,9 @@ struct Lowerer {
     cur: Vec<Stmt>,
     diverged: bool,
     next_id: usize,
+    /// Values known to be scalars (f32/f64): `s * w.transpose()` with a scalar `s` is a
+    /// scaling, not a matrix product.
+    scalars: std::collections::HashSet<VarId>,
 }
 
 struct Snapshot {
@@ -203,6 +206,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         cur: Vec::new(),
         diverged: false,
         next_id: 0,
+        scalars: std::collections::HashSet::new(),
     };
     let sig = &func.sig;
     if let Some(t) = &sig.unsafety {
@@ -305,6 +309,9 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         }
         let deps = if active { 1u64 << (pos % 64) } else { 0 };
         let var = l.vars.len();
+        if is_float_type(&ty) {
+            l.scalars.insert(var);
+        }
         l.vars.push(VarInfo {
             ident: ident.clone(),
             is_ref,
@@ -419,6 +426,7 @@ impl Lowerer {
         self.errors.truncate(s.errors);
         self.items.truncate(s.items);
         self.types.retain(|k, _| *k < s.vars);
+        self.scalars.retain(|k| *k < s.vars);
         self.scopes = s.scopes;
         self.next_id = s.next_id;
     }
@@ -458,6 +466,14 @@ impl Lowerer {
         }
     }
 
+    /// Known to be an f32/f64 value (constants are).
+    fn is_scalar(&self, o: &Operand) -> bool {
+        match o {
+            Operand::Var(v) => self.scalars.contains(v),
+            Operand::Const(_) => true,
+        }
+    }
+
     fn deps(&self, o: &Operand) -> u64 {
         match o {
             Operand::Var(v) => self.vars[*v].deps,
@@ -473,7 +489,17 @@ impl Lowerer {
     fn assign(&mut self, op: Op, operands: &[&Operand], span: Span, is_ref: bool) -> Operand {
         let active = operands.iter().any(|o| self.active(o));
         let deps = operands.iter().fold(0, |d, o| d | self.deps(o));
+        let scalar = match &op {
+            Op::Math(..) | Op::Sum(_) | Op::Mean(_) | Op::Index(..) => true,
+            Op::Add(..) | Op::Sub(..) | Op::Mul(..) | Op::Div(..) | Op::Neg(_) | Op::Clone(_) => {
+                operands.iter().all(|o| self.is_scalar(o))
+            }
+            _ => false,
+        };
         let dst = self.new_var("", active, deps, is_ref);
+        if scalar {
+            self.scalars.insert(dst);
+        }
         self.cur.push(Stmt::Assign(Assign { dst, op, span }));
         Operand::Var(dst)
     }
@@ -514,6 +540,17 @@ impl Lowerer {
                         }
                     }
                 }
+                if let Expr::MethodCall(m) = e {
+                    // `x.len()` reads the structure of `x`, not its numbers.
+                    if m.args.is_empty()
+                        && STRUCTURAL_METHODS.contains(&m.method.to_string().as_str())
+                    {
+                        let saved = std::mem::replace(&mut self.allow_active, true);
+                        self.visit_expr_mut(&mut m.receiver);
+                        self.allow_active = saved;
+                        return;
+                    }
+                }
                 if let Expr::Cast(c) = e {
                     // A cast drops the gradient: never of a value that carries one.
                     let saved = std::mem::replace(&mut self.allow_active, false);
@@ -547,6 +584,9 @@ impl Lowerer {
     fn inactive(&mut self, e: &Expr, allow_active: bool) -> Operand {
         let ts = self.inactive_expr(e, allow_active);
         let dst = self.new_var("", false, 0, false);
+        if matches!(strip_paren(e), Expr::Cast(c) if is_float_type(&c.ty)) {
+            self.scalars.insert(dst);
+        }
         self.cur.push(Stmt::Assign(Assign {
             dst,
             op: Op::Inactive(ts),
@@ -571,7 +611,7 @@ impl Lowerer {
                     "macros are not supported in a #[differentiable] fn",
                 )),
                 syn::Stmt::Expr(e, semi) => {
-                    if last && semi.is_none() {
+                    if last && semi.is_none() && !is_valueless(e) {
                         tail = Some(self.expr(e));
                     } else {
                         self.stmt_expr(e);
@@ -651,6 +691,11 @@ impl Lowerer {
                 }
             }
         }
+        if let (Some(ty), Operand::Var(v)) = (&ty, &op) {
+            if is_float_type(ty) {
+                self.scalars.insert(*v);
+            }
+        }
         if let Some(n) = name {
             self.bind(n, op, mutable);
         }
@@ -676,18 +721,33 @@ impl Lowerer {
                     return;
                 };
                 let rhs = self.expr(&b.right);
-                let v = match b.op {
-                    BinOp::AddAssign(_) => {
-                        self.binary_op(Op::Add(cur.clone(), rhs.clone()), &cur, &rhs, e)
-                    }
-                    BinOp::SubAssign(_) => {
-                        self.binary_op(Op::Sub(cur.clone(), rhs.clone()), &cur, &rhs, e)
-                    }
-                    BinOp::MulAssign(_) => {
-                        self.binary_op(Op::Mul(cur.clone(), rhs.clone()), &cur, &rhs, e)
-                    }
-                    _ => self.binary_op(Op::Div(cur.clone(), rhs.clone()), &cur, &rhs, e),
+                // `a op= b` computes `a op b` (what an inactive value is computed from).
+                let sp = b.op.span();
+                let (op, bin_op) = match b.op {
+                    BinOp::AddAssign(_) => (
+                        Op::Add(cur.clone(), rhs.clone()),
+                        BinOp::Add(syn::Token![+](sp)),
+                    ),
+                    BinOp::SubAssign(_) => (
+                        Op::Sub(cur.clone(), rhs.clone()),
+                        BinOp::Sub(syn::Token![-](sp)),
+                    ),
+                    BinOp::MulAssign(_) => (
+                        Op::Mul(cur.clone(), rhs.clone()),
+                        BinOp::Mul(syn::Token![*](sp)),
+                    ),
+                    _ => (
+                        Op::Div(cur.clone(), rhs.clone()),
+                        BinOp::Div(syn::Token![/](sp)),
+                    ),
                 };
+                let computed = Expr::Binary(syn::ExprBinary {
+                    attrs: Vec::new(),
+                    left: Box::new(paren(&b.left)),
+                    op: bin_op,
+                    right: Box::new(paren(&b.right)),
+                });
+                let v = self.binary_op(op, &cur, &rhs, &computed);
                 self.assign_to(&b.left, v);
             }
             Expr::Binary(b)
@@ -857,6 +917,7 @@ impl Lowerer {
                         let active = true;
                         let deps = self.vars[v].deps;
                         let dst = self.new_var("", active, deps, false);
+                        self.scalars.insert(dst);
                         self.cur.push(Stmt::Assign(Assign {
                             dst,
                             op: Op::Index(v, index),
@@ -953,6 +1014,11 @@ impl Lowerer {
             BinOp::Mul(_) => {
                 if let Some(inner) = as_transpose(&b.right) {
                     let l = self.expr(&b.left);
+                    if self.is_scalar(&l) {
+                        // A scalar times a transpose: a scaling (`l` lowered once).
+                        let r = self.expr(&b.right);
+                        return self.binary_op(Op::Mul(l.clone(), r.clone()), &l, &r, e);
+                    }
                     let r = self.expr(inner);
                     if self.active(&l) || self.active(&r) {
                         return self.assign(
@@ -967,6 +1033,15 @@ impl Lowerer {
                 if let Some(inner) = as_transpose(&b.left) {
                     let l = self.expr(inner);
                     let r = self.expr(&b.right);
+                    if self.is_scalar(&r) {
+                        // A transpose times a scalar: a scaling.
+                        let t = if self.active(&l) {
+                            self.assign(Op::Transpose(l.clone()), &[&l], b.left.span(), false)
+                        } else {
+                            self.inactive(&b.left, true)
+                        };
+                        return self.binary_op(Op::Mul(t.clone(), r.clone()), &t, &r, e);
+                    }
                     if self.active(&l) || self.active(&r) {
                         return self.assign(
                             Op::MatMulTn(l.clone(), r.clone()),
@@ -1264,6 +1339,9 @@ impl Lowerer {
                     let deps = self.deps(t) | self.deps(e);
                     let is_ref = matches!(t, Operand::Var(v) if self.vars[*v].is_ref);
                     let dst = self.new_var(name, active, deps, is_ref);
+                    if self.is_scalar(t) || self.is_scalar(e) {
+                        self.scalars.insert(dst);
+                    }
                     phis.push(Phi {
                         dst,
                         then_v: t.clone(),
@@ -1281,6 +1359,9 @@ impl Lowerer {
                     let deps = self.deps(&t) | self.deps(&e);
                     let is_ref = matches!(t, Operand::Var(v) if self.vars[v].is_ref);
                     let dst = self.new_var("", active, deps, is_ref);
+                    if self.is_scalar(&t) || self.is_scalar(&e) {
+                        self.scalars.insert(dst);
+                    }
                     phis.push(Phi {
                         dst,
                         then_v: t,
@@ -1293,6 +1374,9 @@ impl Lowerer {
                     v.map(|v| {
                         let is_ref = matches!(v, Operand::Var(x) if self.vars[x].is_ref);
                         let dst = self.new_var("", self.active(&v), self.deps(&v), is_ref);
+                        if self.is_scalar(&v) {
+                            self.scalars.insert(dst);
+                        }
                         phis.push(Phi {
                             dst,
                             then_v: v.clone(),
@@ -1383,6 +1467,9 @@ impl Lowerer {
             for (k, c) in carried.iter().enumerate() {
                 let is_ref = matches!(c.3, Operand::Var(v) if self.vars[v].is_ref);
                 let h = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                if self.is_scalar(&c.3) {
+                    self.scalars.insert(h);
+                }
                 self.scopes[c.0][c.1].1.op = Operand::Var(h);
                 heads.push(h);
             }
@@ -1413,6 +1500,9 @@ impl Lowerer {
             for (k, c) in carried.iter().enumerate() {
                 let is_ref = self.vars[heads[k]].is_ref;
                 let after = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                if self.is_scalar(&c.3) {
+                    self.scalars.insert(after);
+                }
                 self.scopes[c.0][c.1].1.op = Operand::Var(after);
                 cs.push(Carried {
                     init: c.3.clone(),
@@ -1432,6 +1522,44 @@ impl Lowerer {
             }));
             return;
         }
+    }
+}
+
+/// `(e)`: an expression that keeps its meaning inside a larger one.
+fn paren(e: &Expr) -> Expr {
+    Expr::Paren(syn::ExprParen {
+        attrs: Vec::new(),
+        paren_token: syn::token::Paren(e.span()),
+        expr: Box::new(e.clone()),
+    })
+}
+
+/// An expression whose value is `()` though it may end a block: an `if` whose branches end
+/// with statements, a loop, an assignment. At the end of a block it is a statement.
+fn is_valueless(e: &Expr) -> bool {
+    match strip_paren(e) {
+        Expr::If(i) => !block_has_value(&i.then_branch),
+        Expr::ForLoop(_) | Expr::While(_) | Expr::Assign(_) => true,
+        Expr::Binary(b) => matches!(
+            b.op,
+            BinOp::AddAssign(_) | BinOp::SubAssign(_) | BinOp::MulAssign(_) | BinOp::DivAssign(_)
+        ),
+        _ => false,
+    }
+}
+
+/// The block ends with an expression that has a value.
+fn block_has_value(b: &syn::Block) -> bool {
+    matches!(b.stmts.last(), Some(syn::Stmt::Expr(e, None)) if !is_valueless(e))
+}
+
+/// `f32` or `f64`, possibly behind references or parentheses.
+fn is_float_type(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => is_float_type(&r.elem),
+        Type::Paren(p) => is_float_type(&p.elem),
+        Type::Path(p) => p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")),
+        _ => false,
     }
 }
 
