@@ -6,7 +6,10 @@
 //! with two step sizes disagree (a branch boundary inside the stencil) are skipped, and each
 //! check asserts that most points were usable.
 
+// The fuzz programs are kept as found: dead stores and plain functions only differentiated.
 #![allow(
+    dead_code,
+    unused_variables,
     unused_assignments,
     clippy::assign_op_pattern,
     clippy::needless_range_loop,
@@ -233,6 +236,73 @@ mod fns {
             }
         }
         h.mean()
+    }
+
+    /// Fuzz finding A: an `if` statement ending a loop body.
+    #[differentiable]
+    pub fn fuzz_a(x: f64) -> f64 {
+        let mut s = x;
+        for _ in 0..3 {
+            if s > 1.0 {
+                s = s * 0.5;
+            } else {
+                s = s + x;
+            }
+        }
+        s
+    }
+
+    /// Fuzz finding B: compound assignments on typed inactive locals.
+    #[differentiable]
+    pub fn fuzz_b_f(x: f64) -> f64 {
+        let mut c: f64 = 0.5;
+        c *= 0.5;
+        x * c
+    }
+
+    #[differentiable]
+    pub fn fuzz_b_g(x: f64) -> f64 {
+        let mut c: f64 = 0.0;
+        c += 1.0;
+        x + c
+    }
+
+    #[differentiable]
+    pub fn fuzz_b_h(x: f64) -> f64 {
+        let mut c: f64 = 0.0;
+        for _ in 0..2 {
+            c -= 0.5;
+        }
+        x * c
+    }
+
+    #[differentiable]
+    pub fn fuzz_b_k(x: f64) -> f64 {
+        let mut c: f64 = 0.16;
+        c += 1.0;
+        x * x
+    }
+
+    #[differentiable]
+    pub fn fuzz_b_exp(x: f64) -> f64 {
+        let mut c: f64 = 3.0;
+        c /= 2.0;
+        x * c.exp() + c
+    }
+
+    /// Fuzz finding C: a typed f32 local reassigned from literals keeps its type.
+    #[differentiable]
+    pub fn fuzz_c(x: f32) -> f32 {
+        let mut c: f32 = -0.34;
+        c = 1.94 * 0.46;
+        if c.cos() >= -0.58 { x * 2.0 } else { x }
+    }
+
+    #[differentiable]
+    pub fn fuzz_c2(x: f32) -> f32 {
+        let mut c: f32 = -0.34;
+        c = 0.25;
+        x * c.exp()
     }
 
     /// Issue 8: `x.len() as f64` on a slice that carries a gradient.
@@ -469,4 +539,31 @@ fn len_cast_of_active_slice() {
     // By hand: d/dx0 = 1/n + n, d/dxi = 1/n.
     let (_, d) = fns::mean_by_len_grad(&[1.0, 2.0, 3.0, 4.0]);
     assert_eq!(d, vec![0.25 + 4.0, 0.25, 0.25, 0.25]);
+}
+
+#[test]
+fn fuzz_findings() {
+    let f = |x: &[f64]| fns::fuzz_a(x[0]);
+    let g = |x: &[f64]| {
+        let (v, g) = fns::fuzz_a_grad(x[0]);
+        (v, vec![g])
+    };
+    let v = |x: &[f64], s: f64| {
+        let (v, g) = fns::fuzz_a_vjp(x[0], s);
+        (v, vec![g])
+    };
+    check("fuzz_a", 12, 1, -2.0, 3.0, 1e-6, &f, &g, &v);
+    // By hand (derivatives of the exact expressions, not of the generated code):
+    assert_eq!(fns::fuzz_b_f_grad(3.0), (0.75, 0.25));
+    assert_eq!(fns::fuzz_b_g_grad(3.0), (4.0, 1.0));
+    assert_eq!(fns::fuzz_b_h_grad(3.0), (-3.0, -1.0));
+    assert_eq!(fns::fuzz_b_k_grad(3.0), (9.0, 6.0));
+    assert_eq!(
+        fns::fuzz_b_exp_grad(2.0),
+        (2.0 * 1.5f64.exp() + 1.5, 1.5f64.exp())
+    );
+    assert_eq!(fns::fuzz_b_exp_vjp(2.0, 3.0).1, 3.0 * 1.5f64.exp());
+    // 1.94 * 0.46 = 0.8924: cos(0.8924) = 0.63 >= -0.58, so 2 x.
+    assert_eq!(fns::fuzz_c_grad(1.5), (3.0, 2.0));
+    assert_eq!(fns::fuzz_c2_grad(2.0), (2.0 * 0.25f32.exp(), 0.25f32.exp()));
 }

@@ -35,6 +35,9 @@ struct Binding {
     op: Operand,
     mutable: bool,
     is_param: bool,
+    /// The type written in its `let` (`let mut c: f32 = ..`): values assigned to it later
+    /// get it too, so that rustc does not see an untyped float literal.
+    ty: Option<Type>,
 }
 
 type Scopes = Vec<Vec<(String, Binding)>>;
@@ -325,6 +328,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                 op: Operand::Var(var),
                 mutable: false,
                 is_param: true,
+                ty: None,
             },
         ));
         params.push(Param {
@@ -445,6 +449,7 @@ impl Lowerer {
                 op,
                 mutable,
                 is_param: false,
+                ty: None,
             },
         ));
     }
@@ -645,6 +650,7 @@ impl Lowerer {
             // checks, on the original function, that it is assigned before it is read).
             if let Some(n) = name {
                 self.bind(n, Self::dummy(), true);
+                self.scopes.last_mut().unwrap().last_mut().unwrap().1.ty = ty;
             }
             return;
         };
@@ -698,6 +704,7 @@ impl Lowerer {
         }
         if let Some(n) = name {
             self.bind(n, op, mutable);
+            self.scopes.last_mut().unwrap().last_mut().unwrap().1.ty = ty;
         }
     }
 
@@ -839,14 +846,38 @@ impl Lowerer {
         }
     }
 
-    fn assign_to(&mut self, left: &Expr, v: Operand) {
+    fn assign_to(&mut self, left: &Expr, mut v: Operand) {
         if self.target(left).is_some() {
             if let Expr::Path(p) = strip_paren(left) {
                 let name = p.path.segments[0].ident.to_string();
+                if let (Some(_), Operand::Const(c)) =
+                    (self.lookup(&name).and_then(|b| b.ty.clone()), &v)
+                {
+                    // `c = 1.5;` for `let mut c: f32`: a typed value, not a bare literal.
+                    let dst = self.new_var(&name, false, 0, false);
+                    self.cur.push(Stmt::Assign(Assign {
+                        dst,
+                        op: Op::Inactive(c.to_token_stream()),
+                        span: c.span(),
+                    }));
+                    v = Operand::Var(dst);
+                }
                 if let Operand::Var(id) = &v {
                     if self.vars[*id].ident.to_string().starts_with("__t") {
                         self.vars[*id].ident =
                             format_ident!("__{}_{}", name.trim_start_matches("r#"), id);
+                    }
+                    // A value computed here for a name declared with a type gets the type.
+                    let declared = self.lookup(&name).and_then(|b| b.ty.clone());
+                    let fresh = matches!(
+                        self.cur.last(),
+                        Some(Stmt::Assign(a)) if a.dst == *id && !matches!(a.op, Op::Call(..))
+                    );
+                    if let (Some(ty), true) = (declared, fresh) {
+                        if is_float_type(&ty) {
+                            self.scalars.insert(*id);
+                        }
+                        self.types.entry(*id).or_insert(ty);
                     }
                 }
                 self.rebind(&name, v);
