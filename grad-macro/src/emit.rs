@@ -96,7 +96,7 @@ pub struct Gen<'a> {
     assume_all: bool,
     pub exits: Vec<Exit>,
     stash_cache: HashMap<(usize, u8), Vec<Ident>>,
-    all_deps: u64,
+    all_deps: Deps,
     seed: Ident,
     tmp: usize,
     fields: HashMap<VarId, (VarId, syn::Member)>,
@@ -121,7 +121,10 @@ fn lit(x: f64) -> TokenStream {
 
 impl<'a> Gen<'a> {
     pub fn new(f: &'a Function, root: TokenStream, mode: Mode, seed: Ident) -> Self {
-        let all_deps = f.params.iter().fold(0, |d, p| d | f.vars[p.var].deps);
+        let all_deps = f
+            .params
+            .iter()
+            .fold(Deps::default(), |d, p| d.union(&f.vars[p.var].deps));
         Gen {
             f,
             root,
@@ -653,9 +656,9 @@ impl<'a> Gen<'a> {
         }
     }
 
-    fn need_expr(&self, deps: u64) -> TokenStream {
-        let bits: Vec<TokenStream> = (0..64)
-            .filter(|i| deps & (1u64 << i) != 0)
+    fn need_expr(&self, deps: &Deps) -> TokenStream {
+        let bits: Vec<TokenStream> = deps
+            .positions()
             .map(|i| {
                 let i = Literal::usize_unsuffixed(i);
                 quote!(__need[#i])
@@ -667,14 +670,15 @@ impl<'a> Gen<'a> {
     /// Wraps the contribution to `v` so that the pullback skips it when the caller does not
     /// need any gradient that flows through `v`.
     fn guard(&mut self, v: VarId, from: VarId, c: Contrib) -> Contrib {
-        let deps = self.f.vars[v].deps;
-        if self.mode != Mode::Pullback || deps == self.f.vars[from].deps || deps == self.all_deps {
+        let deps = &self.f.vars[v].deps;
+        if self.mode != Mode::Pullback || *deps == self.f.vars[from].deps || *deps == self.all_deps
+        {
             return c;
         }
         match c {
             Contrib::Lit(_) => c,
             Contrib::Ts(t) => {
-                let need = self.need_expr(deps);
+                let need = self.need_expr(&self.f.vars[v].deps);
                 let r = self.r(&Operand::Var(v));
                 let root = &self.root;
                 Contrib::Ts(quote!(if #need { #t } else { #root::zero(#r) }))
@@ -902,7 +906,7 @@ impl<'a> Gen<'a> {
                             if self.mode == Mode::Pullback
                                 && self.f.vars[v].deps != self.all_deps =>
                         {
-                            self.need_expr(self.f.vars[v].deps)
+                            self.need_expr(&self.f.vars[v].deps)
                         }
                         Some(_) => quote!(true),
                         None => quote!(false),

@@ -306,11 +306,11 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
             Some(list) => list.contains(&ident) && !is_constant_type(&ty),
             None => is_self || !is_constant_type(&ty),
         };
-        if pos >= 64 {
-            l.errors
-                .push(err(ident.span(), "at most 64 parameters are supported"));
-        }
-        let deps = if active { 1u64 << (pos % 64) } else { 0 };
+        let deps = if active {
+            Deps::single(pos)
+        } else {
+            Deps::default()
+        };
         let var = l.vars.len();
         if is_float_type(&ty) {
             l.scalars.insert(var);
@@ -398,7 +398,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
 }
 
 impl Lowerer {
-    fn new_var(&mut self, base: &str, active: bool, deps: u64, is_ref: bool) -> VarId {
+    fn new_var(&mut self, base: &str, active: bool, deps: Deps, is_ref: bool) -> VarId {
         let id = self.vars.len();
         let name = if base.is_empty() {
             format!("__t{id}")
@@ -479,10 +479,10 @@ impl Lowerer {
         }
     }
 
-    fn deps(&self, o: &Operand) -> u64 {
+    fn deps(&self, o: &Operand) -> Deps {
         match o {
-            Operand::Var(v) => self.vars[*v].deps,
-            Operand::Const(_) => 0,
+            Operand::Var(v) => self.vars[*v].deps.clone(),
+            Operand::Const(_) => Deps::default(),
         }
     }
 
@@ -493,7 +493,9 @@ impl Lowerer {
     /// Emits `dst = op` and returns `dst`.
     fn assign(&mut self, op: Op, operands: &[&Operand], span: Span, is_ref: bool) -> Operand {
         let active = operands.iter().any(|o| self.active(o));
-        let deps = operands.iter().fold(0, |d, o| d | self.deps(o));
+        let deps = operands
+            .iter()
+            .fold(Deps::default(), |d, o| d.union(&self.deps(o)));
         let scalar = match &op {
             Op::Math(..) | Op::Sum(_) | Op::Mean(_) | Op::Index(..) => true,
             Op::Add(..) | Op::Sub(..) | Op::Mul(..) | Op::Div(..) | Op::Neg(_) | Op::Clone(_) => {
@@ -588,7 +590,7 @@ impl Lowerer {
 
     fn inactive(&mut self, e: &Expr, allow_active: bool) -> Operand {
         let ts = self.inactive_expr(e, allow_active);
-        let dst = self.new_var("", false, 0, false);
+        let dst = self.new_var("", false, Deps::default(), false);
         if matches!(strip_paren(e), Expr::Cast(c) if is_float_type(&c.ty)) {
             self.scalars.insert(dst);
         }
@@ -672,7 +674,7 @@ impl Lowerer {
             Operand::Const(_) => false,
         };
         if let (Some(ty), Operand::Const(c)) = (&ty, &op) {
-            let dst = self.new_var(name.as_deref().unwrap_or(""), false, 0, false);
+            let dst = self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
             self.cur.push(Stmt::Assign(Assign {
                 dst,
                 op: Op::Inactive(c.to_token_stream()),
@@ -854,7 +856,7 @@ impl Lowerer {
                     (self.lookup(&name).and_then(|b| b.ty.clone()), &v)
                 {
                     // `c = 1.5;` for `let mut c: f32`: a typed value, not a bare literal.
-                    let dst = self.new_var(&name, false, 0, false);
+                    let dst = self.new_var(&name, false, Deps::default(), false);
                     self.cur.push(Stmt::Assign(Assign {
                         dst,
                         op: Op::Inactive(c.to_token_stream()),
@@ -946,7 +948,7 @@ impl Lowerer {
                 match base {
                     Operand::Var(v) if self.vars[v].active => {
                         let active = true;
-                        let deps = self.vars[v].deps;
+                        let deps = self.vars[v].deps.clone();
                         let dst = self.new_var("", active, deps, false);
                         self.scalars.insert(dst);
                         self.cur.push(Stmt::Assign(Assign {
@@ -963,7 +965,7 @@ impl Lowerer {
                 let base = self.expr(&f.base);
                 match base {
                     Operand::Var(v) => {
-                        let (active, deps) = (self.vars[v].active, self.vars[v].deps);
+                        let (active, deps) = (self.vars[v].active, self.vars[v].deps.clone());
                         let dst = self.new_var(&member_name(&f.member), active, deps, true);
                         self.vars[dst].is_place = true;
                         self.cur.push(Stmt::Assign(Assign {
@@ -1367,7 +1369,7 @@ impl Lowerer {
                     pre.clone()
                 } else {
                     let active = self.active(t) || self.active(e);
-                    let deps = self.deps(t) | self.deps(e);
+                    let deps = self.deps(t).union(&self.deps(e));
                     let is_ref = matches!(t, Operand::Var(v) if self.vars[*v].is_ref);
                     let dst = self.new_var(name, active, deps, is_ref);
                     if self.is_scalar(t) || self.is_scalar(e) {
@@ -1387,7 +1389,7 @@ impl Lowerer {
             result = match (then_v, else_v) {
                 (Some(t), Some(e)) if !then_b.diverges && !else_b.diverges => {
                     let active = self.active(&t) || self.active(&e);
-                    let deps = self.deps(&t) | self.deps(&e);
+                    let deps = self.deps(&t).union(&self.deps(&e));
                     let is_ref = matches!(t, Operand::Var(v) if self.vars[v].is_ref);
                     let dst = self.new_var("", active, deps, is_ref);
                     if self.is_scalar(&t) || self.is_scalar(&e) {
@@ -1470,7 +1472,12 @@ impl Lowerer {
         let before = self.scopes.clone();
         // Pass 1: which names does the body rebind?
         let snap = self.snapshot();
-        let index = self.new_var(pat_name.as_deref().unwrap_or("i"), false, 0, false);
+        let index = self.new_var(
+            pat_name.as_deref().unwrap_or("i"),
+            false,
+            Deps::default(),
+            false,
+        );
         let extra: Vec<(String, Operand)> = pat_name
             .iter()
             .map(|n| (n.clone(), Operand::Var(index)))
@@ -1485,7 +1492,7 @@ impl Lowerer {
             }
         }
         self.restore(snap);
-        let mut head_act: Vec<(bool, u64)> = carried
+        let mut head_act: Vec<(bool, Deps)> = carried
             .iter()
             .map(|c| (self.active(&c.3), self.deps(&c.3)))
             .collect();
@@ -1493,11 +1500,16 @@ impl Lowerer {
         loop {
             rounds += 1;
             let snap = self.snapshot();
-            let index = self.new_var(pat_name.as_deref().unwrap_or("i"), false, 0, false);
+            let index = self.new_var(
+                pat_name.as_deref().unwrap_or("i"),
+                false,
+                Deps::default(),
+                false,
+            );
             let mut heads = Vec::new();
             for (k, c) in carried.iter().enumerate() {
                 let is_ref = matches!(c.3, Operand::Var(v) if self.vars[v].is_ref);
-                let h = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                let h = self.new_var(&c.2, head_act[k].0, head_act[k].1.clone(), is_ref);
                 if self.is_scalar(&c.3) {
                     self.scalars.insert(h);
                 }
@@ -1517,8 +1529,8 @@ impl Lowerer {
             for (k, e) in ends.iter().enumerate() {
                 let (a, d) = (self.active(e), self.deps(e));
                 let na = head_act[k].0 || a;
-                let nd = head_act[k].1 | d;
-                if (na, nd) != head_act[k] {
+                let nd = head_act[k].1.union(&d);
+                if (na, &nd) != (head_act[k].0, &head_act[k].1) {
                     head_act[k] = (na, nd);
                     changed = true;
                 }
@@ -1530,7 +1542,7 @@ impl Lowerer {
             let mut cs = Vec::new();
             for (k, c) in carried.iter().enumerate() {
                 let is_ref = self.vars[heads[k]].is_ref;
-                let after = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                let after = self.new_var(&c.2, head_act[k].0, head_act[k].1.clone(), is_ref);
                 if self.is_scalar(&c.3) {
                     self.scalars.insert(after);
                 }
