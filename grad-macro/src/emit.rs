@@ -690,11 +690,6 @@ impl<'a> Gen<'a> {
         if !self.f.vars[v].active {
             return;
         }
-        if self.assume_all {
-            // The real sweep may start `v`'s adjoint from a zero made from `v` (in a branch
-            // or an iteration that does not write it): keep `v`.
-            self.read(v);
-        }
         let root = self.root.clone();
         let g = self.adj_ident(v);
         match (st.adj.get(&v).cloned(), c) {
@@ -1064,6 +1059,17 @@ impl<'a> Gen<'a> {
                 }
             }
             for b in [&i.then_b, &i.else_b] {
+                // The real sweep makes the adjoints of these mutable before the `match`,
+                // from zeros made from the values: keep them.
+                let seeded: Vec<VarId> = i
+                    .phis
+                    .iter()
+                    .flat_map(|p| [&p.then_v, &p.else_v])
+                    .filter_map(|o| self.active(o))
+                    .collect();
+                for v in analysis::adjoint_targets(b, &seeded, &[], |v| self.f.vars[v].active) {
+                    self.read(v);
+                }
                 let refs: Vec<&Stmt> = b.stmts.iter().collect();
                 self.rev_stmts(&refs, st, out);
             }
@@ -1182,6 +1188,15 @@ impl<'a> Gen<'a> {
                 if let Some(v) = self.active(&c.init) {
                     self.read(v);
                 }
+            }
+            // The outer adjoints the iterations add to are made mutable before the loop.
+            let ends: Vec<VarId> = f
+                .carried
+                .iter()
+                .filter_map(|c| self.active(&c.end))
+                .collect();
+            for v in analysis::adjoint_targets(&f.body, &ends, &extra, |v| self.f.vars[v].active) {
+                self.read(v);
             }
             return;
         }
