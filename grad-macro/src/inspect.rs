@@ -58,8 +58,43 @@ fn walk(items: &[syn::Item], out: &mut String) {
     }
 }
 
+/// An `else if` chain of `arms` arms in a ~`arms + 8`-line function (the shape of issue 8's
+/// compile-time blow-up).
+pub fn else_if_chain(arms: usize) -> String {
+    let mut src = String::from(
+        "#[differentiable]\nfn chain(x: f64, y: f64) -> f64 {\n    let a = x * y;\n    let mut s = a;\n    if x < -4.0 {\n        s = a * x.sin();\n",
+    );
+    for k in 1..arms.saturating_sub(1) {
+        let t = -4.0 + 8.0 * k as f64 / arms as f64;
+        src.push_str(&format!(
+            "    }} else if x < {t:.4} {{\n        s = a * {k}.0 + y.cos() * s;\n"
+        ));
+    }
+    src.push_str("    } else {\n        s = s - y;\n    }\n    s * x\n}\n");
+    src
+}
+
 #[cfg(test)]
 mod tests {
+    /// Expansion time and size against the arms of an `else if` chain: run with
+    /// `cargo test --release -p symgrad-macro chain_scaling -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement: prints expansion time and lines against arms"]
+    fn chain_scaling() {
+        for arms in [4, 8, 12, 14, 16, 20, 32] {
+            let src = super::else_if_chain(arms);
+            let t = std::time::Instant::now();
+            let out = super::expansions_of_file(&src);
+            let dt = t.elapsed();
+            println!(
+                "arms {arms:2}: expansion {:8.2} ms, {} lines (original {} lines)",
+                dt.as_secs_f64() * 1e3,
+                out.lines().count(),
+                src.lines().count()
+            );
+        }
+    }
+
     /// Prints the expansions of the file named by `SYMGRAD_EXPAND` (see the module docs).
     #[test]
     #[ignore = "a tool: prints the expansion of the file named by SYMGRAD_EXPAND"]
