@@ -10,6 +10,8 @@ mod args;
 mod custom;
 mod emit;
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod inspect;
 mod ir;
 mod lower;
