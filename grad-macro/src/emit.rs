@@ -10,11 +10,12 @@
 //! completed `for` leaves a `Vec` with one tuple of values per iteration (a tape of typed
 //! values, never a recomputation).
 
+use crate::analysis;
 use crate::ir::*;
 use crate::lower::Function;
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use syn::Ident;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,11 +96,17 @@ pub struct Gen<'a> {
     assume_all: bool,
     pub exits: Vec<Exit>,
     stash_cache: HashMap<(usize, u8), Vec<Ident>>,
-    all_deps: u64,
+    all_deps: Deps,
     seed: Ident,
     tmp: usize,
     fields: HashMap<VarId, (VarId, syn::Member)>,
     in_closure: bool,
+    /// Inside the adjoint of a loop's iterations: values come from the tape, whose element
+    /// type rustc may not know yet at that point (a `return` inside the loop).
+    in_tape: usize,
+    /// Arities of the `__call_pb{n}` helpers used (a pullback taken from a tape is called
+    /// through a generic function, so rustc need not know its type at the call).
+    call_arities: std::collections::BTreeSet<usize>,
 }
 
 fn lit(x: f64) -> TokenStream {
@@ -114,7 +121,10 @@ fn lit(x: f64) -> TokenStream {
 
 impl<'a> Gen<'a> {
     pub fn new(f: &'a Function, root: TokenStream, mode: Mode, seed: Ident) -> Self {
-        let all_deps = f.params.iter().fold(0, |d, p| d | f.vars[p.var].deps);
+        let all_deps = f
+            .params
+            .iter()
+            .fold(Deps::default(), |d, p| d.union(&f.vars[p.var].deps));
         Gen {
             f,
             root,
@@ -128,6 +138,8 @@ impl<'a> Gen<'a> {
             tmp: 0,
             fields: field_defs(&f.body),
             in_closure: false,
+            in_tape: 0,
+            call_arities: std::collections::BTreeSet::new(),
         }
     }
 
@@ -644,9 +656,9 @@ impl<'a> Gen<'a> {
         }
     }
 
-    fn need_expr(&self, deps: u64) -> TokenStream {
-        let bits: Vec<TokenStream> = (0..64)
-            .filter(|i| deps & (1u64 << i) != 0)
+    fn need_expr(&self, deps: &Deps) -> TokenStream {
+        let bits: Vec<TokenStream> = deps
+            .positions()
             .map(|i| {
                 let i = Literal::usize_unsuffixed(i);
                 quote!(__need[#i])
@@ -658,14 +670,15 @@ impl<'a> Gen<'a> {
     /// Wraps the contribution to `v` so that the pullback skips it when the caller does not
     /// need any gradient that flows through `v`.
     fn guard(&mut self, v: VarId, from: VarId, c: Contrib) -> Contrib {
-        let deps = self.f.vars[v].deps;
-        if self.mode != Mode::Pullback || deps == self.f.vars[from].deps || deps == self.all_deps {
+        let deps = &self.f.vars[v].deps;
+        if self.mode != Mode::Pullback || *deps == self.f.vars[from].deps || *deps == self.all_deps
+        {
             return c;
         }
         match c {
             Contrib::Lit(_) => c,
             Contrib::Ts(t) => {
-                let need = self.need_expr(deps);
+                let need = self.need_expr(&self.f.vars[v].deps);
                 let r = self.r(&Operand::Var(v));
                 let root = &self.root;
                 Contrib::Ts(quote!(if #need { #t } else { #root::zero(#r) }))
@@ -888,7 +901,7 @@ impl<'a> Gen<'a> {
                             if self.mode == Mode::Pullback
                                 && self.f.vars[v].deps != self.all_deps =>
                         {
-                            self.need_expr(self.f.vars[v].deps)
+                            self.need_expr(&self.f.vars[v].deps)
                         }
                         Some(_) => quote!(true),
                         None => quote!(false),
@@ -903,9 +916,18 @@ impl<'a> Gen<'a> {
                     let form = self.arg_form(a);
                     again.push(self.rev_operand(&a.operand, form));
                 }
-                out.extend(
-                    quote_spanned!(span=> let (#(#pats,)*) = #pb(#(#again,)* #gt, [#(#masks),*]);),
-                );
+                if self.in_tape > 0 {
+                    let n = again.len() + 2;
+                    self.call_arities.insert(n);
+                    let helper = format_ident!("__call_pb{}", n);
+                    out.extend(quote_spanned!(span=>
+                        let (#(#pats,)*) = #helper(#pb, #(#again,)* #gt, [#(#masks),*]);
+                    ));
+                } else {
+                    out.extend(quote_spanned!(span=>
+                        let (#(#pats,)*) = #pb(#(#again,)* #gt, [#(#masks),*]);
+                    ));
+                }
                 for ((o, n), arg_span) in operands.iter().zip(&names).zip(spans) {
                     if let Some(v) = self.active(o) {
                         let r = self.r(o);
@@ -1024,38 +1046,6 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// Vars outside `locals` whose adjoint a piece of reverse code touches.
-    fn outer_targets(
-        &mut self,
-        st: &Rev,
-        locals: &HashSet<VarId>,
-        body: impl FnOnce(&mut Self, &mut Rev, &mut TokenStream),
-    ) -> Vec<VarId> {
-        let saved_reads = self.reads.clone();
-        let saved_tmp = self.tmp;
-        let mut scratch = st.clone();
-        let mut sink = TokenStream::new();
-        body(self, &mut scratch, &mut sink);
-        self.reads = saved_reads;
-        self.tmp = saved_tmp;
-        let mut out: Vec<VarId> = scratch
-            .adj
-            .iter()
-            .filter(|(v, a)| {
-                !locals.contains(v)
-                    && match (st.adj.get(v), a) {
-                        (None, _) => true,
-                        (Some(Adj::Lit(x)), Adj::Lit(y)) => x != y,
-                        (Some(Adj::Lit(_)), Adj::Var(_)) => true,
-                        _ => false,
-                    }
-            })
-            .map(|(v, _)| *v)
-            .collect();
-        out.sort();
-        out
-    }
-
     fn rev_if(&mut self, i: &'a If, st: &mut Rev, out: &mut TokenStream) {
         if self.assume_all {
             self.read_ident(&format_ident!("__br_{}", i.id));
@@ -1069,6 +1059,17 @@ impl<'a> Gen<'a> {
                 }
             }
             for b in [&i.then_b, &i.else_b] {
+                // The real sweep makes the adjoints of these mutable before the `match`,
+                // from zeros made from the values: keep them.
+                let seeded: Vec<VarId> = i
+                    .phis
+                    .iter()
+                    .flat_map(|p| [&p.then_v, &p.else_v])
+                    .filter_map(|o| self.active(o))
+                    .collect();
+                for v in analysis::adjoint_targets(b, &seeded, &[], |v| self.f.vars[v].active) {
+                    self.read(v);
+                }
                 let refs: Vec<&Stmt> = b.stmts.iter().collect();
                 self.rev_stmts(&refs, st, out);
             }
@@ -1103,19 +1104,30 @@ impl<'a> Gen<'a> {
             let refs: Vec<&Stmt> = block.stmts.iter().collect();
             g.rev_stmts(&refs, st, out);
         };
+        // The outer adjoints an arm may add to are made mutable before the `match`.
         let mut targets = Vec::new();
         for which in [true, false] {
             let block = if which { &i.then_b } else { &i.else_b };
             if block.diverges {
                 continue;
             }
-            let locals = deep_locals(block);
-            targets.extend(self.outer_targets(st, &locals, |g, s, o| arm(g, s, o, which)));
+            let seeded: Vec<VarId> = seeds
+                .iter()
+                .filter_map(|(k, _)| {
+                    let p = &i.phis[*k];
+                    self.active(if which { &p.then_v } else { &p.else_v })
+                })
+                .collect();
+            targets.extend(analysis::adjoint_targets(block, &seeded, &[], |v| {
+                self.f.vars[v].active
+            }));
         }
         targets.sort();
         targets.dedup();
         for v in targets {
-            self.materialize(st, out, v);
+            if !matches!(st.adj.get(&v), Some(Adj::Var(_))) {
+                self.materialize(st, out, v);
+            }
         }
         let mut arms = TokenStream::new();
         for which in [true, false] {
@@ -1177,6 +1189,15 @@ impl<'a> Gen<'a> {
                     self.read(v);
                 }
             }
+            // The outer adjoints the iterations add to are made mutable before the loop.
+            let ends: Vec<VarId> = f
+                .carried
+                .iter()
+                .filter_map(|c| self.active(&c.end))
+                .collect();
+            for v in analysis::adjoint_targets(&f.body, &ends, &extra, |v| self.f.vars[v].active) {
+                self.read(v);
+            }
             return;
         }
         if init.iter().all(|a| a.is_none()) {
@@ -1215,13 +1236,19 @@ impl<'a> Gen<'a> {
                 out.extend(quote!(#gc = #v;));
             }
         };
-        let mut deep = deep_locals(&f.body);
-        deep.extend(extra.iter().copied());
-        let targets = self.outer_targets(st, &deep, |g, s, o| iteration(g, s, o));
+        let ends: Vec<VarId> = f
+            .carried
+            .iter()
+            .filter(|c| self.f.vars[c.head].active)
+            .filter_map(|c| self.active(&c.end))
+            .collect();
+        let targets = analysis::adjoint_targets(&f.body, &ends, &extra, |v| self.f.vars[v].active);
         let mut locals = self.local_names(&f.body);
         locals.extend(extra.iter().map(|v| self.id(*v).to_string()));
         for v in targets {
-            self.materialize(st, out, v);
+            if !matches!(st.adj.get(&v), Some(Adj::Var(_))) {
+                self.materialize(st, out, v);
+            }
         }
         for ((c, gc), a) in f.carried.iter().zip(&gcs).zip(init) {
             if !self.f.vars[c.head].active {
@@ -1240,7 +1267,9 @@ impl<'a> Gen<'a> {
         let mut body = TokenStream::new();
         let mut scratch = st.clone();
         let outer_reads = self.reads.clone();
+        self.in_tape += 1;
         iteration(self, &mut scratch, &mut body);
+        self.in_tape -= 1;
         self.reads
             .retain(|n, _| !locals.contains(n) || outer_reads.contains_key(n));
         let t = Self::tuple(&stash);
@@ -1331,8 +1360,9 @@ impl<'a> Gen<'a> {
             done: Vec::new(),
         }];
         let fwd = self.fwd_block(&self.f.body, &mut frames);
+        let helpers = self.call_helpers();
         if self.inline() {
-            return fwd;
+            return quote!(#helpers #fwd);
         }
         let n = self.exits.len();
         let params: Vec<Ident> = (0..n).map(|k| format_ident!("T{}", k)).collect();
@@ -1367,10 +1397,28 @@ impl<'a> Gen<'a> {
             })
             .collect();
         quote! {
+            #helpers
             #enum_def
             let (__value, __exit) = '__fwd: { #fwd };
             (__value, move |#(#closure_params,)* #seed: #ret_ty, __need: [bool; #np]| match __exit { #(#arms)* })
         }
+    }
+
+    /// `fn __call_pb{n}(f, a1, ..) -> R { f(a1, ..) }` for each arity used.
+    fn call_helpers(&self) -> TokenStream {
+        let mut out = TokenStream::new();
+        for &n in &self.call_arities {
+            let name = format_ident!("__call_pb{}", n);
+            let tys: Vec<Ident> = (0..n).map(|k| format_ident!("A{}", k)).collect();
+            let args: Vec<Ident> = (0..n).map(|k| format_ident!("a{}", k)).collect();
+            out.extend(quote! {
+                #[inline(always)]
+                fn #name<F: ::core::ops::FnOnce(#(#tys),*) -> R, #(#tys,)* R>(f: F, #(#args: #tys),*) -> R {
+                    f(#(#args),*)
+                }
+            });
+        }
+        out
     }
 
     /// The adjoint code of every exit, for the documentation.
@@ -1406,30 +1454,6 @@ fn field_defs(b: &Block) -> HashMap<VarId, (VarId, syn::Member)> {
 /// The name of the pullback closure that a call returned along with the value `t`.
 fn pullback_name(t: &Ident) -> Ident {
     format_ident!("__pb_{}", t.to_string().trim_start_matches("__"))
-}
-
-/// Every value defined inside a block, nested blocks included (loop indices and heads too).
-fn deep_locals(b: &Block) -> HashSet<VarId> {
-    let mut out = HashSet::new();
-    fn walk(b: &Block, out: &mut HashSet<VarId>) {
-        out.extend(b.defined());
-        for s in &b.stmts {
-            match s {
-                Stmt::If(i) => {
-                    walk(&i.then_b, out);
-                    walk(&i.else_b, out);
-                }
-                Stmt::For(f) => {
-                    out.insert(f.index);
-                    out.extend(f.carried.iter().map(|c| c.head));
-                    walk(&f.body, out);
-                }
-                _ => {}
-            }
-        }
-    }
-    walk(b, &mut out);
-    out
 }
 
 /// `ts` with every token's location moved to `span` (name resolution unchanged).

@@ -19,8 +19,50 @@ pub struct VarInfo {
     pub is_place: bool,
     /// Whether a gradient flows into it (it depends on an active parameter).
     pub active: bool,
-    /// The parameters (bit = position) it depends on.
-    pub deps: u64,
+    /// The parameters it depends on.
+    pub deps: Deps,
+}
+
+/// A set of parameter positions (any number of parameters), one bit each.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct Deps(Vec<u64>);
+
+impl Deps {
+    /// `{pos}`
+    pub fn single(pos: usize) -> Self {
+        let mut words = vec![0; pos / 64 + 1];
+        words[pos / 64] = 1 << (pos % 64);
+        Deps(words)
+    }
+
+    /// The union, in place.
+    pub fn union_with(&mut self, other: &Deps) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+        while self.0.last() == Some(&0) {
+            self.0.pop();
+        }
+    }
+
+    /// The union.
+    pub fn union(&self, other: &Deps) -> Deps {
+        let mut d = self.clone();
+        d.union_with(other);
+        d
+    }
+
+    /// The positions, in increasing order.
+    pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, bits)| {
+            (0..64)
+                .filter(move |b| bits & (1u64 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
 }
 
 /// An operand: a value, or a constant expression (literal, `const`, path) copied verbatim.
@@ -226,5 +268,22 @@ impl Block {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deps;
+
+    #[test]
+    fn deps_hold_any_number_of_parameters() {
+        let a = Deps::single(3);
+        let b = Deps::single(130);
+        let u = a.union(&b);
+        assert_eq!(u.positions().collect::<Vec<_>>(), vec![3, 130]);
+        assert_eq!(u.union(&a), u);
+        assert_ne!(u, a);
+        assert_eq!(Deps::default().union(&a), a);
+        assert_eq!(Deps::default().positions().count(), 0);
     }
 }

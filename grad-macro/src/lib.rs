@@ -5,9 +5,14 @@
 //! the runtime as ordinary Rust functions (`emit`). rustc then resolves scalar versus
 //! matrix. See the `symgrad` crate for the user documentation.
 
+mod analysis;
 mod args;
 mod custom;
 mod emit;
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod inspect;
 mod ir;
 mod lower;
 mod params;
@@ -18,7 +23,39 @@ use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
 use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 
-/// Generates the gradient of a function at compile time; see the `symgrad` crate docs.
+/// Writes reverse-mode gradient code for a function at compile time.
+///
+/// ```ignore
+/// #[differentiable]                 // every float, array, slice, matrix or struct parameter
+/// fn f(x: f64, y: f64) -> f64 { x * y + x.sin() }
+/// #[differentiable(wrt(w))]         // only `w` carries a gradient; `x`, `n` are constants
+/// fn g(w: &DMatrix<f32>, x: &DMatrix<f32>, n: usize) -> f32 { (x * w.transpose()).sum() }
+/// ```
+///
+/// Beside the function (unchanged), with its visibility:
+/// - `f_grad(args..) -> (value, gradients)` for an `f32`/`f64` result: one gradient per
+///   active parameter, in declaration order (a bare gradient for one active parameter);
+/// - `f_vjp(args.., seed) -> (value, gradients)`: the gradients of `seed * f(..)`, for any
+///   result type (a matrix result takes a matrix seed);
+/// - `f_pullback(args..)` (hidden): the value and a closure computing the gradients later;
+///   what the code generated for a caller of `f` calls.
+///
+/// Arguments: `wrt(a, b)` names the active parameters (default: every parameter whose type
+/// is not an integer, `bool`, `char`, string, or a collection of those); `crate = path`
+/// names the `symgrad` crate when it is renamed.
+///
+/// The body may use `let`/`let mut`, `=`, `+=`, `-=`, `*=`, `/=`, `if`/`else if`/`else`
+/// (as statements or values), `for i in a..b` (also `a..=b`, `(a..b).rev()`), early
+/// `return`, arithmetic, the float methods with a derivative rule (`sin`, `exp`, `powi`,
+/// `max`, ...), matrix `*`, `transpose`, `sum`, `mean`, `component_mul`, indexing, fields,
+/// casts of integers, and calls of other `#[differentiable]` or `#[custom_vjp]` functions.
+///
+/// Limits: no generics, recursion, closures, macros, `while`/`loop`/`break`/`continue`,
+/// `match` or `if let`; parameters are read-only; locals are not mutated element-wise. Each
+/// rejected construct is a compile error on its own tokens.
+///
+/// To read what it writes for a file: `SYMGRAD_EXPAND=file.rs cargo test -p symgrad-macro
+/// print_expansion -- --ignored --nocapture`.
 #[proc_macro_attribute]
 pub fn differentiable(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = parse_macro_input!(args as args::Args);
@@ -192,6 +229,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         #[doc = #pb_doc]
         #[doc = ""]
         #[doc = #pb_listing]
+        #[doc(hidden)]
         #[allow(#allows)]
         #[inline]
         #vis fn #pb_name(#(#pb_inputs),*) -> (#ret_ty, impl ::core::ops::FnOnce(#(#param_tys,)* #ret_ty, [bool; #np]) -> (#(#entries,)*) + use<>) {

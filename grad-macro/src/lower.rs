@@ -35,6 +35,9 @@ struct Binding {
     op: Operand,
     mutable: bool,
     is_param: bool,
+    /// The type written in its `let` (`let mut c: f32 = ..`): values assigned to it later
+    /// get it too, so that rustc does not see an untyped float literal.
+    ty: Option<Type>,
 }
 
 type Scopes = Vec<Vec<(String, Binding)>>;
@@ -48,6 +51,9 @@ struct Lowerer {
     cur: Vec<Stmt>,
     diverged: bool,
     next_id: usize,
+    /// Values known to be scalars (f32/f64): `s * w.transpose()` with a scalar `s` is a
+    /// scaling, not a matrix product.
+    scalars: std::collections::HashSet<VarId>,
 }
 
 struct Snapshot {
@@ -203,6 +209,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         cur: Vec::new(),
         diverged: false,
         next_id: 0,
+        scalars: std::collections::HashSet::new(),
     };
     let sig = &func.sig;
     if let Some(t) = &sig.unsafety {
@@ -299,12 +306,15 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
             Some(list) => list.contains(&ident) && !is_constant_type(&ty),
             None => is_self || !is_constant_type(&ty),
         };
-        if pos >= 64 {
-            l.errors
-                .push(err(ident.span(), "at most 64 parameters are supported"));
-        }
-        let deps = if active { 1u64 << (pos % 64) } else { 0 };
+        let deps = if active {
+            Deps::single(pos)
+        } else {
+            Deps::default()
+        };
         let var = l.vars.len();
+        if is_float_type(&ty) {
+            l.scalars.insert(var);
+        }
         l.vars.push(VarInfo {
             ident: ident.clone(),
             is_ref,
@@ -318,6 +328,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                 op: Operand::Var(var),
                 mutable: false,
                 is_param: true,
+                ty: None,
             },
         ));
         params.push(Param {
@@ -387,7 +398,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
 }
 
 impl Lowerer {
-    fn new_var(&mut self, base: &str, active: bool, deps: u64, is_ref: bool) -> VarId {
+    fn new_var(&mut self, base: &str, active: bool, deps: Deps, is_ref: bool) -> VarId {
         let id = self.vars.len();
         let name = if base.is_empty() {
             format!("__t{id}")
@@ -419,6 +430,7 @@ impl Lowerer {
         self.errors.truncate(s.errors);
         self.items.truncate(s.items);
         self.types.retain(|k, _| *k < s.vars);
+        self.scalars.retain(|k| *k < s.vars);
         self.scopes = s.scopes;
         self.next_id = s.next_id;
     }
@@ -437,6 +449,7 @@ impl Lowerer {
                 op,
                 mutable,
                 is_param: false,
+                ty: None,
             },
         ));
     }
@@ -458,10 +471,18 @@ impl Lowerer {
         }
     }
 
-    fn deps(&self, o: &Operand) -> u64 {
+    /// Known to be an f32/f64 value (constants are).
+    fn is_scalar(&self, o: &Operand) -> bool {
         match o {
-            Operand::Var(v) => self.vars[*v].deps,
-            Operand::Const(_) => 0,
+            Operand::Var(v) => self.scalars.contains(v),
+            Operand::Const(_) => true,
+        }
+    }
+
+    fn deps(&self, o: &Operand) -> Deps {
+        match o {
+            Operand::Var(v) => self.vars[*v].deps.clone(),
+            Operand::Const(_) => Deps::default(),
         }
     }
 
@@ -472,8 +493,20 @@ impl Lowerer {
     /// Emits `dst = op` and returns `dst`.
     fn assign(&mut self, op: Op, operands: &[&Operand], span: Span, is_ref: bool) -> Operand {
         let active = operands.iter().any(|o| self.active(o));
-        let deps = operands.iter().fold(0, |d, o| d | self.deps(o));
+        let deps = operands
+            .iter()
+            .fold(Deps::default(), |d, o| d.union(&self.deps(o)));
+        let scalar = match &op {
+            Op::Math(..) | Op::Sum(_) | Op::Mean(_) | Op::Index(..) => true,
+            Op::Add(..) | Op::Sub(..) | Op::Mul(..) | Op::Div(..) | Op::Neg(_) | Op::Clone(_) => {
+                operands.iter().all(|o| self.is_scalar(o))
+            }
+            _ => false,
+        };
         let dst = self.new_var("", active, deps, is_ref);
+        if scalar {
+            self.scalars.insert(dst);
+        }
         self.cur.push(Stmt::Assign(Assign { dst, op, span }));
         Operand::Var(dst)
     }
@@ -514,6 +547,17 @@ impl Lowerer {
                         }
                     }
                 }
+                if let Expr::MethodCall(m) = e {
+                    // `x.len()` reads the structure of `x`, not its numbers.
+                    if m.args.is_empty()
+                        && STRUCTURAL_METHODS.contains(&m.method.to_string().as_str())
+                    {
+                        let saved = std::mem::replace(&mut self.allow_active, true);
+                        self.visit_expr_mut(&mut m.receiver);
+                        self.allow_active = saved;
+                        return;
+                    }
+                }
                 if let Expr::Cast(c) = e {
                     // A cast drops the gradient: never of a value that carries one.
                     let saved = std::mem::replace(&mut self.allow_active, false);
@@ -546,7 +590,10 @@ impl Lowerer {
 
     fn inactive(&mut self, e: &Expr, allow_active: bool) -> Operand {
         let ts = self.inactive_expr(e, allow_active);
-        let dst = self.new_var("", false, 0, false);
+        let dst = self.new_var("", false, Deps::default(), false);
+        if matches!(strip_paren(e), Expr::Cast(c) if is_float_type(&c.ty)) {
+            self.scalars.insert(dst);
+        }
         self.cur.push(Stmt::Assign(Assign {
             dst,
             op: Op::Inactive(ts),
@@ -571,7 +618,7 @@ impl Lowerer {
                     "macros are not supported in a #[differentiable] fn",
                 )),
                 syn::Stmt::Expr(e, semi) => {
-                    if last && semi.is_none() {
+                    if last && semi.is_none() && !is_valueless(e) {
                         tail = Some(self.expr(e));
                     } else {
                         self.stmt_expr(e);
@@ -605,6 +652,7 @@ impl Lowerer {
             // checks, on the original function, that it is assigned before it is read).
             if let Some(n) = name {
                 self.bind(n, Self::dummy(), true);
+                self.scopes.last_mut().unwrap().last_mut().unwrap().1.ty = ty;
             }
             return;
         };
@@ -626,7 +674,7 @@ impl Lowerer {
             Operand::Const(_) => false,
         };
         if let (Some(ty), Operand::Const(c)) = (&ty, &op) {
-            let dst = self.new_var(name.as_deref().unwrap_or(""), false, 0, false);
+            let dst = self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
             self.cur.push(Stmt::Assign(Assign {
                 dst,
                 op: Op::Inactive(c.to_token_stream()),
@@ -651,8 +699,14 @@ impl Lowerer {
                 }
             }
         }
+        if let (Some(ty), Operand::Var(v)) = (&ty, &op) {
+            if is_float_type(ty) {
+                self.scalars.insert(*v);
+            }
+        }
         if let Some(n) = name {
             self.bind(n, op, mutable);
+            self.scopes.last_mut().unwrap().last_mut().unwrap().1.ty = ty;
         }
     }
 
@@ -676,18 +730,33 @@ impl Lowerer {
                     return;
                 };
                 let rhs = self.expr(&b.right);
-                let v = match b.op {
-                    BinOp::AddAssign(_) => {
-                        self.binary_op(Op::Add(cur.clone(), rhs.clone()), &cur, &rhs, e)
-                    }
-                    BinOp::SubAssign(_) => {
-                        self.binary_op(Op::Sub(cur.clone(), rhs.clone()), &cur, &rhs, e)
-                    }
-                    BinOp::MulAssign(_) => {
-                        self.binary_op(Op::Mul(cur.clone(), rhs.clone()), &cur, &rhs, e)
-                    }
-                    _ => self.binary_op(Op::Div(cur.clone(), rhs.clone()), &cur, &rhs, e),
+                // `a op= b` computes `a op b` (what an inactive value is computed from).
+                let sp = b.op.span();
+                let (op, bin_op) = match b.op {
+                    BinOp::AddAssign(_) => (
+                        Op::Add(cur.clone(), rhs.clone()),
+                        BinOp::Add(syn::Token![+](sp)),
+                    ),
+                    BinOp::SubAssign(_) => (
+                        Op::Sub(cur.clone(), rhs.clone()),
+                        BinOp::Sub(syn::Token![-](sp)),
+                    ),
+                    BinOp::MulAssign(_) => (
+                        Op::Mul(cur.clone(), rhs.clone()),
+                        BinOp::Mul(syn::Token![*](sp)),
+                    ),
+                    _ => (
+                        Op::Div(cur.clone(), rhs.clone()),
+                        BinOp::Div(syn::Token![/](sp)),
+                    ),
                 };
+                let computed = Expr::Binary(syn::ExprBinary {
+                    attrs: Vec::new(),
+                    left: Box::new(paren(&b.left)),
+                    op: bin_op,
+                    right: Box::new(paren(&b.right)),
+                });
+                let v = self.binary_op(op, &cur, &rhs, &computed);
                 self.assign_to(&b.left, v);
             }
             Expr::Binary(b)
@@ -779,14 +848,38 @@ impl Lowerer {
         }
     }
 
-    fn assign_to(&mut self, left: &Expr, v: Operand) {
+    fn assign_to(&mut self, left: &Expr, mut v: Operand) {
         if self.target(left).is_some() {
             if let Expr::Path(p) = strip_paren(left) {
                 let name = p.path.segments[0].ident.to_string();
+                if let (Some(_), Operand::Const(c)) =
+                    (self.lookup(&name).and_then(|b| b.ty.clone()), &v)
+                {
+                    // `c = 1.5;` for `let mut c: f32`: a typed value, not a bare literal.
+                    let dst = self.new_var(&name, false, Deps::default(), false);
+                    self.cur.push(Stmt::Assign(Assign {
+                        dst,
+                        op: Op::Inactive(c.to_token_stream()),
+                        span: c.span(),
+                    }));
+                    v = Operand::Var(dst);
+                }
                 if let Operand::Var(id) = &v {
                     if self.vars[*id].ident.to_string().starts_with("__t") {
                         self.vars[*id].ident =
                             format_ident!("__{}_{}", name.trim_start_matches("r#"), id);
+                    }
+                    // A value computed here for a name declared with a type gets the type.
+                    let declared = self.lookup(&name).and_then(|b| b.ty.clone());
+                    let fresh = matches!(
+                        self.cur.last(),
+                        Some(Stmt::Assign(a)) if a.dst == *id && !matches!(a.op, Op::Call(..))
+                    );
+                    if let (Some(ty), true) = (declared, fresh) {
+                        if is_float_type(&ty) {
+                            self.scalars.insert(*id);
+                        }
+                        self.types.entry(*id).or_insert(ty);
                     }
                 }
                 self.rebind(&name, v);
@@ -855,8 +948,9 @@ impl Lowerer {
                 match base {
                     Operand::Var(v) if self.vars[v].active => {
                         let active = true;
-                        let deps = self.vars[v].deps;
+                        let deps = self.vars[v].deps.clone();
                         let dst = self.new_var("", active, deps, false);
+                        self.scalars.insert(dst);
                         self.cur.push(Stmt::Assign(Assign {
                             dst,
                             op: Op::Index(v, index),
@@ -871,7 +965,7 @@ impl Lowerer {
                 let base = self.expr(&f.base);
                 match base {
                     Operand::Var(v) => {
-                        let (active, deps) = (self.vars[v].active, self.vars[v].deps);
+                        let (active, deps) = (self.vars[v].active, self.vars[v].deps.clone());
                         let dst = self.new_var(&member_name(&f.member), active, deps, true);
                         self.vars[dst].is_place = true;
                         self.cur.push(Stmt::Assign(Assign {
@@ -953,6 +1047,11 @@ impl Lowerer {
             BinOp::Mul(_) => {
                 if let Some(inner) = as_transpose(&b.right) {
                     let l = self.expr(&b.left);
+                    if self.is_scalar(&l) {
+                        // A scalar times a transpose: a scaling (`l` lowered once).
+                        let r = self.expr(&b.right);
+                        return self.binary_op(Op::Mul(l.clone(), r.clone()), &l, &r, e);
+                    }
                     let r = self.expr(inner);
                     if self.active(&l) || self.active(&r) {
                         return self.assign(
@@ -967,6 +1066,15 @@ impl Lowerer {
                 if let Some(inner) = as_transpose(&b.left) {
                     let l = self.expr(inner);
                     let r = self.expr(&b.right);
+                    if self.is_scalar(&r) {
+                        // A transpose times a scalar: a scaling.
+                        let t = if self.active(&l) {
+                            self.assign(Op::Transpose(l.clone()), &[&l], b.left.span(), false)
+                        } else {
+                            self.inactive(&b.left, true)
+                        };
+                        return self.binary_op(Op::Mul(t.clone(), r.clone()), &t, &r, e);
+                    }
                     if self.active(&l) || self.active(&r) {
                         return self.assign(
                             Op::MatMulTn(l.clone(), r.clone()),
@@ -1261,9 +1369,12 @@ impl Lowerer {
                     pre.clone()
                 } else {
                     let active = self.active(t) || self.active(e);
-                    let deps = self.deps(t) | self.deps(e);
+                    let deps = self.deps(t).union(&self.deps(e));
                     let is_ref = matches!(t, Operand::Var(v) if self.vars[*v].is_ref);
                     let dst = self.new_var(name, active, deps, is_ref);
+                    if self.is_scalar(t) || self.is_scalar(e) {
+                        self.scalars.insert(dst);
+                    }
                     phis.push(Phi {
                         dst,
                         then_v: t.clone(),
@@ -1278,9 +1389,12 @@ impl Lowerer {
             result = match (then_v, else_v) {
                 (Some(t), Some(e)) if !then_b.diverges && !else_b.diverges => {
                     let active = self.active(&t) || self.active(&e);
-                    let deps = self.deps(&t) | self.deps(&e);
+                    let deps = self.deps(&t).union(&self.deps(&e));
                     let is_ref = matches!(t, Operand::Var(v) if self.vars[v].is_ref);
                     let dst = self.new_var("", active, deps, is_ref);
+                    if self.is_scalar(&t) || self.is_scalar(&e) {
+                        self.scalars.insert(dst);
+                    }
                     phis.push(Phi {
                         dst,
                         then_v: t,
@@ -1293,6 +1407,9 @@ impl Lowerer {
                     v.map(|v| {
                         let is_ref = matches!(v, Operand::Var(x) if self.vars[x].is_ref);
                         let dst = self.new_var("", self.active(&v), self.deps(&v), is_ref);
+                        if self.is_scalar(&v) {
+                            self.scalars.insert(dst);
+                        }
                         phis.push(Phi {
                             dst,
                             then_v: v.clone(),
@@ -1355,7 +1472,12 @@ impl Lowerer {
         let before = self.scopes.clone();
         // Pass 1: which names does the body rebind?
         let snap = self.snapshot();
-        let index = self.new_var(pat_name.as_deref().unwrap_or("i"), false, 0, false);
+        let index = self.new_var(
+            pat_name.as_deref().unwrap_or("i"),
+            false,
+            Deps::default(),
+            false,
+        );
         let extra: Vec<(String, Operand)> = pat_name
             .iter()
             .map(|n| (n.clone(), Operand::Var(index)))
@@ -1370,7 +1492,7 @@ impl Lowerer {
             }
         }
         self.restore(snap);
-        let mut head_act: Vec<(bool, u64)> = carried
+        let mut head_act: Vec<(bool, Deps)> = carried
             .iter()
             .map(|c| (self.active(&c.3), self.deps(&c.3)))
             .collect();
@@ -1378,11 +1500,19 @@ impl Lowerer {
         loop {
             rounds += 1;
             let snap = self.snapshot();
-            let index = self.new_var(pat_name.as_deref().unwrap_or("i"), false, 0, false);
+            let index = self.new_var(
+                pat_name.as_deref().unwrap_or("i"),
+                false,
+                Deps::default(),
+                false,
+            );
             let mut heads = Vec::new();
             for (k, c) in carried.iter().enumerate() {
                 let is_ref = matches!(c.3, Operand::Var(v) if self.vars[v].is_ref);
-                let h = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                let h = self.new_var(&c.2, head_act[k].0, head_act[k].1.clone(), is_ref);
+                if self.is_scalar(&c.3) {
+                    self.scalars.insert(h);
+                }
                 self.scopes[c.0][c.1].1.op = Operand::Var(h);
                 heads.push(h);
             }
@@ -1399,8 +1529,8 @@ impl Lowerer {
             for (k, e) in ends.iter().enumerate() {
                 let (a, d) = (self.active(e), self.deps(e));
                 let na = head_act[k].0 || a;
-                let nd = head_act[k].1 | d;
-                if (na, nd) != head_act[k] {
+                let nd = head_act[k].1.union(&d);
+                if (na, &nd) != (head_act[k].0, &head_act[k].1) {
                     head_act[k] = (na, nd);
                     changed = true;
                 }
@@ -1412,7 +1542,10 @@ impl Lowerer {
             let mut cs = Vec::new();
             for (k, c) in carried.iter().enumerate() {
                 let is_ref = self.vars[heads[k]].is_ref;
-                let after = self.new_var(&c.2, head_act[k].0, head_act[k].1, is_ref);
+                let after = self.new_var(&c.2, head_act[k].0, head_act[k].1.clone(), is_ref);
+                if self.is_scalar(&c.3) {
+                    self.scalars.insert(after);
+                }
                 self.scopes[c.0][c.1].1.op = Operand::Var(after);
                 cs.push(Carried {
                     init: c.3.clone(),
@@ -1432,6 +1565,44 @@ impl Lowerer {
             }));
             return;
         }
+    }
+}
+
+/// `(e)`: an expression that keeps its meaning inside a larger one.
+fn paren(e: &Expr) -> Expr {
+    Expr::Paren(syn::ExprParen {
+        attrs: Vec::new(),
+        paren_token: syn::token::Paren(e.span()),
+        expr: Box::new(e.clone()),
+    })
+}
+
+/// An expression whose value is `()` though it may end a block: an `if` whose branches end
+/// with statements, a loop, an assignment. At the end of a block it is a statement.
+fn is_valueless(e: &Expr) -> bool {
+    match strip_paren(e) {
+        Expr::If(i) => !block_has_value(&i.then_branch),
+        Expr::ForLoop(_) | Expr::While(_) | Expr::Assign(_) => true,
+        Expr::Binary(b) => matches!(
+            b.op,
+            BinOp::AddAssign(_) | BinOp::SubAssign(_) | BinOp::MulAssign(_) | BinOp::DivAssign(_)
+        ),
+        _ => false,
+    }
+}
+
+/// The block ends with an expression that has a value.
+fn block_has_value(b: &syn::Block) -> bool {
+    matches!(b.stmts.last(), Some(syn::Stmt::Expr(e, None)) if !is_valueless(e))
+}
+
+/// `f32` or `f64`, possibly behind references or parentheses.
+fn is_float_type(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => is_float_type(&r.elem),
+        Type::Paren(p) => is_float_type(&p.elem),
+        Type::Path(p) => p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")),
+        _ => false,
     }
 }
 
