@@ -312,7 +312,7 @@ fn run(args: Args, stop: &Arc<AtomicBool>) -> Result<(), String> {
         step_losses: Vec::new(),
         saved_epoch: None,
         error: None,
-        stop: Arc::clone(&stop),
+        stop: Arc::clone(stop),
     };
     let progress = Progress::new();
     let mut callbacks = (progress, (schedule, extras));
