@@ -22,10 +22,9 @@ pub struct OptimizerState {
 }
 
 /// Why an [`OptimizerState`] does not fit an optimizer and model.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OptimStateError {
     /// The state is another optimizer's.
-    #[error("the optimizer state is for `{found}` but the optimizer is `{expected}`")]
     WrongKind {
         /// This optimizer's kind.
         expected: String,
@@ -33,7 +32,6 @@ pub enum OptimStateError {
         found: String,
     },
     /// A buffer the model needs is missing.
-    #[error("the optimizer state has no `{name}` (it has {available:?})")]
     Missing {
         /// The buffer's name.
         name: String,
@@ -41,7 +39,6 @@ pub enum OptimStateError {
         available: Vec<String>,
     },
     /// A buffer's length differs from its parameter's.
-    #[error("optimizer buffer `{name}` has {found} elements but the parameter has {expected}")]
     Length {
         /// The buffer's name.
         name: String,
@@ -51,18 +48,48 @@ pub enum OptimStateError {
         found: usize,
     },
     /// The state has buffers for parameters the model does not have.
-    #[error("the optimizer state has buffers {names:?} for tensors the model does not have")]
     Unexpected {
         /// The unused buffers, sorted.
         names: Vec<String>,
     },
     /// A buffer holds NaN or infinite values.
-    #[error("optimizer buffer `{name}` holds a non-finite value")]
     NonFinite {
         /// The buffer's name.
         name: String,
     },
 }
+
+impl std::fmt::Display for OptimStateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::WrongKind { expected, found } => write!(
+                f,
+                "the optimizer state is for `{found}` but the optimizer is `{expected}`"
+            ),
+            Self::Missing { available, name } => write!(
+                f,
+                "the optimizer state has no `{name}` (it has {available:?})"
+            ),
+            Self::Length {
+                expected,
+                found,
+                name,
+            } => write!(
+                f,
+                "optimizer buffer `{name}` has {found} elements but the parameter has {expected}"
+            ),
+            Self::Unexpected { names } => write!(
+                f,
+                "the optimizer state has buffers {names:?} for tensors the model does not have"
+            ),
+            Self::NonFinite { name } => {
+                write!(f, "optimizer buffer `{name}` holds a non-finite value")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OptimStateError {}
 
 /// An optimizer whose state can be saved and restored ([`OptimizerState`]).
 pub trait StatefulOptimizer: Optimizer {
