@@ -117,3 +117,66 @@ pub fn adjoint_targets(
         .filter(|v| active(*v) && !locals.contains(v) && !extra_locals.contains(v))
         .collect()
 }
+
+/// Something the reverse sweep may read: a value, the branch tag of an `if`, the tape of a
+/// `for`, or the pullback of a call.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Kept {
+    Var(VarId),
+    Tag(usize),
+    Tape(usize),
+    Pullback(VarId),
+}
+
+/// Everything the reverse sweep of `b` may read, from the IR alone: the operands and the
+/// result of every active operation (the rules read both, and zero adjoints are made from
+/// values), the inputs and outputs of active merges and loop-carried values, branch tags,
+/// tapes and call pullbacks. An over-approximation: what a branch or an iteration keeps is
+/// this set restricted to its own values, so the sweep can never read a value that was not
+/// kept.
+pub fn reverse_reads(b: &Block, active: &impl Fn(VarId) -> bool, out: &mut BTreeSet<Kept>) {
+    fn var(o: &Operand, out: &mut BTreeSet<Kept>) {
+        if let Operand::Var(v) = o {
+            out.insert(Kept::Var(*v));
+        }
+    }
+    for s in &b.stmts {
+        match s {
+            Stmt::Assign(a) => {
+                if active(a.dst) {
+                    out.insert(Kept::Var(a.dst));
+                    out.extend(op_reads(&a.op).into_iter().map(Kept::Var));
+                    if let Op::Call(..) = a.op {
+                        out.insert(Kept::Pullback(a.dst));
+                    }
+                }
+            }
+            Stmt::If(i) => {
+                if !(i.then_b.diverges && i.else_b.diverges) {
+                    out.insert(Kept::Tag(i.id));
+                }
+                for p in i.phis.iter().filter(|p| active(p.dst)) {
+                    out.insert(Kept::Var(p.dst));
+                    var(&p.then_v, out);
+                    var(&p.else_v, out);
+                }
+                reverse_reads(&i.then_b, active, out);
+                reverse_reads(&i.else_b, active, out);
+            }
+            Stmt::For(f) => {
+                if f.carried.iter().any(|c| active(c.head)) {
+                    out.insert(Kept::Tape(f.id));
+                }
+                out.insert(Kept::Var(f.index));
+                for c in f.carried.iter().filter(|c| active(c.head)) {
+                    out.insert(Kept::Var(c.head));
+                    out.insert(Kept::Var(c.after));
+                    var(&c.init, out);
+                    var(&c.end, out);
+                }
+                reverse_reads(&f.body, active, out);
+            }
+            Stmt::Return(..) => {}
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::ir::*;
 use crate::lower::Function;
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use syn::Ident;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -399,8 +399,10 @@ impl<'a> Gen<'a> {
         out
     }
 
-    /// The values that the adjoint of `b` reads among those `b` defines: what a branch
+    /// The values that the adjoint of `b` may read among those `b` defines: what a branch
     /// or a loop iteration must keep. `extra` are further local names (loop index, heads).
+    /// Computed from the IR by [`analysis::reverse_reads`], never by emitting the sweep, so
+    /// the sweep cannot read a value that was not kept.
     fn stash_of(
         &mut self,
         key: (usize, u8),
@@ -411,23 +413,30 @@ impl<'a> Gen<'a> {
         if let Some(s) = self.stash_cache.get(&key) {
             return s.clone();
         }
-        let saved_reads = std::mem::take(&mut self.reads);
-        let saved_all = std::mem::replace(&mut self.assume_all, true);
-        let saved_tmp = self.tmp;
-        let mut st = Rev::default();
-        for s in seeds {
-            let g = self.adj_ident(*s);
-            st.adj.insert(*s, Adj::Var(g));
+        let mut kept = BTreeSet::new();
+        analysis::reverse_reads(b, &|v| self.f.vars[v].active, &mut kept);
+        // The loop's own index and heads, and the values the sweep is seeded through (a
+        // branch's phi inputs, a loop's carried ends), are read by the sweep of `b` too.
+        kept.extend(extra.iter().chain(seeds).map(|v| analysis::Kept::Var(*v)));
+        let mut names: BTreeMap<String, Ident> = BTreeMap::new();
+        for k in kept {
+            let id = match k {
+                analysis::Kept::Var(mut v) => {
+                    // A field borrow is recomputed from its base.
+                    while let Some((base, _)) = self.fields.get(&v) {
+                        v = *base;
+                    }
+                    self.id(v).clone()
+                }
+                analysis::Kept::Tag(i) => format_ident!("__br_{}", i),
+                analysis::Kept::Tape(i) => format_ident!("__tape_{}", i),
+                analysis::Kept::Pullback(v) => pullback_name(self.id(v)),
+            };
+            names.insert(id.to_string(), id);
         }
-        let mut sink = TokenStream::new();
-        let refs: Vec<&Stmt> = b.stmts.iter().collect();
-        self.rev_stmts(&refs, &mut st, &mut sink);
-        let reads = std::mem::replace(&mut self.reads, saved_reads);
-        self.assume_all = saved_all;
-        self.tmp = saved_tmp;
         let mut local = self.local_names(b);
         local.extend(extra.iter().map(|v| self.id(*v).to_string()));
-        let stash: Vec<Ident> = reads
+        let stash: Vec<Ident> = names
             .into_iter()
             .filter(|(n, _)| local.contains(n))
             .map(|(_, i)| i)
@@ -649,9 +658,13 @@ impl<'a> Gen<'a> {
 
     // ----- reverse -----
 
-    fn neg(c: Contrib) -> Contrib {
+    /// `-c`; inside a loop's adjoint through a function, as rustc may not know the type of
+    /// values read back from the tape at that point (a `return` inside the loop).
+    fn neg(&self, c: Contrib) -> Contrib {
+        let root = &self.root;
         match c {
             Contrib::Lit(x) => Contrib::Lit(-x),
+            Contrib::Ts(t) if self.in_tape > 0 => Contrib::Ts(quote!(#root::neg_grad(#t))),
             Contrib::Ts(t) => Contrib::Ts(quote!(-(#t))),
         }
     }
@@ -807,14 +820,15 @@ impl<'a> Gen<'a> {
                 }
                 if let Some(v) = ay {
                     let c = as_contrib(&g);
-                    let c = if neg { Self::neg(c) } else { c };
+                    let c = if neg { self.neg(c) } else { c };
                     let c = self.guard(v, t, c);
                     self.contribute(st, out, v, c);
                 }
             }
             Op::Neg(x) => {
                 if let Some(v) = self.active(x) {
-                    self.contribute(st, out, v, Self::neg(as_contrib(&g)));
+                    let c = self.neg(as_contrib(&g));
+                    self.contribute(st, out, v, c);
                 }
             }
             Op::Mul(x, y) => {
@@ -829,7 +843,7 @@ impl<'a> Gen<'a> {
                         (Operand::Var(_), Adj::Lit(k)) if *k == 1.0 => Contrib::Ts(self.val(other)),
                         (Operand::Var(_), Adj::Lit(k)) if *k == -1.0 => {
                             let o = self.val(other);
-                            Contrib::Ts(quote!(-#o))
+                            self.neg(Contrib::Ts(o))
                         }
                         _ => {
                             let (rx, ry) = (self.r(x), self.r(y));

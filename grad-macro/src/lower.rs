@@ -54,6 +54,9 @@ struct Lowerer {
     /// Values known to be scalars (f32/f64): `s * w.transpose()` with a scalar `s` is a
     /// scaling, not a matrix product.
     scalars: std::collections::HashSet<VarId>,
+    /// Values whose name is already written into tokens (conditions, ranges, constant
+    /// code): they keep that name.
+    named: std::collections::HashSet<VarId>,
 }
 
 struct Snapshot {
@@ -210,6 +213,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         diverged: false,
         next_id: 0,
         scalars: std::collections::HashSet::new(),
+        named: std::collections::HashSet::new(),
     };
     let sig = &func.sig;
     if let Some(t) = &sig.unsafety {
@@ -518,6 +522,7 @@ impl Lowerer {
             l: &'a Lowerer,
             allow_active: bool,
             errors: Vec<syn::Error>,
+            named: Vec<VarId>,
         }
         impl VisitMut for Renamer<'_> {
             fn visit_expr_mut(&mut self, e: &mut Expr) {
@@ -538,6 +543,7 @@ impl Lowerer {
                                     }
                                     let id = &info.ident;
                                     *e = syn::parse_quote!(#id);
+                                    self.named.push(*v);
                                 }
                                 Operand::Const(c) => {
                                     *e = syn::parse_quote!((#c));
@@ -581,10 +587,12 @@ impl Lowerer {
             l: self,
             allow_active,
             errors: Vec::new(),
+            named: Vec::new(),
         };
         r.visit_expr_mut(&mut e);
-        let errs = r.errors;
+        let (errs, named) = (r.errors, r.named);
         self.errors.extend(errs);
+        self.named.extend(named);
         e.into_token_stream()
     }
 
@@ -683,7 +691,7 @@ impl Lowerer {
             self.types.insert(dst, ty.clone());
             op = Operand::Var(dst);
         } else if let (true, Operand::Var(v)) = (fresh, &op) {
-            if let Some(n) = &name {
+            if let Some(n) = name.as_ref().filter(|_| !self.named.contains(v)) {
                 self.vars[*v].ident = format_ident!("__{}_{}", n.trim_start_matches("r#"), v);
             }
             if let Some(ty) = &ty {
@@ -865,7 +873,9 @@ impl Lowerer {
                     v = Operand::Var(dst);
                 }
                 if let Operand::Var(id) = &v {
-                    if self.vars[*id].ident.to_string().starts_with("__t") {
+                    if self.vars[*id].ident.to_string().starts_with("__t")
+                        && !self.named.contains(id)
+                    {
                         self.vars[*id].ident =
                             format_ident!("__{}_{}", name.trim_start_matches("r#"), id);
                     }

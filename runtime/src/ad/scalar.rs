@@ -8,6 +8,13 @@
 
 use core::ops::{Add, Div, Mul, Neg, Sub};
 
+/// `-g`, as a function: generated code negates adjoints through it, so that rustc need not
+/// know their type at that point (an adjoint computed from values read back from a loop's tape).
+#[inline(always)]
+pub fn neg_grad<T: Neg<Output = T>>(g: T) -> T {
+    -g
+}
+
 /// The float operations the rules need; implemented for `f32` and `f64`.
 pub trait Float:
     Copy
