@@ -23,9 +23,8 @@ pub enum Mode {
     /// `_pullback`: the forward pass returns a closure that runs the adjoint later; the
     /// closure gets the parameters again, the seed and a mask of the gradients needed.
     Pullback,
-    /// `_vjp`: the adjoint runs in place at each `return`, scaled by the `seed` argument.
-    Vjp,
-    /// `_grad`: like `_vjp` with the seed the literal 1, folded.
+    /// The adjoint written in place at each `return` with the seed 1 folded: only for the
+    /// listing in `_grad`'s documentation (the functions themselves wrap `_pullback`).
     Grad,
 }
 
@@ -93,7 +92,6 @@ pub struct Gen<'a> {
     root: TokenStream,
     mode: Mode,
     reads: BTreeMap<String, Ident>,
-    assume_all: bool,
     pub exits: Vec<Exit>,
     stash_cache: HashMap<(usize, u8), Vec<Ident>>,
     all_deps: Deps,
@@ -130,7 +128,6 @@ impl<'a> Gen<'a> {
             root,
             mode,
             reads: BTreeMap::new(),
-            assume_all: false,
             exits: Vec::new(),
             stash_cache: HashMap::new(),
             all_deps,
@@ -757,9 +754,6 @@ impl<'a> Gen<'a> {
         if !self.f.vars[v].active {
             return None;
         }
-        if self.assume_all {
-            return Some(Adj::Var(self.adj_ident(v)));
-        }
         st.adj.remove(&v)
     }
 
@@ -1061,34 +1055,6 @@ impl<'a> Gen<'a> {
     }
 
     fn rev_if(&mut self, i: &'a If, st: &mut Rev, out: &mut TokenStream) {
-        if self.assume_all {
-            self.read_ident(&format_ident!("__br_{}", i.id));
-            for p in &i.phis {
-                let _ = self.take(st, p.dst);
-                // A phi's inputs may need a zero adjoint made from them.
-                for o in [&p.then_v, &p.else_v] {
-                    if let Some(v) = self.active(o) {
-                        self.read(v);
-                    }
-                }
-            }
-            for b in [&i.then_b, &i.else_b] {
-                // The real sweep makes the adjoints of these mutable before the `match`,
-                // from zeros made from the values: keep them.
-                let seeded: Vec<VarId> = i
-                    .phis
-                    .iter()
-                    .flat_map(|p| [&p.then_v, &p.else_v])
-                    .filter_map(|o| self.active(o))
-                    .collect();
-                for v in analysis::adjoint_targets(b, &seeded, &[], |v| self.f.vars[v].active) {
-                    self.read(v);
-                }
-                let refs: Vec<&Stmt> = b.stmts.iter().collect();
-                self.rev_stmts(&refs, st, out);
-            }
-            return;
-        }
         let seeds: Vec<(usize, Adj)> = i
             .phis
             .iter()
@@ -1193,27 +1159,6 @@ impl<'a> Gen<'a> {
             .filter_map(|c| self.active(&c.end))
             .collect();
         let stash = self.stash_of((f.id, 2), &f.body, &extra, &seeds);
-        if self.assume_all {
-            let refs: Vec<&Stmt> = f.body.stmts.iter().collect();
-            self.rev_stmts(&refs, st, out);
-            // Zero adjoints of carried values are made from the values.
-            for c in &f.carried {
-                self.read(c.after);
-                if let Some(v) = self.active(&c.init) {
-                    self.read(v);
-                }
-            }
-            // The outer adjoints the iterations add to are made mutable before the loop.
-            let ends: Vec<VarId> = f
-                .carried
-                .iter()
-                .filter_map(|c| self.active(&c.end))
-                .collect();
-            for v in analysis::adjoint_targets(&f.body, &ends, &extra, |v| self.f.vars[v].active) {
-                self.read(v);
-            }
-            return;
-        }
         if init.iter().all(|a| a.is_none()) {
             return;
         }
@@ -1312,7 +1257,7 @@ impl<'a> Gen<'a> {
             let seed = &self.seed;
             let c = match self.mode {
                 Mode::Grad => Contrib::Lit(1.0),
-                Mode::Pullback | Mode::Vjp => Contrib::Ts(quote!(#seed)),
+                Mode::Pullback => Contrib::Ts(quote!(#seed)),
             };
             self.contribute(&mut st, &mut out, id, c);
         }
@@ -1356,7 +1301,7 @@ impl<'a> Gen<'a> {
             let r = self.r(&Operand::Var(p.var));
             items.push(match self.mode {
                 Mode::Pullback => g,
-                Mode::Grad | Mode::Vjp => quote!(#root::finalize(#r, #g)),
+                Mode::Grad => quote!(#root::finalize(#r, #g)),
             });
         }
         if self.inline() && items.len() == 1 {
