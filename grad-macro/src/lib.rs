@@ -138,6 +138,10 @@ const ALLOWS: &str = "dead_code, unused_mut, unused_variables, unused_assignment
 
 fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Error>> {
     let f = lower::lower(func, args)?;
+    // The IR's invariants, checked in debug builds of the macro (what `cargo build` uses for
+    // proc macros by default): a failure is a bug of the macro, reported with the IR listing.
+    #[cfg(debug_assertions)]
+    ir::show::check(&f);
     let root = root(args);
     let sig = &func.sig;
     let vis = &func.vis;

@@ -1,6 +1,8 @@
 //! The intermediate representation: the body of a `#[differentiable]` fn as single
 //! operations on SSA values, with structured `if`/`for`/`return`.
 
+pub mod show;
+
 use proc_macro2::{Span, TokenStream};
 use syn::{Expr, Ident, Member, Path};
 
