@@ -77,7 +77,9 @@ impl Fwd<'_> {
                 Form::Plain => {
                     let v = self.active(o).unwrap();
                     let t = self.owned(v, false);
-                    quote!(::core::option::Option::Some(#t))
+                    // Bound first, so that a type error names the tangent's type, not a
+                    // `clone` argument.
+                    quote!(::core::option::Option::Some({ let __t = #t; __t }))
                 }
                 _ => quote!(::core::option::Option::Some(#t)),
             },

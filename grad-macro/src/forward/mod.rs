@@ -161,7 +161,7 @@ fn check_types(f: &Function) -> Result<(), Vec<syn::Error>> {
                      `DMatrix`/`DVector` of f32/f64 and parameter structs. Make it a constant \
                      by listing only the other parameters in `wrt(..)`",
                     p.ident,
-                    p.ty.to_token_stream()
+                    type_text(&p.ty)
                 ),
             )
         })
@@ -171,6 +171,19 @@ fn check_types(f: &Function) -> Result<(), Vec<syn::Error>> {
     } else {
         Err(errors)
     }
+}
+
+/// A type as written, without the token spacing of `to_string`.
+fn type_text(ty: &Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("& ", "&")
+        .replace(" ,", ",")
+        .replace("[ ", "[")
+        .replace(" ]", "]")
+        .replace(" ;", ";")
 }
 
 fn is_float(ty: &Type) -> bool {
