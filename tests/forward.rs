@@ -679,3 +679,169 @@ fn parameter_struct_and_methods() {
     let want = DMatrix::from_fn(6, 8, |i, j| want[(i, j)] + d.layer1.bias[j]);
     assert!((t - want).amax() < 1e-5);
 }
+
+// ---------------------------------------------------------------------------------------
+// Phis with a constant side, phis of references, loops with branches and matrices
+// ---------------------------------------------------------------------------------------
+
+#[differentiable(forward, reverse)]
+fn mixed(x: f64, y: f64, a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    // a constant on one side, an active value on the other
+    let p = if x > 1.0 { x * y } else { 2.0 };
+    let r = if y > 1.0 { 3.0 } else { y.sin() };
+    let m = if y > 1.0 { a.clone() } else { b.clone() };
+    if x > 1.8 {
+        return p * r;
+    }
+    let q = inner(p, 3.0) + m.sum() * r;
+    q
+}
+
+/// A phi of two parameters (references): forward mode only (the reverse mode's pullback
+/// cannot keep a borrowed phi); its reverse twin clones them.
+#[differentiable(forward)]
+fn ref_phi(y: f64, a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    let m = if y > 1.0 { a } else { b };
+    (m * y).sum()
+}
+
+#[differentiable(reverse)]
+fn ref_phi_twin(y: f64, a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    let m = if y > 1.0 { a.clone() } else { b.clone() };
+    (m * y).sum()
+}
+
+#[differentiable(forward, reverse)]
+fn matrix_loop(a: &DMatrix<f64>, s: f64, n: usize) -> f64 {
+    let mut m = a.clone();
+    let mut t = 0.0;
+    for i in 0..n {
+        if i % 2 == 0 {
+            m = m.clone() * s + a.clone();
+        } else {
+            m = m.component_mul(a);
+            t = t + m.mean();
+        }
+        if t > 50.0 {
+            return t;
+        }
+    }
+    m.sum() + t
+}
+
+#[test]
+fn phis_and_matrix_loops() {
+    let c = Case {
+        name: "mixed",
+        f: &|x| {
+            let (a, b) = mats(&x[2..]);
+            vec![mixed(x[0], x[1], &a, &b)]
+        },
+        jvp: &|x, v| {
+            let (a, b) = mats(&x[2..]);
+            let (da, db) = mats(&v[2..]);
+            let (y, t) = mixed_jvp(x[0], x[1], &a, &b, v[0], v[1], &da, &db);
+            (vec![y], vec![t])
+        },
+        vjp: &|x, u| {
+            let (a, b) = mats(&x[2..]);
+            let (_, (gx, gy, ga, gb)) = mixed_vjp(x[0], x[1], &a, &b, u[0]);
+            let mut g = vec![gx, gy];
+            g.extend_from_slice(ga.as_slice());
+            g.extend_from_slice(gb.as_slice());
+            g
+        },
+        tol: F64.0,
+        h: F64.1,
+    };
+    let mut paths = std::collections::BTreeSet::new();
+    check(&c, |r| {
+        loop {
+            let mut x: Vec<f64> = (0..14).map(|_| r.gen_range(-1.0..1.0)).collect();
+            x[0] = r.gen_range(0.2..2.5);
+            x[1] = r.gen_range(0.2..2.0);
+            if [1.0, 1.8].iter().all(|b| (x[0] - b).abs() > 1e-3) && (x[1] - 1.0).abs() > 1e-3 {
+                paths.insert((x[0] > 1.0, x[0] > 1.8, x[1] > 1.0));
+                return x;
+            }
+        }
+    });
+    assert!(paths.len() >= 5, "{paths:?}");
+
+    let c = Case {
+        name: "ref_phi",
+        f: &|x| {
+            let (a, b) = mats(&x[1..]);
+            vec![ref_phi(x[0], &a, &b)]
+        },
+        jvp: &|x, v| {
+            let (a, b) = mats(&x[1..]);
+            let (da, db) = mats(&v[1..]);
+            let (y, t) = ref_phi_jvp(x[0], &a, &b, v[0], &da, &db);
+            (vec![y], vec![t])
+        },
+        vjp: &|x, u| {
+            let (a, b) = mats(&x[1..]);
+            let (_, (gy, ga, gb)) = ref_phi_twin_vjp(x[0], &a, &b, u[0]);
+            let mut g = vec![gy];
+            g.extend_from_slice(ga.as_slice());
+            g.extend_from_slice(gb.as_slice());
+            g
+        },
+        tol: F64.0,
+        h: F64.1,
+    };
+    check(&c, |r| {
+        let mut x: Vec<f64> = (0..13).map(|_| r.gen_range(-1.0..1.0)).collect();
+        x[0] = if r.gen_bool(0.5) { 0.5 } else { 1.5 } + r.gen_range(-0.4..0.4);
+        x
+    });
+
+    let c = Case {
+        name: "matrix_loop",
+        f: &|x| {
+            vec![matrix_loop(
+                &DMatrix::from_column_slice(2, 2, &x[..4]),
+                x[4],
+                5,
+            )]
+        },
+        jvp: &|x, v| {
+            let a = DMatrix::from_column_slice(2, 2, &x[..4]);
+            let da = DMatrix::from_column_slice(2, 2, &v[..4]);
+            let (y, t) = matrix_loop_jvp(&a, x[4], 5, &da, v[4]);
+            (vec![y], vec![t])
+        },
+        vjp: &|x, u| {
+            let a = DMatrix::from_column_slice(2, 2, &x[..4]);
+            let (_, (ga, gs)) = matrix_loop_vjp(&a, x[4], 5, u[0]);
+            let mut g = ga.as_slice().to_vec();
+            g.push(gs);
+            g
+        },
+        tol: 1e-5,
+        h: F64.1,
+    };
+    check(&c, uniform(5, -1.5, 1.5));
+    // The early return is taken somewhere (t > 50 needs large entries).
+    let a = DMatrix::from_element(2, 2, 3.0);
+    let (v, _) = matrix_loop_jvp(&a, 2.0, 5, &a, 1.0);
+    assert_eq!(v, matrix_loop(&a, 2.0, 5));
+    assert!(v > 50.0 && v < matrix_loop(&a, 2.0, 4) + 1e9);
+    let c2 = Case {
+        name: "matrix_loop large",
+        f: &|x| {
+            vec![matrix_loop(
+                &DMatrix::from_column_slice(2, 2, &x[..4]),
+                x[4],
+                5,
+            )]
+        },
+        ..c
+    };
+    check(&c2, |r| {
+        let mut x: Vec<f64> = (0..4).map(|_| r.gen_range(2.5..3.5)).collect();
+        x.push(r.gen_range(1.5..2.5));
+        x
+    });
+}
