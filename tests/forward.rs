@@ -791,6 +791,8 @@ fn phis_and_matrix_loops() {
         tol: F64.0,
         h: F64.1,
     };
+    let (a, b) = mats(&[0.5; 12]);
+    assert_eq!(ref_phi(0.5, &a, &b), ref_phi_twin(0.5, &a, &b));
     check(&c, |r| {
         let mut x: Vec<f64> = (0..13).map(|_| r.gen_range(-1.0..1.0)).collect();
         x[0] = if r.gen_bool(0.5) { 0.5 } else { 1.5 } + r.gen_range(-0.4..0.4);
