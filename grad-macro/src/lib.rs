@@ -43,7 +43,10 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 ///
 /// Arguments: `wrt(a, b)` names the active parameters (default: every parameter whose type
 /// is not an integer, `bool`, `char`, string, or a collection of those); `crate = path`
-/// names the `symgrad` crate when it is renamed.
+/// names the `symgrad` crate when it is renamed; `forward` generates the forward mode,
+/// `f_jvp(args.., tangents..) -> (value, tangent)` with one tangent per active parameter of
+/// that parameter's type (and the hidden `f_fwd` that callers' generated code calls), instead
+/// of the reverse mode; `forward, reverse` generates both.
 ///
 /// The body may use `let`/`let mut`, `=`, `+=`, `-=`, `*=`, `/=`, `if`/`else if`/`else`
 /// (as statements or values), `for i in a..b` (also `a..=b`, `(a..b).rev()`), early
