@@ -847,3 +847,119 @@ fn phis_and_matrix_loops() {
         x
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// More parameter types (DVector, Vec by value, a matrix by value, wrt), no_grad, and every
+// tensor function through generated code
+// ---------------------------------------------------------------------------------------
+
+#[differentiable(forward, reverse)]
+fn vector_types(v: &DVector<f64>, w: Vec<f64>, m: DMatrix<f64>) -> f64 {
+    v.sum() * w[1] + (m.clone() * 2.0).mean() + w[0] * v.mean() + w[2] * m.sum()
+}
+
+#[differentiable(forward, reverse)]
+fn detached(x: f64, y: f64) -> f64 {
+    no_grad(x) * y + x
+}
+
+#[differentiable(forward, reverse, wrt(a, b, bias))]
+fn tensor_ops(a: &DMatrix<f64>, b: &DMatrix<f64>, bias: &DVector<f64>, mask: &DMatrix<f64>) -> f64 {
+    let c = matmul_tn(a, b);
+    let d = add_col_bias(&c, bias);
+    let e = add_bias(&d, bias);
+    let f = leaky_relu(&e, 0.1);
+    let g = log_softmax(&f);
+    let h = dropout(a, mask);
+    let k = matmul_nt(&h, b);
+    mse(&g, &c) + l2_penalty(&k) * 0.1 + sigmoid(&k).mean()
+}
+
+#[test]
+fn more_types_and_tensor_functions() {
+    let c = Case {
+        name: "vector_types",
+        f: &|x| {
+            let m = DMatrix::from_column_slice(2, 2, &x[6..10]);
+            vec![vector_types(
+                &DVector::from_column_slice(&x[..3]),
+                x[3..6].to_vec(),
+                m,
+            )]
+        },
+        jvp: &|x, t| {
+            let m = DMatrix::from_column_slice(2, 2, &x[6..10]);
+            let dm = DMatrix::from_column_slice(2, 2, &t[6..10]);
+            let (y, d) = vector_types_jvp(
+                &DVector::from_column_slice(&x[..3]),
+                x[3..6].to_vec(),
+                m,
+                &DVector::from_column_slice(&t[..3]),
+                t[3..6].to_vec(),
+                dm,
+            );
+            (vec![y], vec![d])
+        },
+        vjp: &|x, u| {
+            let m = DMatrix::from_column_slice(2, 2, &x[6..10]);
+            let (_, (gv, gw, gm)) = vector_types_vjp(
+                &DVector::from_column_slice(&x[..3]),
+                x[3..6].to_vec(),
+                m,
+                u[0],
+            );
+            let mut g = gv.as_slice().to_vec();
+            g.extend(gw);
+            g.extend_from_slice(gm.as_slice());
+            g
+        },
+        tol: F64.0,
+        h: F64.1,
+    };
+    check(&c, uniform(10, -1.0, 1.0));
+    // no_grad: the tangent does not flow through it, as the gradient does not.
+    assert_eq!(detached_jvp(2.0, 3.0, 1.0, 0.0), (8.0, 1.0));
+    assert_eq!(detached_jvp(2.0, 3.0, 0.0, 1.0), (8.0, 2.0));
+    assert_eq!(detached_grad(2.0, 3.0), (8.0, (1.0, 2.0)));
+    assert_eq!(detached(2.0, 3.0), 8.0);
+
+    let mask = DMatrix::from_fn(3, 2, |i, j| if (i + j) % 3 == 0 { 0.0 } else { 1.5 });
+    let split = |x: &[f64]| {
+        let (a, b) = mats(&x[..12]);
+        (a, b, DVector::from_column_slice(&x[12..14]))
+    };
+    let c = Case {
+        name: "tensor_ops",
+        f: &|x| {
+            let (a, b, bias) = split(x);
+            vec![tensor_ops(&a, &b, &bias, &mask)]
+        },
+        jvp: &|x, t| {
+            let (a, b, bias) = split(x);
+            let (da, db, dbias) = split(t);
+            let (y, d) = tensor_ops_jvp(&a, &b, &bias, &mask, &da, &db, &dbias);
+            (vec![y], vec![d])
+        },
+        vjp: &|x, u| {
+            let (a, b, bias) = split(x);
+            let (_, (ga, gb, gbias)) = tensor_ops_vjp(&a, &b, &bias, &mask, u[0]);
+            let mut g = ga.as_slice().to_vec();
+            g.extend_from_slice(gb.as_slice());
+            g.extend_from_slice(gbias.as_slice());
+            g
+        },
+        tol: 1e-5,
+        h: F64.1,
+    };
+    // leaky_relu's kink: no entry of e near 0.
+    check(&c, |r| {
+        loop {
+            let x: Vec<f64> = (0..14).map(|_| r.gen_range(-1.0..1.0)).collect();
+            let (a, b, bias) = split(&x);
+            let e = add_bias(&add_col_bias(&matmul_tn(&a, &b), &bias), &bias);
+            if e.iter().all(|v| v.abs() > 1e-3) {
+                return x;
+            }
+        }
+    });
+}
