@@ -244,3 +244,59 @@ fn tangent_type_ok(ty: &Type) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tangent_type_ok;
+    use crate::args::Args;
+
+    #[test]
+    fn tangent_types() {
+        for ok in [
+            "f64",
+            "f32",
+            "&[f64]",
+            "[f32; 3]",
+            "&[f64; 2]",
+            "Vec<f64>",
+            "&DMatrix<f32>",
+            "DVector<f64>",
+            "nalgebra::DMatrix<f64>",
+            "&Mlp",
+            "&Self",
+        ] {
+            let ty: syn::Type = syn::parse_str(ok).unwrap();
+            assert!(tangent_type_ok(&ty), "{ok}");
+        }
+        for bad in [
+            "Option<f64>",
+            "(f64, f64)",
+            "&[usize]",
+            "[i32; 2]",
+            "Vec<u8>",
+            "DMatrix<i32>",
+            "Box<f64>",
+            "usize",
+            "&mut f64",
+            "fn(f64) -> f64",
+        ] {
+            let ty: syn::Type = syn::parse_str(bad).unwrap();
+            assert!(!tangent_type_ok(&ty), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        let parse = |s: &str| syn::parse_str::<Args>(s);
+        let a = parse("").unwrap();
+        assert!(!a.forward && a.reverse_mode());
+        let a = parse("forward").unwrap();
+        assert!(a.forward && !a.reverse_mode());
+        let a = parse("forward, reverse, wrt(x)").unwrap();
+        assert!(a.forward && a.reverse_mode() && a.wrt.is_some());
+        let a = parse("reverse").unwrap();
+        assert!(!a.forward && a.reverse_mode());
+        assert!(parse("forward, forward").is_err());
+        assert!(parse("backward").is_err());
+    }
+}
