@@ -963,3 +963,92 @@ fn more_types_and_tensor_functions() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// #[custom_jvp]: hand-written forward rules called from generated code
+// ---------------------------------------------------------------------------------------
+
+/// `ln(1 + e^(k x)) / k`; `k` is a constant.
+fn softplus(x: f64, k: f64) -> f64 {
+    (1.0 + (k * x).exp()).ln() / k
+}
+
+#[custom_jvp(wrt(x))]
+fn softplus_jvp(x: f64, k: f64, dx: f64) -> (f64, f64) {
+    (softplus(x, k), dx / (1.0 + (-k * x).exp()))
+}
+
+#[custom_vjp(wrt(x))]
+fn softplus_vjp(x: f64, k: f64, seed: f64) -> (f64, f64) {
+    (softplus(x, k), seed / (1.0 + (-k * x).exp()))
+}
+
+/// The squared Frobenius norm.
+fn frob(m: &DMatrix<f64>) -> f64 {
+    m.norm_squared()
+}
+
+#[custom_jvp]
+fn frob_jvp(m: &DMatrix<f64>, dm: &DMatrix<f64>) -> (f64, f64) {
+    (frob(m), 2.0 * m.dot(dm))
+}
+
+#[custom_vjp]
+fn frob_vjp(m: &DMatrix<f64>, seed: f64) -> (f64, DMatrix<f64>) {
+    (frob(m), m * (2.0 * seed))
+}
+
+#[differentiable(forward, reverse, wrt(x, y, a))]
+fn uses_custom(x: f64, y: f64, a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    softplus(x * y, 2.0) + softplus(y, 3.0) * x + frob(a) * y + frob(b) * x
+}
+
+#[test]
+fn custom_jvp_functions() {
+    let c = Case {
+        name: "uses_custom",
+        f: &|x| {
+            let (a, b) = mats(&x[2..]);
+            vec![uses_custom(x[0], x[1], &a, &b)]
+        },
+        jvp: &|x, t| {
+            let (a, b) = mats(&x[2..]);
+            let (da, _) = mats(&t[2..]);
+            let (y, d) = uses_custom_jvp(x[0], x[1], &a, &b, t[0], t[1], &da);
+            (vec![y], vec![d])
+        },
+        vjp: &|x, u| {
+            let (a, b) = mats(&x[2..]);
+            let (_, (gx, gy, ga)) = uses_custom_vjp(x[0], x[1], &a, &b, u[0]);
+            let mut g = vec![gx, gy];
+            g.extend_from_slice(ga.as_slice());
+            g.extend(std::iter::repeat_n(0.0, 6)); // b is a constant
+            g
+        },
+        tol: F64.0,
+        h: F64.1,
+    };
+    // `b` is a constant (no tangent): the directions move (x, y, a) only.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for _ in 0..POINTS {
+        let mut x: Vec<f64> = (0..14).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        x[0] = rng.gen_range(0.2..1.5);
+        let v: Vec<f64> = (0..14)
+            .map(|i| if i < 8 { rng.gen_range(-1.0..1.0) } else { 0.0 })
+            .collect();
+        let (y, t) = (c.jvp)(&x, &v);
+        assert_eq!(y[0], (c.f)(&x)[0]);
+        let h = 1e-6;
+        let xp: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a + h * b).collect();
+        let xm: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a - h * b).collect();
+        let fd = ((c.f)(&xp)[0] - (c.f)(&xm)[0]) / (2.0 * h);
+        assert!(
+            (t[0] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+            "{} vs {fd}",
+            t[0]
+        );
+        let u = rng.gen_range(-1.0..1.0);
+        let jtu = (c.vjp)(&x, &[u]);
+        assert!((u * t[0] - dot(&jtu, &v)).abs() < 1e-9 * (1.0 + t[0].abs()));
+    }
+}

@@ -87,6 +87,24 @@ pub fn custom_vjp(args: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
+/// Makes a hand-written `NAME_jvp(args.., tangents..) -> (value, tangent)` the forward mode
+/// of `NAME` for code that `#[differentiable(forward)]` generates: it writes `NAME_fwd`,
+/// which turns the caller's tangent slots into the `_jvp`'s tangents (zeros for constant
+/// arguments). `wrt(..)` names the differentiable parameters when the default (every
+/// parameter of a float type) does not fit; one tangent per such parameter follows the
+/// parameters.
+#[proc_macro_attribute]
+pub fn custom_jvp(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = parse_macro_input!(args as args::Args);
+    let func = parse_macro_input!(item as ItemFn);
+    forward::custom::expand(&args, &func, &root(&args))
+        .unwrap_or_else(|e| {
+            let e = e.into_compile_error();
+            quote!(#e #func)
+        })
+        .into()
+}
+
 /// Implements `Params`, `Differentiable` and `Accumulate` for a struct of parameters.
 #[proc_macro_derive(Params, attributes(params))]
 pub fn derive_params(item: TokenStream) -> TokenStream {

@@ -18,6 +18,7 @@
 
 mod body;
 mod control;
+pub mod custom;
 
 use crate::lower::Function;
 use body::{Fwd, Tan};
@@ -80,17 +81,63 @@ pub fn expand(
     );
 
     // `_fwd`: slots to tangents, then the same body.
+    let slot_params: Vec<SlotParam> = f
+        .params
+        .iter()
+        .map(|p| SlotParam {
+            ident: p.ident.clone(),
+            ty: p.ty.clone(),
+            tangent: p.active.then(|| g.tan[&p.var].id.clone()),
+        })
+        .collect();
+    let (slots, prologue) = slots_and_prologue(&slot_params, root);
+
+    Ok(quote! {
+        #[doc = #jvp_doc]
+        #[allow(#allows)]
+        #[inline]
+        #vis fn #jvp(#(#inputs,)* #(#tnames: #ttys),*) -> (#ret_ty, #ret_ty) {
+            #(#items)*
+            #body
+        }
+
+        #[doc = #fwd_doc]
+        #[doc(hidden)]
+        #[allow(#allows)]
+        #[inline]
+        #vis fn #fwd(#(#inputs,)* #(#slots),*) -> (#ret_ty, #ret_ty) {
+            #(#items)*
+            #prologue
+            #body
+        }
+    })
+}
+
+/// A parameter of a `_fwd` function: its name, type, and the name of its tangent when it is
+/// active.
+pub(crate) struct SlotParam {
+    pub ident: Ident,
+    pub ty: Type,
+    pub tangent: Option<Ident>,
+}
+
+/// The slot parameters of a `_fwd` function (`Option<T>` for an active parameter of type
+/// `T`, `Option<ConstantParameter>` for a constant one) and the statements that bind each
+/// active parameter's tangent, a zero tangent for `None`.
+pub(crate) fn slots_and_prologue(
+    params: &[SlotParam],
+    root: &TokenStream,
+) -> (Vec<TokenStream>, TokenStream) {
     let mut slots = Vec::new();
     let mut prologue = TokenStream::new();
-    for p in &f.params {
+    for p in params {
         let s = format_ident!("__s_{}", p.ident);
         let ty = &p.ty;
-        if !p.active {
+        let Some(t) = &p.tangent else {
             slots.push(quote!(#s: ::core::option::Option<#root::ConstantParameter>));
             continue;
-        }
+        };
         slots.push(quote!(#s: ::core::option::Option<#ty>));
-        let t = &g.tan[&p.var].id;
         let x = &p.ident;
         if matches!(ty, Type::Reference(_)) {
             let z = format_ident!("__z_{}", p.ident);
@@ -113,26 +160,7 @@ pub fn expand(
             });
         }
     }
-
-    Ok(quote! {
-        #[doc = #jvp_doc]
-        #[allow(#allows)]
-        #[inline]
-        #vis fn #jvp(#(#inputs,)* #(#tnames: #ttys),*) -> (#ret_ty, #ret_ty) {
-            #(#items)*
-            #body
-        }
-
-        #[doc = #fwd_doc]
-        #[doc(hidden)]
-        #[allow(#allows)]
-        #[inline]
-        #vis fn #fwd(#(#inputs,)* #(#slots),*) -> (#ret_ty, #ret_ty) {
-            #(#items)*
-            #prologue
-            #body
-        }
-    })
+    (slots, prologue)
 }
 
 /// `d_x` for the parameter `x`, unless a parameter has that name.
