@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub use nalgebra;
-pub use symgrad_macro::{Params, custom_vjp, differentiable};
+pub use symgrad_macro::{Params, custom_jvp, custom_vjp, differentiable};
 pub use symgrad_runtime::ad::no_grad;
 /// rand 0.8, the version whose `Rng` `Linear::new` and `dropout` take: use
 /// `symgrad::rand::SeedableRng` rather than a `rand` of your own (its latest version is a
@@ -24,7 +24,7 @@ pub use symgrad_runtime::train;
 /// What a model file needs: the macro, the derive, layers, tensor functions with their
 /// pullbacks, and nalgebra's matrix types.
 pub mod prelude {
-    pub use crate::{Params, Tensor, custom_vjp, differentiable, no_grad};
+    pub use crate::{Params, Tensor, custom_jvp, custom_vjp, differentiable, no_grad};
     pub use nalgebra::{DMatrix, DVector};
     pub use symgrad_runtime::nn::Linear;
     pub use symgrad_runtime::ops::*;

@@ -1,4 +1,4 @@
-//! `#[differentiable(wrt(a, b), crate = path)]`
+//! `#[differentiable(wrt(a, b), crate = path, forward, reverse)]`
 
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -10,6 +10,19 @@ pub struct Args {
     pub wrt: Option<Vec<Ident>>,
     /// `crate = path`: where `__private` lives (default `::symgrad`).
     pub krate: Option<Path>,
+    /// `forward`: generate `_jvp` (forward mode) and its `_fwd` call protocol.
+    pub forward: bool,
+    /// `reverse`: written explicitly (the reverse functions are also generated when neither
+    /// mode is named; see [`Args::reverse_mode`]).
+    pub reverse: bool,
+}
+
+impl Args {
+    /// Whether `_pullback`, `_vjp` and `_grad` are generated: when `reverse` is named, or
+    /// when no mode is (plain `#[differentiable]` is reverse mode only).
+    pub fn reverse_mode(&self) -> bool {
+        self.reverse || !self.forward
+    }
 }
 
 impl Parse for Args {
@@ -22,10 +35,27 @@ impl Parse for Args {
                 args.krate = Some(input.call(Path::parse_mod_style)?);
             } else {
                 let key: Ident = input.parse()?;
+                if key == "forward" || key == "reverse" {
+                    let flag = if key == "forward" {
+                        &mut args.forward
+                    } else {
+                        &mut args.reverse
+                    };
+                    if *flag {
+                        return Err(syn::Error::new(key.span(), format!("`{key}` given twice")));
+                    }
+                    *flag = true;
+                    if !input.is_empty() {
+                        input.parse::<Token![,]>()?;
+                    }
+                    continue;
+                }
                 if key != "wrt" {
                     return Err(syn::Error::new(
                         key.span(),
-                        format!("unknown argument `{key}`; expected `wrt(..)` or `crate = path`"),
+                        format!(
+                            "unknown argument `{key}`; expected `wrt(..)`, `crate = path`, `forward` or `reverse`"
+                        ),
                     ));
                 }
                 let content;

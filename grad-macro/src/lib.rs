@@ -9,6 +9,7 @@ mod analysis;
 mod args;
 mod custom;
 mod emit;
+mod forward;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
@@ -42,7 +43,10 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 ///
 /// Arguments: `wrt(a, b)` names the active parameters (default: every parameter whose type
 /// is not an integer, `bool`, `char`, string, or a collection of those); `crate = path`
-/// names the `symgrad` crate when it is renamed.
+/// names the `symgrad` crate when it is renamed; `forward` generates the forward mode,
+/// `f_jvp(args.., tangents..) -> (value, tangent)` with one tangent per active parameter of
+/// that parameter's type (and the hidden `f_fwd` that callers' generated code calls), instead
+/// of the reverse mode; `forward, reverse` generates both.
 ///
 /// The body may use `let`/`let mut`, `=`, `+=`, `-=`, `*=`, `/=`, `if`/`else if`/`else`
 /// (as statements or values), `for i in a..b` (also `a..=b`, `(a..b).rev()`), early
@@ -76,6 +80,24 @@ pub fn custom_vjp(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = parse_macro_input!(args as args::Args);
     let func = parse_macro_input!(item as ItemFn);
     custom::expand(&args, &func)
+        .unwrap_or_else(|e| {
+            let e = e.into_compile_error();
+            quote!(#e #func)
+        })
+        .into()
+}
+
+/// Makes a hand-written `NAME_jvp(args.., tangents..) -> (value, tangent)` the forward mode
+/// of `NAME` for code that `#[differentiable(forward)]` generates: it writes `NAME_fwd`,
+/// which turns the caller's tangent slots into the `_jvp`'s tangents (zeros for constant
+/// arguments). `wrt(..)` names the differentiable parameters when the default (every
+/// parameter of a float type) does not fit; one tangent per such parameter follows the
+/// parameters.
+#[proc_macro_attribute]
+pub fn custom_jvp(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = parse_macro_input!(args as args::Args);
+    let func = parse_macro_input!(item as ItemFn);
+    forward::custom::expand(&args, &func, &root(&args))
         .unwrap_or_else(|e| {
             let e = e.into_compile_error();
             quote!(#e #func)
@@ -143,6 +165,26 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     #[cfg(debug_assertions)]
     ir::show::check(&f);
     let root = root(args);
+    let fwd = if args.forward {
+        forward::expand(&f, func, &root)?
+    } else {
+        TokenStream2::new()
+    };
+    let rev = if args.reverse_mode() {
+        expand_reverse(&f, func, &root)
+    } else {
+        TokenStream2::new()
+    };
+    Ok(quote! {
+        #func
+        #rev
+        #fwd
+    })
+}
+
+/// `_pullback`, `_vjp` and `_grad`.
+fn expand_reverse(f: &lower::Function, func: &ItemFn, root: &TokenStream2) -> TokenStream2 {
+    let root = root.clone();
     let sig = &func.sig;
     let vis = &func.vis;
     let name = &sig.ident;
@@ -159,7 +201,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     let np = f.params.len();
 
     // `_pullback`: forward value and the adjoint as a closure.
-    let mut pb_gen = emit::Gen::new(&f, root.clone(), emit::Mode::Pullback, seed.clone());
+    let mut pb_gen = emit::Gen::new(f, root.clone(), emit::Mode::Pullback, seed.clone());
     let pb_body = pb_gen.body(ret_ty);
     let entries: Vec<Type> = f
         .params
@@ -207,7 +249,20 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
             }
         })
         .collect();
-    let again: Vec<&syn::Ident> = f.params.iter().map(|p| &p.ident).collect();
+    // The pullback takes the parameters by value too; an active one passed by value is
+    // cloned again, as `finalize` reads its shape afterwards.
+    let again: Vec<TokenStream2> = f
+        .params
+        .iter()
+        .map(|p| {
+            let id = &p.ident;
+            match &p.ty {
+                Type::Reference(_) => quote!(#id),
+                _ if p.active => quote!(::core::clone::Clone::clone(&#id)),
+                _ => quote!(#id),
+            }
+        })
+        .collect();
     let call_pb = if has_self {
         quote!(Self::#pb_name(#(#fwd_args),*))
     } else {
@@ -246,7 +301,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     // `_grad`: for a scalar function, the value and the gradient (the seed is 1). Its doc
     // lists the adjoint as the seed-1 sweep writes it.
     let (grad_fn, listing) = if is_float(ret_ty) {
-        let mut g = emit::Gen::new(&f, root.clone(), emit::Mode::Grad, seed.clone());
+        let mut g = emit::Gen::new(f, root.clone(), emit::Mode::Grad, seed.clone());
         let _ = g.body(ret_ty);
         let listing = g.reverse_listing();
         let grad_name = format_ident!("{}_grad", name);
@@ -272,9 +327,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         doc_listing(name, &pb_gen.reverse_listing(), &root)
     };
 
-    Ok(quote! {
-        #func
-
+    quote! {
         #[doc = #pb_doc]
         #[doc = ""]
         #[doc = #pb_listing]
@@ -294,7 +347,7 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
         }
 
         #grad_fn
-    })
+    }
 }
 
 fn doc_listing(name: &syn::Ident, listing: &[TokenStream2], root: &TokenStream2) -> String {

@@ -42,6 +42,13 @@ pub mod __private {
         mean_vjp, mul, mul_grad_lhs, mul_grad_rhs, sub, sum_vjp, transpose_vjp,
     };
     pub use crate::ad::scalar::*;
+    pub use crate::ad::tangent::{
+        ConstantParameter, abs_jvp, acos_jvp, asin_jvp, atan_jvp, atan2_jvp, cbrt_jvp,
+        component_mul_jvp, cos_jvp, cosh_jvp, div_jvp, div_jvp_rhs, exp_jvp, exp2_jvp, hypot_jvp,
+        ln_jvp, log_jvp, log2_jvp, log10_jvp, matmul_nt_jvp, matmul_tn_jvp, max_jvp, min_jvp,
+        mul_add_jvp, mul_jvp, powf_jvp, powi_jvp, recip_jvp, signum_jvp, sin_jvp, sinh_jvp,
+        sqrt_jvp, tan_jvp, tanh_jvp, zero_tangent,
+    };
     pub use crate::ad::{
         Accumulate, Branch, Differentiable, GradOf, acc, acc_index, finalize, grad_of, tape_for,
         tape_push, tape_rev, zero,

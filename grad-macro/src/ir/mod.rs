@@ -1,6 +1,8 @@
 //! The intermediate representation: the body of a `#[differentiable]` fn as single
 //! operations on SSA values, with structured `if`/`for`/`return`.
 
+// Used by the debug-build check and by tests only.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub mod show;
 
 use proc_macro2::{Span, TokenStream};

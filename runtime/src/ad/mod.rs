@@ -7,6 +7,7 @@
 
 pub mod linalg;
 pub mod scalar;
+pub mod tangent;
 
 use nalgebra::{DMatrix, DVector, RealField};
 

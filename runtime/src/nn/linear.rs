@@ -1,4 +1,4 @@
-use crate::ops::{add_bias, add_bias_pullback, matmul_nt, matmul_nt_pullback};
+use crate::ops::{add_bias, add_bias_fwd, add_bias_pullback, matmul_nt, matmul_nt_pullback};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use symgrad_macro::{Params, differentiable};
@@ -66,5 +66,38 @@ impl Linear {
     #[differentiable(crate = crate)]
     pub fn forward(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
         add_bias(&matmul_nt(x, &self.weight), &self.bias)
+    }
+
+    /// [`Linear::forward`] and its tangent (forward mode) along a tangent `d_self` of the
+    /// layer (a `Linear` of weight and bias tangents) and `d_x` of the input:
+    /// `dx Wᵀ + x dWᵀ + db`.
+    pub fn forward_jvp(
+        &self,
+        x: &DMatrix<f32>,
+        d_self: &Self,
+        d_x: &DMatrix<f32>,
+    ) -> (DMatrix<f32>, DMatrix<f32>) {
+        self.forward_fwd(x, Some(d_self), Some(d_x))
+    }
+
+    /// [`Linear::forward`] in the forward-mode protocol: `None` is a zero tangent, for which
+    /// no product is computed (the input data of a network, usually).
+    #[doc(hidden)]
+    pub fn forward_fwd(
+        &self,
+        x: &DMatrix<f32>,
+        d_self: Option<&Self>,
+        d_x: Option<&DMatrix<f32>>,
+    ) -> (DMatrix<f32>, DMatrix<f32>) {
+        let xw = matmul_nt(x, &self.weight);
+        let t = match (d_self, d_x) {
+            (Some(d), Some(dx)) => {
+                crate::ad::tangent::matmul_nt_jvp(x, dx, &self.weight, &d.weight)
+            }
+            (Some(d), None) => matmul_nt(x, &d.weight),
+            (None, Some(dx)) => matmul_nt(dx, &self.weight),
+            (None, None) => DMatrix::zeros(xw.nrows(), xw.ncols()),
+        };
+        add_bias_fwd(&xw, &self.bias, Some(&t), d_self.map(|d| &d.bias))
     }
 }

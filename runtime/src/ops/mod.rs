@@ -57,6 +57,7 @@
 mod activation;
 mod bias;
 mod dropout;
+mod forward;
 mod linalg;
 mod loss;
 mod softmax;
@@ -71,6 +72,13 @@ pub use bias::{
     add_col_bias_vjp,
 };
 pub use dropout::{dropout, dropout_mask, dropout_pullback, dropout_vjp};
+pub use forward::{
+    add_bias_fwd, add_bias_jvp, add_col_bias_fwd, add_col_bias_jvp, cross_entropy_fwd,
+    cross_entropy_jvp, dropout_fwd, dropout_jvp, l2_penalty_fwd, l2_penalty_jvp, leaky_relu_fwd,
+    leaky_relu_jvp, log_softmax_fwd, log_softmax_jvp, matmul_nt_fwd, matmul_nt_jvp, matmul_tn_fwd,
+    matmul_tn_jvp, mse_fwd, mse_jvp, relu_fwd, relu_jvp, sigmoid_fwd, sigmoid_jvp, softmax_fwd,
+    softmax_jvp, tanh_fwd, tanh_jvp,
+};
 pub use linalg::{matmul_nt_pullback, matmul_nt_vjp, matmul_tn_pullback, matmul_tn_vjp};
 pub use loss::{l2_penalty, l2_penalty_pullback, l2_penalty_vjp, mse, mse_pullback, mse_vjp};
 pub use softmax::{

@@ -40,7 +40,7 @@ fn row_max_sumexp<T: RealField + Copy>(x: &DMatrix<T>) -> (Vec<T>, Vec<T>) {
 }
 
 /// Per row: the softmax probabilities `p_ij = exp(x_ij - m_i) / s_i`, plus `m` and `s`.
-fn softmax_parts<T: RealField + Copy>(x: &DMatrix<T>) -> (DMatrix<T>, Vec<T>, Vec<T>) {
+pub(super) fn softmax_parts<T: RealField + Copy>(x: &DMatrix<T>) -> (DMatrix<T>, Vec<T>, Vec<T>) {
     let rows = x.nrows();
     let m = row_max(x);
     let mut p = x.clone();
@@ -189,7 +189,7 @@ pub fn log_softmax_vjp<T: RealField + Copy>(
 
 /// Panics unless there is one label per row and every label indexes a column.
 #[track_caller]
-fn check_labels<T>(logits: &DMatrix<T>, labels: &[u8]) {
+pub(super) fn check_labels<T>(logits: &DMatrix<T>, labels: &[u8]) {
     check_label_count(logits, labels);
     check_label_range(logits, labels);
 }
@@ -225,7 +225,7 @@ fn check_label_range<T>(logits: &DMatrix<T>, labels: &[u8]) {
 }
 
 /// The loss from the row maxima and shifted exponential sums.
-fn cross_entropy_value<T: RealField + Copy>(
+pub(super) fn cross_entropy_value<T: RealField + Copy>(
     logits: &DMatrix<T>,
     labels: &[u8],
     m: &[T],
