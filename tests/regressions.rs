@@ -773,3 +773,46 @@ fn more_than_64_parameters() {
         assert_eq!(fns::uses_many_vjp(y, 2.0).1, 2.0 * (1.0 + 2.0 * y));
     }
 }
+
+// Statement macros run in the forward pass and do not change the gradient; format strings
+// may capture locals (`{s}`), including ones that carry a gradient.
+#[symgrad::differentiable]
+fn with_statement_macros(x: f64, xs: &[f64]) -> f64 {
+    let mut s = x;
+    assert!(xs.len() >= 2, "need two values, got {}", xs.len());
+    for i in 0..xs.len() {
+        s = s * xs[i] + x.sin();
+        debug_assert!(s.is_finite(), "s = {s} at {i}");
+        if s > 10.0 {
+            eprint!("");
+        }
+    }
+    assert_eq!(xs.len(), xs.len());
+    print!("");
+    s * s
+}
+
+#[test]
+fn statement_macros_run_and_leave_the_gradient_alone() {
+    let xs = [0.7, -1.1, 0.4];
+    let f = |p: &[f64]| with_statement_macros(p[0], &p[1..]);
+    let p = [0.3, 0.7, -1.1, 0.4];
+    let (v, (gx, gxs)) = with_statement_macros_grad(p[0], &xs);
+    assert_eq!(v, f(&p));
+    let want = fd(&f, &p, 1e-6);
+    assert!(close(gx, want[0], 1e-6), "{gx} vs {}", want[0]);
+    for k in 0..3 {
+        assert!(
+            close(gxs[k], want[k + 1], 1e-6),
+            "{k}: {} vs {}",
+            gxs[k],
+            want[k + 1]
+        );
+    }
+    // The `assert!` runs in the generated function too.
+    let caught = std::panic::catch_unwind(|| with_statement_macros_grad(0.3, &[1.0]));
+    assert!(
+        caught.is_err(),
+        "the assert! in the forward pass did not run"
+    );
+}

@@ -52,9 +52,11 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// (as statements or values), `for i in a..b` (also `a..=b`, `(a..b).rev()`), early
 /// `return`, arithmetic, the float methods with a derivative rule (`sin`, `exp`, `powi`,
 /// `max`, ...), matrix `*`, `transpose`, `sum`, `mean`, `component_mul`, indexing, fields,
-/// casts of integers, and calls of other `#[differentiable]` or `#[custom_vjp]` functions.
+/// casts of integers, calls of other `#[differentiable]` or `#[custom_vjp]` functions, and
+/// statement macros (`println!`, `assert!`, `debug_assert!`, ...), which run in the forward
+/// pass.
 ///
-/// Limits: no generics, recursion, closures, macros, `while`/`loop`/`break`/`continue`,
+/// Limits: no generics, recursion, closures, other macros, `while`/`loop`/`break`/`continue`,
 /// `match` or `if let`; parameters are read-only; locals are not mutated element-wise. Each
 /// rejected construct is a compile error on its own tokens.
 ///

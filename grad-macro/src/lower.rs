@@ -4,7 +4,7 @@
 use crate::args::Args;
 use crate::ir::*;
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use std::collections::HashMap;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -621,10 +621,8 @@ impl Lowerer {
             match s {
                 syn::Stmt::Local(local) => self.local(local),
                 syn::Stmt::Item(item) => self.items.push(syn::Stmt::Item(item.clone())),
-                syn::Stmt::Macro(m) => self.errors.push(err(
-                    m.mac.path.span(),
-                    "macros are not supported in a #[differentiable] fn",
-                )),
+                syn::Stmt::Macro(m) => self.statement_macro(&m.mac),
+                syn::Stmt::Expr(Expr::Macro(m), _) if last => self.statement_macro(&m.mac),
                 syn::Stmt::Expr(e, semi) => {
                     if last && semi.is_none() && !is_valueless(e) {
                         tail = Some(self.expr(e));
@@ -635,6 +633,72 @@ impl Lowerer {
             }
         }
         tail
+    }
+
+    /// A statement macro that produces no value (`println!`, `assert!`, ...): it runs in the
+    /// forward pass as written, reading the values (not the gradients) of its arguments.
+    /// Names captured in the format string (`"{s}"`) are bound to their values around it.
+    fn statement_macro(&mut self, mac: &syn::Macro) {
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        if mac.path.segments.len() != 1 || !STATEMENT_MACROS.contains(&name.as_str()) {
+            self.errors.push(err_node(
+                &mac.path,
+                format!(
+                    "`{name}!` is not supported in a #[differentiable] fn; the statement macros {} run in the forward pass; compute other values in a separate function",
+                    STATEMENT_MACROS.iter().map(|m| format!("`{m}!`")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+            return;
+        }
+        let args = match mac
+            .parse_body_with(syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated)
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.errors.push(e);
+                return;
+            }
+        };
+        let mut renamed = Vec::new();
+        let mut captures = TokenStream::new();
+        for a in &args {
+            if let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(fmt),
+                ..
+            }) = a
+            {
+                for cap in format_captures(&fmt.value()) {
+                    if let Some(op) = self.lookup(&cap).map(|b| b.op.clone()) {
+                        let value = match &op {
+                            Operand::Var(v) => {
+                                self.named.insert(*v);
+                                let id = &self.vars[*v].ident;
+                                quote!(&#id)
+                            }
+                            Operand::Const(c) => quote!(&(#c)),
+                        };
+                        let cap = format_ident!("{}", cap);
+                        captures.extend(quote!(let #cap = #value;));
+                    }
+                }
+                renamed.push(a.to_token_stream());
+            } else {
+                renamed.push(self.inactive_expr(a, true));
+            }
+        }
+        let path = &mac.path;
+        let ts = quote_spanned!(mac.path.span()=> { #captures #path!(#(#renamed),*) });
+        let dst = self.new_var("", false, Deps::default(), false);
+        self.cur.push(Stmt::Assign(Assign {
+            dst,
+            op: Op::Inactive(ts),
+            span: mac.path.span(),
+        }));
     }
 
     fn local(&mut self, local: &syn::Local) {
@@ -1029,7 +1093,7 @@ impl Lowerer {
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
             Expr::Break(b) => self.unsupported(b.break_token.span, "`break` is not supported in a #[differentiable] fn; use an early `return`"),
             Expr::Continue(c) => self.unsupported(c.continue_token.span, "`continue` is not supported in a #[differentiable] fn; use `if` around the rest of the body"),
-            Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in a #[differentiable] fn"),
+            Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in an expression of a #[differentiable] fn; statement macros (`println!`, `assert!`, ...) are, and other values can be computed in a separate function"),
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
             Expr::Await(a) => self.unsupported(a.await_token.span, "`.await` is not supported in a #[differentiable] fn"),
@@ -1579,6 +1643,41 @@ impl Lowerer {
 }
 
 /// `(e)`: an expression that keeps its meaning inside a larger one.
+/// The macros that may stand as statements in a #[differentiable] fn.
+const STATEMENT_MACROS: &[&str] = &[
+    "println",
+    "eprintln",
+    "print",
+    "eprint",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+];
+
+/// The names a format string captures (`{s}`, `{s:.3}`), in order.
+fn format_captures(fmt: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '{' {
+            continue;
+        }
+        if chars.peek() == Some(&'{') {
+            chars.next();
+            continue;
+        }
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_alphanumeric() || *c == '_')).collect();
+        if name.starts_with(|c: char| c.is_alphabetic() || c == '_') && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 fn paren(e: &Expr) -> Expr {
     Expr::Paren(syn::ExprParen {
         attrs: Vec::new(),
