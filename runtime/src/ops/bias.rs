@@ -243,10 +243,10 @@ pub fn add_bias_relu_pullback<T: RealField + Copy>(
             let cols = columns_mut(seed.as_mut_slice(), rows).zip(columns(x.as_slice(), rows));
             for (j, (g, xc)) in cols.enumerate() {
                 let bj = b[j];
+                // A select and an unconditional store (a conditional store does not
+                // vectorise); NaN in `x + b` keeps the seed, as `relu`'s pullback does.
                 let mask = |g: &mut T, v: T| {
-                    if v + bj <= T::zero() {
-                        *g = T::zero();
-                    }
+                    *g = if v + bj <= T::zero() { T::zero() } else { *g };
                 };
                 if !need[1] {
                     g.iter_mut().zip(xc).for_each(|(g, &v)| mask(g, v));
