@@ -905,7 +905,15 @@ fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
 ///
 /// Subnormal floats are flushed to zero during the call, on every thread that works for it
 /// ([`crate::fpu`], like `torch.set_flush_denormal(True)`); the caller's mode is restored
-/// when it returns.
+/// when it returns. On Linux with glibc, the first call also sets `malloc`'s trim and mmap
+/// thresholds to 64 MiB for the rest of the process, so that the memory a step frees is
+/// reused by the next step instead of being returned to the OS and faulted in again.
+///
+/// With several [`TrainConfig::threads`], each step's shards run either at once on the pool's
+/// threads or one after the other on the calling thread, whichever was faster in the last
+/// steps (on a machine where other processes hold the cores, waiting for a descheduled worker
+/// costs more than it saves). The shards and their combination are the same either way, so
+/// the results do not depend on the choice; `SYMGRAD_SHARDS=parallel` or `inline` forces it.
 ///
 /// # Errors
 /// [`TrainError::NonFiniteLoss`] / [`TrainError::NonFiniteGradient`] naming the step (the
