@@ -1,6 +1,7 @@
 //! The generated `loss_grad` of the 784-128-64-10 MLP against a careful hand-written
 //! backward of the same network (same GEMM, transpose flags, in-place ReLU and bias), at
-//! batch 64 (a training step) and 1000.
+//! batch 64 (a training step) and 1000; and `loss_fused`, the same network with each layer's
+//! bias and ReLU fused (`Linear::forward_relu`, as the mnist example trains it).
 //!
 //! Run: `cargo bench --bench mlp`
 
@@ -22,6 +23,16 @@ struct Mlp {
 fn loss(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
     let h1 = relu(&model.layer1.forward(x));
     let h2 = relu(&model.layer2.forward(&h1));
+    let logits = model.layer3.forward(&h2);
+    cross_entropy(&logits, labels)
+}
+
+/// [`loss`] with the bias and ReLU of each hidden layer fused into one pass (and the ReLU mask
+/// and the bias gradient into one pass in the backward).
+#[differentiable(wrt(model))]
+fn loss_fused(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
+    let h1 = model.layer1.forward_relu(x);
+    let h2 = model.layer2.forward_relu(&h1);
     let logits = model.layer3.forward(&h2);
     cross_entropy(&logits, labels)
 }
@@ -119,6 +130,18 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("generated", batch), &batch, |bch, _| {
             bch.iter(|| loss_grad(black_box(&model), black_box(&x), black_box(&labels)))
         });
+        group.bench_with_input(
+            BenchmarkId::new("generated_fused", batch),
+            &batch,
+            |bch, _| {
+                bch.iter(|| loss_fused_grad(black_box(&model), black_box(&x), black_box(&labels)))
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("forward_fused", batch),
+            &batch,
+            |bch, _| bch.iter(|| loss_fused(black_box(&model), black_box(&x), black_box(&labels))),
+        );
         group.bench_with_input(BenchmarkId::new("forward_only", batch), &batch, |bch, _| {
             bch.iter(|| loss(black_box(&model), black_box(&x), black_box(&labels)))
         });

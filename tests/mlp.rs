@@ -29,6 +29,16 @@ fn loss(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
     cross_entropy(&logits, labels)
 }
 
+/// `loss` with each layer's bias and ReLU fused (`Linear::forward_relu`): the training step of
+/// the mnist example.
+#[differentiable(wrt(model))]
+fn loss_fused(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
+    let h1 = model.layer1.forward_relu(x);
+    let h2 = model.layer2.forward_relu(&h1);
+    let logits = model.layer3.forward(&h2);
+    cross_entropy(&logits, labels)
+}
+
 /// The backward pass of `loss`, written by hand (only here, to check the generated one).
 fn hand_backward(m: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> (f32, Mlp) {
     let lin = |l: &Linear, x: &DMatrix<f32>| {
@@ -368,4 +378,33 @@ fn methods_get_grad_and_vjp() {
     assert_eq!(y, n.run(&x));
     // the output bias adds to every one of the 5 rows: d Σ y / d b = 5 for each output
     assert_eq!(gn.b.bias.as_slice(), &[5.0, 5.0]);
+}
+
+#[test]
+fn fused_bias_relu_mlp_matches_the_unfused_one_and_the_hand_written_backward() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let model = Mlp::new([784, 128, 64, 10], &mut rng);
+    for batch in [64, 37, 1] {
+        let x = DMatrix::from_fn(batch, 784, |_, _| rng.gen_range(0.0f32..1.0));
+        let labels: Vec<u8> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
+        let (value, grad) = loss_fused_grad(&model, &x, &labels);
+        let (unfused_value, unfused) = loss_grad(&model, &x, &labels);
+        // The same forward arithmetic: the same loss bit for bit. The weight gradients are the
+        // same products of the same masked seeds; only the bias sums are added in another order.
+        assert_eq!(value, unfused_value, "batch {batch}");
+        // The original (nalgebra's product) agrees up to the order of the sums.
+        let original = loss_fused(&model, &x, &labels);
+        assert!((value - original).abs() < 1e-5, "{value} vs {original}");
+        assert_eq!(grad.layer3, unfused.layer3, "batch {batch}");
+        assert_eq!(grad.layer1.weight, unfused.layer1.weight, "batch {batch}");
+        let d = max_rel_diff(&grad, &unfused);
+        assert!(d < 1e-5, "batch {batch}: fused and unfused differ by {d}");
+        let (hand_value, hand) = hand_backward(&model, &x, &labels);
+        assert!((value - hand_value).abs() < 1e-5, "{value} vs {hand_value}");
+        let d = max_rel_diff(&grad, &hand);
+        assert!(
+            d < 1e-4,
+            "batch {batch}: fused and hand-written differ by {d}"
+        );
+    }
 }

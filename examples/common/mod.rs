@@ -28,8 +28,10 @@ pub struct Mlp {
 /// `loss_grad(&model, &x, &labels) -> (f32, Mlp)`: the loss and its gradient, an `Mlp` too.
 #[differentiable(wrt(model))]
 pub fn loss(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
-    let h1 = relu(&model.layer1.forward(x));
-    let h2 = relu(&model.layer2.forward(&h1));
+    // `forward_relu` = `relu(&forward(..))` with the bias and the ReLU fused into one pass
+    // (and, in the gradient, the ReLU mask and the bias gradient into one pass).
+    let h1 = model.layer1.forward_relu(x);
+    let h2 = model.layer2.forward_relu(&h1);
     let logits = model.layer3.forward(&h2);
     cross_entropy(&logits, labels)
 }
@@ -38,8 +40,8 @@ pub fn loss(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
 /// `#[differentiable]` also generates `logits_pullback`, used by [`loss_grad_counted`].
 #[differentiable(wrt(model))]
 pub fn logits(model: &Mlp, x: &DMatrix<f32>) -> DMatrix<f32> {
-    let h1 = relu(&model.layer1.forward(x));
-    let h2 = relu(&model.layer2.forward(&h1));
+    let h1 = model.layer1.forward_relu(x);
+    let h2 = model.layer2.forward_relu(&h1);
     model.layer3.forward(&h2)
 }
 

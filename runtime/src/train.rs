@@ -868,10 +868,22 @@ impl<M: ?Sized> Callbacks<M> for ProgressBarCallbacks {
 }
 
 /// The name of the first tensor of `grads` with a NaN or infinite element.
+/// Whether no element is NaN or infinite: an OR of exponent tests over blocks of 1024 (which
+/// vectorises, unlike a short-circuiting `all(is_finite)`), stopping at the first bad block.
+fn all_finite(x: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    x.chunks(1024).all(|block| {
+        block
+            .iter()
+            .fold(0u32, |bad, v| bad | u32::from(v.to_bits() & EXP == EXP))
+            == 0
+    })
+}
+
 fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
     let mut found = None;
     grads.visit("", &mut |name, t: &dyn Tensor| {
-        if found.is_none() && !t.as_slice().iter().all(|x| x.is_finite()) {
+        if found.is_none() && !all_finite(t.as_slice()) {
             found = Some(name.to_string());
         }
     });
@@ -893,7 +905,15 @@ fn first_non_finite<P: Params + ?Sized>(grads: &P) -> Option<String> {
 ///
 /// Subnormal floats are flushed to zero during the call, on every thread that works for it
 /// ([`crate::fpu`], like `torch.set_flush_denormal(True)`); the caller's mode is restored
-/// when it returns.
+/// when it returns. On Linux with glibc, the first call also sets `malloc`'s trim and mmap
+/// thresholds to 64 MiB for the rest of the process, so that the memory a step frees is
+/// reused by the next step instead of being returned to the OS and faulted in again.
+///
+/// With several [`TrainConfig::threads`], each step's shards run either at once on the pool's
+/// threads or one after the other on the calling thread, whichever was faster in the last
+/// steps (on a machine where other processes hold the cores, waiting for a descheduled worker
+/// costs more than it saves). The shards and their combination are the same either way, so
+/// the results do not depend on the choice; `SYMGRAD_SHARDS=parallel` or `inline` forces it.
 ///
 /// # Errors
 /// [`TrainError::NonFiniteLoss`] / [`TrainError::NonFiniteGradient`] naming the step (the
@@ -937,6 +957,7 @@ where
     }
     // Subnormal arithmetic is slow; flush it for the run (restored on return). See `fpu`.
     let _flush_denormals = crate::fpu::FlushDenormals::new();
+    keep_freed_memory();
     let stop_requested = || cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     let n = train.len();
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
@@ -945,6 +966,7 @@ where
     let mut batch = Batch::with_capacity(cfg.batch_size, train.pixels());
     let mut eval_batch = Batch::new();
     let mut shards = Shards::new(cfg.threads.min(crate::parallel::max_threads()));
+    let mut schedule = ShardSchedule::new(shards.len() > 1);
     let mut report = FitReport::default();
     let start = cfg.resume;
     // `steps_into_epoch == steps_per_epoch`: stopped after the epoch's last step but before
@@ -976,6 +998,8 @@ where
         // Correct training predictions of the epoch, while every step reports them.
         let mut train_correct = Some(0usize);
         for (i, indices) in order.chunks(cfg.batch_size).enumerate().skip(skip) {
+            // The whole iteration is timed for `ShardSchedule`, callbacks included.
+            let step_started = Instant::now();
             let mut lr = opt.lr();
             callbacks.before_step(
                 &StepStart {
@@ -995,6 +1019,9 @@ where
                 }
                 opt.set_lr(lr);
             }
+            // Where the shards run this step (see `ShardSchedule`); the same results either way.
+            let inline = schedule.inline();
+            let _inline_rounds = crate::gemm::pool::InlineRounds::new(inline);
             // `finite`: the shard combine already saw every gradient element is finite.
             let (loss, grad, finite, correct) = if shards.len() > 1 && indices.len() > 1 {
                 shards.loss_grad(model, train, indices, &loss_grad)
@@ -1027,6 +1054,7 @@ where
                 }
             }
             opt.step(model, &grad);
+            drop(_inline_rounds);
             report.steps = step;
             report.position = ResumePoint {
                 epochs_done: epoch - 1,
@@ -1044,6 +1072,9 @@ where
                 running_loss: epoch_loss.mean() as f32,
                 samples_per_sec: samples as f64 / started.elapsed().as_secs_f64().max(1e-9),
             });
+            if indices.len() == cfg.batch_size {
+                schedule.record(inline, step_started.elapsed());
+            }
             if stop_requested() {
                 report.stopped = true;
                 break 'epochs;
@@ -1051,6 +1082,7 @@ where
         }
         let seconds = started.elapsed().as_secs_f64();
         let eval_started = Instant::now();
+        let _inline_rounds = crate::gemm::pool::InlineRounds::new(schedule.prefers_inline());
         let train_accuracy = match train_correct {
             Some(c) => (c as f64 / samples.max(1) as f64) as f32,
             None => {
@@ -1100,6 +1132,194 @@ where
         report.history.push(stats);
     }
     Ok(report)
+}
+
+/// Whether the shards of a data-parallel step run at the same time on the pool's threads
+/// ("parallel") or one after the other on the calling thread ("inline"), chosen step by step
+/// from measured step times, so that a busy machine (another process on a core) does not make
+/// the default threads slower than one.
+///
+/// The arithmetic is the same either way (the same shards, combined in the same order), so the
+/// choice changes the speed only, never the results: a run stays deterministic for its thread
+/// count. Nothing spins: in inline mode the workers are not woken at all.
+///
+/// Policy: the mean of the last [`RECENT`] full-batch iteration times (wall clock, the whole
+/// loop iteration) is kept for each mode. The mean, not the median: on a shared machine the
+/// cost of a mode is mostly in its rare long steps (a worker, or the caller, descheduled for a
+/// few milliseconds), and two threads also get more CPU time from the OS than one, so only the
+/// mean tells which mode trains faster. The schedule starts parallel and, after
+/// [`FIRST_PROBE`] steps, tries the other mode for [`PROBE_STEPS`] steps; it then keeps the
+/// faster one (the other must be at least 3% faster to win). Probes recur after an interval
+/// that doubles each time they confirm the choice (up to [`MAX_INTERVAL`] steps, so probing
+/// costs little), and sooner when the current mode's mean becomes 30% slower than the other's
+/// last one (another process started). Set `SYMGRAD_SHARDS=parallel` or
+/// `SYMGRAD_SHARDS=inline` to force one mode (measurements).
+struct ShardSchedule {
+    /// Whether there is anything to choose (more than one shard) and it is not forced.
+    adaptive: bool,
+    /// The chosen mode: `true` = inline.
+    current: bool,
+    /// Steps of the other mode still to run in the current probe.
+    probing: u32,
+    /// Steps since the last probe ended.
+    since_probe: u64,
+    /// Steps between two probes.
+    interval: u64,
+    /// Recent step times (seconds), parallel then inline.
+    recent: [Vec<f64>; 2],
+}
+
+/// Step times kept per mode.
+const RECENT: usize = 32;
+/// Steps of the other mode per probe.
+const PROBE_STEPS: u32 = 32;
+/// Steps before the first probe (the first steps warm caches and start the workers).
+const FIRST_PROBE: u64 = 48;
+/// The longest interval between probes.
+const MAX_INTERVAL: u64 = 4096;
+
+thread_local! {
+    static FORCED_SHARDS: std::cell::Cell<Option<Option<bool>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Forces where [`fit`] calls made **on this thread** run the shards of a step: `Some(true)`
+/// one after the other on the calling thread, `Some(false)` at the same time on the pool's
+/// threads, `None` chosen from measured step times (the default). The results are the same in
+/// every mode, only the speed differs; for tests and measurements (`SYMGRAD_SHARDS=inline` or
+/// `parallel` does the same for the whole process).
+#[doc(hidden)]
+pub fn force_shard_mode(inline: Option<bool>) {
+    FORCED_SHARDS.with(|c| c.set(Some(inline)));
+}
+
+/// The forced mode: [`force_shard_mode`] on this thread, else `SYMGRAD_SHARDS`.
+fn forced_shard_mode() -> Option<bool> {
+    if let Some(forced) = FORCED_SHARDS.with(|c| c.get()) {
+        return forced;
+    }
+    match std::env::var("SYMGRAD_SHARDS").as_deref() {
+        Ok("parallel") => Some(false),
+        Ok("inline") | Ok("serial") => Some(true),
+        _ => None,
+    }
+}
+
+impl ShardSchedule {
+    fn new(shards: bool) -> Self {
+        Self::with_forced(shards, forced_shard_mode())
+    }
+
+    fn with_forced(shards: bool, forced: Option<bool>) -> Self {
+        ShardSchedule {
+            adaptive: shards && forced.is_none(),
+            current: shards && forced == Some(true),
+            probing: 0,
+            since_probe: 0,
+            interval: FIRST_PROBE,
+            recent: [Vec::with_capacity(RECENT), Vec::with_capacity(RECENT)],
+        }
+    }
+
+    /// Whether this step runs inline.
+    fn inline(&self) -> bool {
+        if self.probing > 0 {
+            !self.current
+        } else {
+            self.current
+        }
+    }
+
+    /// The chosen mode (for the evaluation between epochs).
+    fn prefers_inline(&self) -> bool {
+        self.current
+    }
+
+    fn mean(v: &[f64]) -> Option<f64> {
+        if v.is_empty() {
+            return None;
+        }
+        Some(v.iter().sum::<f64>() / v.len() as f64)
+    }
+
+    /// Records the time of a full-batch step run in mode `inline`.
+    fn record(&mut self, inline: bool, took: std::time::Duration) {
+        if !self.adaptive {
+            return;
+        }
+        let recent = &mut self.recent[usize::from(inline)];
+        if recent.len() == RECENT {
+            recent.remove(0);
+        }
+        recent.push(took.as_secs_f64());
+        let (cur, other) = (usize::from(self.current), usize::from(!self.current));
+        if self.probing > 0 {
+            self.probing -= 1;
+            if self.probing == 0 {
+                let (c, o) = (
+                    Self::mean(&self.recent[cur]),
+                    Self::mean(&self.recent[other]),
+                );
+                if let (Some(c), Some(o)) = (c, o) {
+                    if o < 0.97 * c {
+                        self.current = !self.current;
+                        self.interval = FIRST_PROBE;
+                    } else {
+                        self.interval = (2 * self.interval).min(MAX_INTERVAL);
+                    }
+                }
+                self.since_probe = 0;
+            }
+            return;
+        }
+        self.since_probe += 1;
+        let slower = self.since_probe >= 2 * RECENT as u64
+            && self.since_probe % 16 == 0
+            && match (
+                Self::mean(&self.recent[cur]),
+                Self::mean(&self.recent[other]),
+            ) {
+                (Some(c), Some(o)) => c > 1.3 * o,
+                _ => false,
+            };
+        if self.since_probe >= self.interval || slower {
+            // Measure the other mode afresh.
+            self.recent[other].clear();
+            self.probing = PROBE_STEPS;
+        }
+    }
+}
+
+/// Tells glibc's `malloc` to keep freed memory for reuse (once per process): the trim and
+/// mmap thresholds are set to 64 MiB instead of glibc's adaptive ones (128 KiB to 32 MiB).
+///
+/// A training step allocates and frees the same few hundred KiB every time (each shard's
+/// gradient, the activations). With the adaptive thresholds the top of the heap was often
+/// free at the end of a step, so glibc gave it back to the OS and the next step faulted it in
+/// again: with two shards, 1.5 to 3 `brk` or `madvise` calls and about a hundred page faults
+/// per step, which made two shards run one after the other twice as slow as one thread. The
+/// process keeps at most 64 MiB of freed memory at the top of a heap (what it used before,
+/// so the peak is unchanged). Other allocators (a `#[global_allocator]`) are not affected.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            unsafe extern "C" {
+                fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+            }
+            // glibc's <malloc.h>.
+            const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
+            const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+            const SIXTY_FOUR_MIB: std::ffi::c_int = 64 << 20;
+            // SAFETY: `mallopt` is glibc's (this is a gnu target), takes two ints and only
+            // changes the allocator's tuning parameters; it is thread-safe (it takes the
+            // arenas' locks).
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, SIXTY_FOUR_MIB);
+                mallopt(M_TRIM_THRESHOLD, SIXTY_FOUR_MIB);
+            }
+        });
+    }
 }
 
 /// A shard's loss, gradient and correct count (if reported).
@@ -1247,5 +1467,84 @@ impl<M: Params + Sync + Send> Shards<M> {
             loss += l;
         }
         Evaluation::from_sums(correct, loss, data.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Runs `steps` steps with step times `time(inline)` (µs); returns the modes used.
+    fn drive(s: &mut ShardSchedule, steps: usize, time: impl Fn(bool) -> u64) -> Vec<bool> {
+        (0..steps)
+            .map(|_| {
+                let inline = s.inline();
+                s.record(inline, Duration::from_micros(time(inline)));
+                inline
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_parallel_while_it_is_faster_and_probes_rarely() {
+        let mut s = ShardSchedule::with_forced(true, None);
+        let modes = drive(&mut s, 20_000, |inline| if inline { 500 } else { 300 });
+        assert!(!s.prefers_inline());
+        let probes = modes.iter().filter(|&&m| m).count();
+        // 32-step probes at intervals 48, 96, ... 4096, then every 4096 steps.
+        assert!(probes <= 32 * 11, "{probes} inline steps in 20,000");
+    }
+
+    #[test]
+    fn switches_to_inline_when_parallel_steps_wait_and_back_when_they_stop() {
+        let mut s = ShardSchedule::with_forced(true, None);
+        drive(&mut s, 200, |inline| if inline { 500 } else { 300 });
+        assert!(!s.prefers_inline());
+        // Another process takes a core: parallel steps wait for a descheduled worker.
+        let modes = drive(&mut s, 250, |inline| if inline { 500 } else { 1500 });
+        assert!(s.prefers_inline());
+        // Detected within a hundred steps; then parallel only in the (rarer) probes.
+        let parallel = modes[100..].iter().filter(|&&m| !m).count();
+        assert!(
+            parallel <= 2 * 32,
+            "{parallel} parallel steps of 150 after switching"
+        );
+        // The core is free again: found at the next probe (at most 4096 + 7 steps later).
+        drive(&mut s, 5000, |inline| if inline { 500 } else { 300 });
+        assert!(!s.prefers_inline());
+    }
+
+    #[test]
+    fn all_finite_finds_every_kind_of_bad_value() {
+        let mut x = vec![1.0f32; 3000];
+        assert!(all_finite(&x));
+        assert!(all_finite(&[]));
+        x[5] = f32::MAX;
+        x[6] = f32::MIN_POSITIVE / 4.0;
+        x[7] = -0.0;
+        assert!(all_finite(&x));
+        for (at, bad) in [
+            (0, f32::NAN),
+            (1500, f32::INFINITY),
+            (2999, f32::NEG_INFINITY),
+        ] {
+            let mut y = x.clone();
+            y[at] = bad;
+            assert!(!all_finite(&y), "{bad} at {at}");
+        }
+    }
+
+    #[test]
+    fn forced_and_single_shard_never_change() {
+        for (shards, forced, inline) in [
+            (true, Some(true), true),
+            (true, Some(false), false),
+            (false, None, false),
+        ] {
+            let mut s = ShardSchedule::with_forced(shards, forced);
+            let modes = drive(&mut s, 1000, |inline| if inline { 100 } else { 1000 });
+            assert!(modes.iter().all(|&m| m == inline), "{shards} {forced:?}");
+        }
     }
 }

@@ -696,3 +696,45 @@ fn kernel_names() {
         "{e}"
     );
 }
+
+/// `matmul` writes its result into uninitialised memory (no zeroing pass): it must equal, bit
+/// for bit, `gemm` with `beta = 0` into a C full of NaN, on edge tiles, several `k` blocks and
+/// `k = 0` (zeros).
+#[test]
+fn matmul_into_fresh_memory_equals_gemm_over_nan() {
+    let mut rng = Rng(77);
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (7, 5, 3),
+        (17, 13, 0),
+        (64, 128, 784),
+        (33, 9, 300),
+        (128, 784, 32),
+        (5, 70, 600),
+    ] {
+        for (ta, tb) in [
+            (Trans::No, Trans::No),
+            (Trans::Yes, Trans::No),
+            (Trans::No, Trans::Yes),
+        ] {
+            let (ar, ac) = stored_shape(m, k, ta);
+            let (br, bc) = stored_shape(k, n, tb);
+            let a: DMatrix<f32> = filled(ar, ac, || rng.unit());
+            let b: DMatrix<f32> = filled(br, bc, || rng.unit());
+            let got = matmul(&a, ta, &b, tb);
+            let mut want = DMatrix::<f32>::from_element(m, n, f32::NAN);
+            gemm(
+                1.0,
+                a.as_view(),
+                ta,
+                b.as_view(),
+                tb,
+                0.0,
+                want.as_view_mut(),
+            );
+            assert_eq!(got.shape(), (m, n));
+            let bits = |x: &DMatrix<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{m}x{n}x{k} {ta:?} {tb:?}");
+        }
+    }
+}

@@ -655,6 +655,122 @@ fn add_col_bias_hand_derived() {
     assert_eq!(gb, DVector::from_vec(vec![6.0, 15.0]));
 }
 
+// ---------------------------------------------------------------------------------------------
+// fused: add_bias_relu, cross_entropy at the MLP's shapes
+
+/// `x` and `b` with every `|x_ij + b_j| >= 0.1`, so `x ± H` (or `b ± H`) never crosses the
+/// ReLU's kink.
+fn rand_bias_relu_input(rng: &mut ChaCha8Rng, r: usize, c: usize) -> (DMatrix<f64>, DVector<f64>) {
+    let b = rand_vec(rng, c);
+    let z = rand_mat_off_zero(rng, r, c);
+    let x = DMatrix::from_fn(r, c, |i, j| z[(i, j)] - b[j]);
+    (x, b)
+}
+
+#[test]
+fn add_bias_relu_matches_finite_differences() {
+    let mut rng = rng(21);
+    // Random small shapes, then the MLP's (rows not a multiple of the 8 summation lanes too).
+    let mut shapes: Vec<(usize, usize)> = (0..TRIALS).map(|_| rand_shape(&mut rng)).collect();
+    shapes.extend([(64, 16), (37, 5), (8, 1), (1, 9)]);
+    for (trial, &(r, c)) in shapes.iter().enumerate() {
+        let (x, b) = rand_bias_relu_input(&mut rng, r, c);
+        let s = rand_mat(&mut rng, r, c);
+        let want_x = fd_mat(&x, |x| dot(&s, &add_bias_relu(x, &b)));
+        let want_b = fd_vec(&b, |b| dot(&s, &add_bias_relu(&x, b)));
+
+        let (y, (gx, gb)) = add_bias_relu_vjp(&x, &b, s.clone());
+        assert_eq!(y, relu(&add_bias(&x, &b)), "add_bias_relu value {trial}");
+        assert_mat_close(
+            &format!("add_bias_relu vjp x {trial} ({r}x{c})"),
+            &gx,
+            &want_x,
+        );
+        assert_close(
+            &format!("add_bias_relu vjp b {trial} ({r}x{c})"),
+            gb.as_slice(),
+            want_b.as_slice(),
+        );
+
+        let (_, pb) = add_bias_relu_pullback(&x, &b);
+        let (gx, gb) = pb(&x, &b, s.clone(), [true, false]);
+        assert_mat_close("add_bias_relu pullback x", &gx, &want_x);
+        assert_eq!(gb.len(), 0, "add_bias_relu: lazy zero bias gradient");
+
+        let (_, pb) = add_bias_relu_pullback(&x, &b);
+        let (gx, gb) = pb(&x, &b, s.clone(), [false, true]);
+        assert_lazy_zero("add_bias_relu x", &gx);
+        assert_close("add_bias_relu pullback b", gb.as_slice(), want_b.as_slice());
+
+        let (_, pb) = add_bias_relu_pullback(&x, &b);
+        let (gx, gb) = pb(&x, &b, s, [false, false]);
+        assert_lazy_zero("add_bias_relu x (nothing needed)", &gx);
+        assert_eq!(gb.len(), 0);
+    }
+}
+
+#[test]
+fn add_bias_relu_equals_the_unfused_chain() {
+    // Same value bit for bit, same dx bit for bit, same db up to the order of summation;
+    // including exact zeros of x + b (derivative 0 there, as relu's) and f32.
+    let mut rng = rng(22);
+    let (r, c) = (67, 13);
+    let mut x = rand_mat(&mut rng, r, c).map(|v| v as f32);
+    let b = rand_vec(&mut rng, c).map(|v| v as f32);
+    for i in 0..r {
+        x[(i, i % c)] = -b[i % c];
+    }
+    let s = rand_mat(&mut rng, r, c).map(|v| v as f32);
+    let (y, (gx, gb)) = add_bias_relu_vjp(&x, &b, s.clone());
+    let (z, pb_bias) = add_bias_pullback(&x, &b);
+    let (h, pb_relu) = relu_pullback(&z);
+    let (dz,) = pb_relu(&z, s, [true]);
+    let (dx, db) = pb_bias(&x, &b, dz, [true, true]);
+    assert_eq!(y, h);
+    assert_eq!(gx, dx);
+    for (k, (&a, &w)) in gb.iter().zip(db.iter()).enumerate() {
+        assert!(
+            (a - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "db[{k}]: {a} vs {w}"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "add_bias_relu: x is 64x128 but bias has length 10")]
+fn add_bias_relu_shape_mismatch_panics() {
+    let _ = add_bias_relu_pullback(&DMatrix::<f32>::zeros(64, 128), &DVector::zeros(10));
+}
+
+#[test]
+fn fused_cross_entropy_matches_finite_differences_at_the_mlp_shape() {
+    // A 64x10 batch of logits (the MNIST step), value equal to the plain forward bit for bit.
+    let mut rng = rng(23);
+    for trial in 0..2 {
+        let (r, c) = (64, 10);
+        let logits = rand_mat(&mut rng, r, c) * 3.0;
+        let labels = rand_labels(&mut rng, r, c);
+        let seed = rng.gen_range(0.5..2.0);
+        let want = fd_mat(&logits, |x| cross_entropy(x, &labels)) * seed;
+        let (v, pb) = cross_entropy_pullback(&logits, &labels);
+        assert_eq!(v, cross_entropy(&logits, &labels), "value, trial {trial}");
+        let (g, ()) = pb(&logits, &labels, seed, [true, false]);
+        assert_mat_close(
+            &format!("fused cross_entropy 64x10 trial {trial}"),
+            &g,
+            &want,
+        );
+        // (softmax - onehot) / B, written directly: every row sums to 0.
+        for i in 0..r {
+            assert!(
+                g.row(i).sum().abs() < 1e-15,
+                "row {i} sums to {}",
+                g.row(i).sum()
+            );
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "add_bias: x is 4x3 but bias has length 2")]
 fn add_bias_shape_mismatch_panics() {

@@ -12,7 +12,7 @@ use symgrad_runtime::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use symgrad_runtime::params::{Params, Tensor, join_name};
 use symgrad_runtime::train::{
     Batch, Callbacks, DataRef, EpochStats, FnCallbacks, ProgressBarCallbacks, StepInfo,
-    TrainConfig, TrainError, epoch_permutation, evaluate, fill_batch, fit,
+    TrainConfig, TrainError, epoch_permutation, evaluate, fill_batch, fit, force_shard_mode,
 };
 
 /// A linear classifier `logits = x W^T + b` (PyTorch `nn.Linear` layout).
@@ -579,4 +579,40 @@ fn data_parallel_training_matches_one_thread() {
             "the split evaluation counts the same"
         );
     }
+}
+
+/// Where the shards of a step run (at once on the pool's threads, one after the other on the
+/// calling thread, or chosen step by step from measured times, the default) changes only the
+/// speed: the weights are the same bit for bit.
+#[test]
+fn shard_placement_never_changes_the_result() {
+    let (images, labels) = synthetic(203, 3, 10);
+    let data = DataRef::new(&images, &labels, 16);
+    let train_with = |mode: Option<bool>| {
+        force_shard_mode(mode);
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            eval_batch_size: 50,
+            threads: 2,
+            ..TrainConfig::default()
+        };
+        let mut model = Linear::zeros(16, 3);
+        let report = fit(
+            &mut model,
+            &mut Adam::default(),
+            data,
+            data,
+            &cfg,
+            softmax_ce,
+            |m: &Linear, x: &DMatrix<f32>| m.forward(x),
+            &mut (),
+        )
+        .unwrap();
+        force_shard_mode(None);
+        (model, report.history.last().unwrap().test_accuracy)
+    };
+    let parallel = train_with(Some(false));
+    assert_eq!(train_with(Some(true)), parallel, "inline");
+    assert_eq!(train_with(None), parallel, "adaptive");
 }

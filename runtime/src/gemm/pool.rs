@@ -57,6 +57,36 @@ pub fn set_max_threads(n: usize) {
     MAX_THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
+thread_local! {
+    /// Set (on one thread) while that thread's rounds should run inline, without waking the
+    /// workers: see [`InlineRounds`].
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While alive, every round started by this thread runs all its indices on this thread, in
+/// order, without waking a worker (the other threads' rounds are unaffected). The results are
+/// the same (callers make `f(i)` independent of where it runs); only the scheduling changes.
+/// `train::fit` uses it when the other cores are busy with other processes, so that a step
+/// does not wait for a worker that the OS has descheduled.
+pub(crate) struct InlineRounds {
+    before: bool,
+}
+
+impl InlineRounds {
+    /// Rounds of this thread run inline if `on` (else as usual) until the guard is dropped.
+    pub(crate) fn new(on: bool) -> Self {
+        InlineRounds {
+            before: INLINE.with(|c| c.replace(on)),
+        }
+    }
+}
+
+impl Drop for InlineRounds {
+    fn drop(&mut self) {
+        INLINE.with(|c| c.set(self.before));
+    }
+}
+
 /// Test hook: when set, spawning a worker fails as if the OS had refused the thread.
 static FAIL_SPAWN: AtomicBool = AtomicBool::new(false);
 
@@ -297,6 +327,7 @@ impl Pool {
     pub(crate) fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         let helpers = n.min(max_threads()).saturating_sub(1);
         if helpers == 0
+            || INLINE.with(|c| c.get())
             || self
                 .busy
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)

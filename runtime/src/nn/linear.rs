@@ -1,4 +1,7 @@
-use crate::ops::{add_bias, add_bias_fwd, add_bias_pullback, matmul_nt, matmul_nt_pullback};
+use crate::ops::{
+    add_bias, add_bias_fwd, add_bias_pullback, add_bias_relu, add_bias_relu_pullback, matmul_nt,
+    matmul_nt_pullback,
+};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use symgrad_macro::{Params, differentiable};
@@ -99,5 +102,15 @@ impl Linear {
             (None, None) => DMatrix::zeros(xw.nrows(), xw.ncols()),
         };
         add_bias_fwd(&xw, &self.bias, Some(&t), d_self.map(|d| &d.bias))
+    }
+
+    /// `relu(x Wᵀ + b)`: the layer followed by a ReLU, with the bias and the ReLU fused into
+    /// one pass over the product ([`add_bias_relu`]) and, in the gradient, the ReLU mask and
+    /// the bias gradient fused into one pass over the seed. The value equals
+    /// `relu(&self.forward(x))` bit for bit, and so do the gradients of `x` and the weight; the
+    /// bias gradient's column sums are added in another order (up to rounding).
+    #[differentiable(crate = crate)]
+    pub fn forward_relu(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
+        add_bias_relu(&matmul_nt(x, &self.weight), &self.bias)
     }
 }

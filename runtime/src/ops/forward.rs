@@ -9,7 +9,7 @@
 
 use nalgebra::{DMatrix, DVector, RealField};
 
-use super::softmax::{check_labels, cross_entropy_value, softmax_parts};
+use super::softmax::{check_labels, cross_entropy_pass, softmax_parts};
 use super::{
     add_bias, add_col_bias, dropout, l2_penalty, leaky_relu, lit, mse, relu, sigmoid, tanh,
 };
@@ -215,8 +215,9 @@ pub fn cross_entropy_fwd<T: RealField + Copy>(
     _d_labels: Option<ConstantParameter>,
 ) -> (T, T) {
     check_labels(logits, labels);
-    let (p, m, s) = softmax_parts(logits);
-    let loss = cross_entropy_value(logits, labels, &m, &s);
+    let (p, _, _) = softmax_parts(logits);
+    let loss =
+        cross_entropy_pass(logits, labels, None, None) / super::lit::<T>(logits.nrows() as f64);
     let Some(dl) = dlogits else {
         return (loss, T::zero());
     };

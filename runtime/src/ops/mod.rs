@@ -68,8 +68,8 @@ pub use activation::{
     sigmoid_pullback, sigmoid_vjp, tanh, tanh_pullback, tanh_vjp,
 };
 pub use bias::{
-    add_bias, add_bias_pullback, add_bias_vjp, add_col_bias, add_col_bias_pullback,
-    add_col_bias_vjp,
+    add_bias, add_bias_pullback, add_bias_relu, add_bias_relu_pullback, add_bias_relu_vjp,
+    add_bias_vjp, add_col_bias, add_col_bias_pullback, add_col_bias_vjp,
 };
 pub use dropout::{dropout, dropout_mask, dropout_pullback, dropout_vjp};
 pub use forward::{

@@ -224,19 +224,46 @@ fn check_label_range<T>(logits: &DMatrix<T>, labels: &[u8]) {
     }
 }
 
-/// The loss from the row maxima and shifted exponential sums.
-pub(super) fn cross_entropy_value<T: RealField + Copy>(
+/// One pass over the logits, sample by sample (row by row): the row maximum `m_i`, the
+/// shifted exponentials `e_ij = exp(x_ij - m_i)` (written into `keep` when given, in the
+/// logits' layout), their sum `s_i` (into `sums` when given) and the summed loss terms
+/// `(m_i - x_{i,labels[i]}) + ln s_i`. The row's values are read from memory once; the second
+/// look (the exponentials) finds them in L1.
+pub(super) fn cross_entropy_pass<T: RealField + Copy>(
     logits: &DMatrix<T>,
     labels: &[u8],
-    m: &[T],
-    s: &[T],
+    mut keep: Option<&mut [T]>,
+    mut sums: Option<&mut [T]>,
 ) -> T {
+    let (rows, cols) = logits.shape();
+    let x = logits.as_slice();
     let mut total = T::zero();
     for (i, &l) in labels.iter().enumerate() {
+        let at = |j: usize| x[j * rows + i];
+        // The same maximum and the same order of summation as `row_max_sumexp`, so the value
+        // equals `cross_entropy`'s bit for bit.
+        let mut m = if cols == 0 { T::zero() } else { at(0) };
+        for j in 1..cols {
+            let v = at(j);
+            if v > m {
+                m = v;
+            }
+        }
+        let mut s = T::zero();
+        for j in 0..cols {
+            let e = (at(j) - m).exp();
+            if let Some(keep) = keep.as_deref_mut() {
+                keep[j * rows + i] = e;
+            }
+            s += e;
+        }
+        if let Some(sums) = sums.as_deref_mut() {
+            sums[i] = s;
+        }
         // (m - x) is exact for nearby values; adding ln s last keeps its digits at |x| ~ 1e4.
-        total += (m[i] - logits[(i, usize::from(l))]) + s[i].ln();
+        total += (m - at(usize::from(l))) + s.ln();
     }
-    total / lit::<T>(logits.nrows() as f64)
+    total
 }
 
 /// `cross_entropy(logits, labels) = (1/B) sum_i -log softmax(logits)_{i, labels[i]}`, the mean
@@ -252,17 +279,18 @@ pub(super) fn cross_entropy_value<T: RealField + Copy>(
 #[track_caller]
 pub fn cross_entropy<T: RealField + Copy>(logits: &DMatrix<T>, labels: &[u8]) -> T {
     check_labels(logits, labels);
-    let (m, s) = row_max_sumexp(logits);
-    cross_entropy_value(logits, labels, &m, &s)
+    cross_entropy_pass(logits, labels, None, None) / lit::<T>(logits.nrows() as f64)
 }
 
 /// [`cross_entropy`] and its pullback: `d logits = seed * (softmax(logits) - onehot(labels)) / B`;
 /// `()` for the constant labels.
 ///
-/// The forward pass keeps the softmax probabilities and the pullback, called as
-/// `pb(&logits, &labels, seed, need)`, turns that buffer into the gradient in place (no
-/// allocation, no exponentials). It reads the labels from its re-passed argument; the logits
-/// are only shape-checked.
+/// Fused: the forward pass goes over the logits once, sample by sample, computing the loss and
+/// keeping the shifted exponentials `e_ij = exp(x_ij - m_i)` and their row sums `s_i`. The
+/// pullback, called as `pb(&logits, &labels, seed, need)`, turns that buffer into the gradient
+/// in place in one pass, `e_ij * (seed / (B s_i))`, and subtracts `seed / B` at each label (no
+/// allocation, no exponentials, no separate normalisation or scaling pass). It reads the labels
+/// from its re-passed argument; the logits are only shape-checked.
 ///
 /// # Panics
 /// As [`cross_entropy`]; the pullback panics if the re-passed logits do not have the
@@ -276,23 +304,36 @@ pub fn cross_entropy_pullback<T: RealField + Copy>(
     impl FnOnce(&DMatrix<T>, &[u8], T, [bool; 2]) -> (DMatrix<T>, ()) + use<T>,
 ) {
     check_labels(logits, labels);
-    let (mut p, m, s) = softmax_parts(logits);
-    let loss = cross_entropy_value(logits, labels, &m, &s);
+    let (rows, cols) = logits.shape();
+    let mut e = Vec::with_capacity(rows * cols);
+    // Every element is written by the pass below before anything reads it.
+    e.resize(rows * cols, T::zero());
+    let mut s = vec![T::zero(); rows];
+    let total = cross_entropy_pass(logits, labels, Some(&mut e), Some(&mut s));
+    let loss = total / lit::<T>(rows as f64);
     (
         loss,
         move |logits: &DMatrix<T>, labels: &[u8], seed: T, need: [bool; 2]| {
-            assert_arg_shape("cross_entropy", "logits", logits, p.shape());
+            assert_arg_shape("cross_entropy", "logits", logits, (rows, cols));
             check_label_count(logits, labels);
             if !need[0] {
                 return (lazy_zero(), ());
             }
             check_label_range(logits, labels);
-            let scale = seed / lit::<T>(p.nrows() as f64);
-            p *= scale;
-            for (i, &l) in labels.iter().enumerate() {
-                p[(i, usize::from(l))] -= scale;
+            let scale = seed / lit::<T>(rows as f64);
+            // Per sample: softmax = e / s, times seed / B.
+            for si in s.iter_mut() {
+                *si = scale / *si;
             }
-            (p, ())
+            for col in columns_mut(&mut e, rows) {
+                for (v, &c) in col.iter_mut().zip(&s) {
+                    *v *= c;
+                }
+            }
+            for (i, &l) in labels.iter().enumerate() {
+                e[usize::from(l) * rows + i] -= scale;
+            }
+            (DMatrix::from_vec(rows, cols, e), ())
         },
     )
 }
