@@ -68,10 +68,12 @@ thread_local! {
 /// the same (callers make `f(i)` independent of where it runs); only the scheduling changes.
 /// `train::fit` uses it when the other cores are busy with other processes, so that a step
 /// does not wait for a worker that the OS has descheduled.
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
 pub(crate) struct InlineRounds {
     before: bool,
 }
 
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
 impl InlineRounds {
     /// Rounds of this thread run inline if `on` (else as usual) until the guard is dropped.
     pub(crate) fn new(on: bool) -> Self {
