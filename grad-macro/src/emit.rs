@@ -1416,7 +1416,7 @@ fn pullback_name(t: &Ident) -> Ident {
 }
 
 /// `ts` with every token's location moved to `span` (name resolution unchanged).
-fn located_at(ts: TokenStream, span: Span) -> TokenStream {
+pub(crate) fn located_at(ts: TokenStream, span: Span) -> TokenStream {
     ts.into_iter()
         .map(|mut tt| {
             if let proc_macro2::TokenTree::Group(g) = &tt {

@@ -240,31 +240,22 @@ fn expand_reverse(f: &lower::Function, func: &ItemFn, root: &TokenStream2) -> To
     // are written once. A parameter passed by value is cloned for the forward pass (free for
     // `Copy` scalars), as the pullback takes the parameters again.
     let has_self = f.params.iter().any(|p| p.ident == "self");
-    let fwd_args: Vec<TokenStream2> = f
-        .params
-        .iter()
-        .map(|p| {
-            let id = &p.ident;
-            match &p.ty {
-                Type::Reference(_) => quote!(#id),
-                _ => quote!(::core::clone::Clone::clone(&#id)),
-            }
-        })
-        .collect();
-    // The pullback takes the parameters by value too; an active one passed by value is
-    // cloned again, as `finalize` reads its shape afterwards.
-    let again: Vec<TokenStream2> = f
-        .params
-        .iter()
-        .map(|p| {
-            let id = &p.ident;
-            match &p.ty {
-                Type::Reference(_) => quote!(#id),
-                _ if p.active => quote!(::core::clone::Clone::clone(&#id)),
-                _ => quote!(#id),
-            }
-        })
-        .collect();
+    // The pullback takes the parameters by value again; an active one passed by value is
+    // cloned for it too, as `finalize` reads its shape afterwards.
+    let pass = |for_closure: bool| -> Vec<TokenStream2> {
+        f.params
+            .iter()
+            .map(|p| {
+                let id = &p.ident;
+                match &p.ty {
+                    Type::Reference(_) => quote!(#id),
+                    _ if for_closure && !p.active => quote!(#id),
+                    _ => quote!(::core::clone::Clone::clone(&#id)),
+                }
+            })
+            .collect()
+    };
+    let (fwd_args, again) = (pass(false), pass(true));
     let call_pb = if has_self {
         quote!(Self::#pb_name(#(#fwd_args),*))
     } else {

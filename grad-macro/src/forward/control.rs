@@ -1,6 +1,7 @@
 //! Calls (the `_fwd` protocol), `if` and `for`.
 
 use super::body::{Form, Fwd, Tan};
+use crate::emit::located_at;
 use crate::ir::*;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -323,20 +324,4 @@ impl Fwd<'_> {
 fn pre_tangent(ends: &mut TokenStream, tmp: &Ident, t: TokenStream) {
     let rest = std::mem::take(ends);
     ends.extend(quote!(let #tmp = #t; #rest));
-}
-
-/// `ts` with every token's location moved to `span` (name resolution unchanged).
-fn located_at(ts: TokenStream, span: proc_macro2::Span) -> TokenStream {
-    ts.into_iter()
-        .map(|mut tt| {
-            if let proc_macro2::TokenTree::Group(g) = &tt {
-                let mut ng = proc_macro2::Group::new(g.delimiter(), located_at(g.stream(), span));
-                ng.set_span(g.span().located_at(span));
-                tt = proc_macro2::TokenTree::Group(ng);
-            } else {
-                tt.set_span(tt.span().located_at(span));
-            }
-            tt
-        })
-        .collect()
 }
