@@ -22,26 +22,7 @@ pub fn expand(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             "#[custom_vjp] does not support generic functions",
         ));
     }
-    let mut params: Vec<(syn::Ident, Type)> = Vec::new();
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(r) => {
-                return Err(syn::Error::new(
-                    r.span(),
-                    "#[custom_vjp] does not support methods; write the `_pullback` by hand",
-                ));
-            }
-            FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(pi) => params.push((pi.ident.clone(), (*pt.ty).clone())),
-                other => {
-                    return Err(syn::Error::new(
-                        other.span(),
-                        "only plain parameter names are supported",
-                    ));
-                }
-            },
-        }
-    }
+    let mut params = plain_params(sig, "custom_vjp", "_pullback")?;
     let Some((seed, seed_ty)) = params.pop() else {
         return Err(syn::Error::new(
             sig.inputs.span(),
@@ -114,4 +95,34 @@ pub fn expand(args: &Args, func: &ItemFn) -> syn::Result<TokenStream> {
             })
         }
     })
+}
+
+/// The parameters of a hand-written derivative (`NAME_vjp`, `NAME_jvp`) as names and types:
+/// no receiver (`by_hand` is the protocol function to write instead) and no patterns.
+pub(crate) fn plain_params(
+    sig: &syn::Signature,
+    attr: &str,
+    by_hand: &str,
+) -> syn::Result<Vec<(syn::Ident, Type)>> {
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                return Err(syn::Error::new(
+                    r.span(),
+                    format!("#[{attr}] does not support methods; write the `{by_hand}` by hand"),
+                ));
+            }
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) => params.push((pi.ident.clone(), (*pt.ty).clone())),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "only plain parameter names are supported",
+                    ));
+                }
+            },
+        }
+    }
+    Ok(params)
 }

@@ -144,31 +144,15 @@ pub(crate) fn is_constant_type(ty: &Type) -> bool {
                 return false;
             };
             let name = last.ident.to_string();
-            matches!(
-                name.as_str(),
-                "i8" | "i16"
-                    | "i32"
-                    | "i64"
-                    | "i128"
-                    | "isize"
-                    | "u8"
-                    | "u16"
-                    | "u32"
-                    | "u64"
-                    | "u128"
-                    | "usize"
-                    | "bool"
-                    | "char"
-                    | "str"
-                    | "String"
-            ) || (name == "Vec" || name == "Option")
-                && match &last.arguments {
-                    syn::PathArguments::AngleBracketed(a) => a.args.iter().all(|g| match g {
-                        syn::GenericArgument::Type(t) => is_constant_type(t),
-                        _ => true,
-                    }),
-                    _ => false,
-                }
+            NON_FLOAT_TYPES.contains(&name.as_str())
+                || (name == "Vec" || name == "Option")
+                    && match &last.arguments {
+                        syn::PathArguments::AngleBracketed(a) => a.args.iter().all(|g| match g {
+                            syn::GenericArgument::Type(t) => is_constant_type(t),
+                            _ => true,
+                        }),
+                        _ => false,
+                    }
         }
         _ => false,
     }
@@ -1643,6 +1627,12 @@ impl Lowerer {
 }
 
 /// `(e)`: an expression that keeps its meaning inside a larger one.
+/// Type names that never carry a gradient (integers, `bool`, `char`, strings).
+pub(crate) const NON_FLOAT_TYPES: &[&str] = &[
+    "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "bool",
+    "char", "str", "String",
+];
+
 /// The macros that may stand as statements in a #[differentiable] fn.
 const STATEMENT_MACROS: &[&str] = &[
     "println",

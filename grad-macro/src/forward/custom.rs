@@ -6,7 +6,7 @@ use crate::args::Args;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
+use syn::{ItemFn, ReturnType, Type};
 
 pub fn expand(args: &Args, func: &ItemFn, root: &TokenStream) -> syn::Result<TokenStream> {
     let sig = &func.sig;
@@ -17,26 +17,7 @@ pub fn expand(args: &Args, func: &ItemFn, root: &TokenStream) -> syn::Result<Tok
             "#[custom_jvp] goes on a function named `NAME_jvp` (the forward mode of `NAME`)",
         ));
     };
-    let mut params: Vec<(syn::Ident, Type)> = Vec::new();
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(r) => {
-                return Err(syn::Error::new(
-                    r.span(),
-                    "#[custom_jvp] does not support methods; write the `_fwd` by hand",
-                ));
-            }
-            FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(pi) => params.push((pi.ident.clone(), (*pt.ty).clone())),
-                other => {
-                    return Err(syn::Error::new(
-                        other.span(),
-                        "only plain parameter names are supported",
-                    ));
-                }
-            },
-        }
-    }
+    let params = crate::custom::plain_params(sig, "custom_jvp", "_fwd")?;
     let ReturnType::Type(_, ret) = &sig.output else {
         return Err(syn::Error::new(
             sig.ident.span(),

@@ -236,26 +236,7 @@ fn tangent_type_ok(ty: &Type) -> bool {
                 syn::PathArguments::None => {
                     let n = last.ident.to_string();
                     // A struct of parameters (`Mlp`, `Self`); not another primitive.
-                    n == "f32"
-                        || n == "f64"
-                        || !matches!(
-                            n.as_str(),
-                            "i8" | "i16"
-                                | "i32"
-                                | "i64"
-                                | "i128"
-                                | "isize"
-                                | "u8"
-                                | "u16"
-                                | "u32"
-                                | "u64"
-                                | "u128"
-                                | "usize"
-                                | "bool"
-                                | "char"
-                                | "str"
-                                | "String"
-                        )
+                    n == "f32" || n == "f64" || !crate::lower::NON_FLOAT_TYPES.contains(&n.as_str())
                 }
                 syn::PathArguments::AngleBracketed(a) => {
                     let n = last.ident.to_string();
