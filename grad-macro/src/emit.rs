@@ -635,12 +635,14 @@ impl<'a> Gen<'a> {
                     } else {
                         quote!(#ends #push)
                     };
+                    let check = fl.cond.as_ref().map(|c| quote!(if !(#c) { break; }));
                     out.extend(quote! {
                         #pre
                         let #iter_var = #iter;
                         #tape_decl
                         for #index in #iter_var {
                             #heads
+                            #check
                             #body
                             #tail
                         }

@@ -8,7 +8,9 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use std::collections::HashMap;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{BinOp, Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type, UnOp};
+use syn::{BinOp, Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type, UnOp, parse_quote};
+
+mod exits;
 
 /// A parameter of the differentiated function.
 pub struct Param {
@@ -57,6 +59,10 @@ struct Lowerer {
     /// Values whose name is already written into tokens (conditions, ranges, constant
     /// code): they keep that name.
     named: std::collections::HashSet<VarId>,
+    /// Loops lowered so far (numbers their flags).
+    loops: usize,
+    /// Labels given to nested loops that an exit leaves.
+    labels: usize,
 }
 
 struct Snapshot {
@@ -198,6 +204,8 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         next_id: 0,
         scalars: std::collections::HashSet::new(),
         named: std::collections::HashSet::new(),
+        loops: 0,
+        labels: 0,
     };
     let sig = &func.sig;
     if let Some(t) = &sig.unsafety {
@@ -391,7 +399,10 @@ impl Lowerer {
         let name = if base.is_empty() {
             format!("__t{id}")
         } else {
-            format!("__{}_{id}", base.trim_start_matches("r#"))
+            format!(
+                "__{}_{id}",
+                base.trim_start_matches("r#").trim_start_matches("__")
+            )
         };
         self.vars.push(VarInfo {
             ident: Ident::new(&name, Span::call_site()),
@@ -740,7 +751,11 @@ impl Lowerer {
             op = Operand::Var(dst);
         } else if let (true, Operand::Var(v)) = (fresh, &op) {
             if let Some(n) = name.as_ref().filter(|_| !self.named.contains(v)) {
-                self.vars[*v].ident = format_ident!("__{}_{}", n.trim_start_matches("r#"), v);
+                self.vars[*v].ident = format_ident!(
+                    "__{}_{}",
+                    n.trim_start_matches("r#").trim_start_matches("__"),
+                    v
+                );
             }
             if let Some(ty) = &ty {
                 let is_call = matches!(
@@ -834,7 +849,17 @@ impl Lowerer {
             Expr::If(i) => {
                 let _ = self.lower_if(i, false);
             }
-            Expr::ForLoop(_) | Expr::Return(_) | Expr::Block(_) => {
+            Expr::Block(b) if b.label.is_none() => {
+                // A block statement: its value, if any, is dropped.
+                self.scopes.push(Vec::new());
+                let _ = self.stmts(&b.block.stmts);
+                self.scopes.pop();
+            }
+            Expr::ForLoop(_)
+            | Expr::While(_)
+            | Expr::Loop(_)
+            | Expr::Return(_)
+            | Expr::Block(_) => {
                 let _ = self.expr(e);
             }
             other => {
@@ -924,8 +949,11 @@ impl Lowerer {
                     if self.vars[*id].ident.to_string().starts_with("__t")
                         && !self.named.contains(id)
                     {
-                        self.vars[*id].ident =
-                            format_ident!("__{}_{}", name.trim_start_matches("r#"), id);
+                        self.vars[*id].ident = format_ident!(
+                            "__{}_{}",
+                            name.trim_start_matches("r#").trim_start_matches("__"),
+                            id
+                        );
                     }
                     // A value computed here for a name declared with a type gets the type.
                     let declared = self.lookup(&name).and_then(|b| b.ty.clone());
@@ -1057,6 +1085,13 @@ impl Lowerer {
                 self.lower_for(f);
                 Self::dummy()
             }
+            Expr::While(w) => {
+                self.lower_while(w);
+                Self::dummy()
+            }
+            Expr::Loop(l) => self
+                .lower_loop(l.label.as_ref(), None, quote!(0usize..), None, &l.body)
+                .unwrap_or_else(Self::dummy),
             Expr::Return(r) => {
                 match &r.expr {
                     Some(v) => {
@@ -1070,13 +1105,11 @@ impl Lowerer {
                 self.diverged = true;
                 Self::dummy()
             }
-            Expr::While(w) => self.unsupported(w.while_token.span, "`while` loops are not supported in a #[differentiable] fn; use `for i in a..b`"),
-            Expr::Loop(l) => self.unsupported(l.loop_token.span, "`loop` is not supported in a #[differentiable] fn; use `for i in a..b` with an early `return`"),
             Expr::Closure(c) => self.unsupported(c.or1_token.span, "closures are not supported in a #[differentiable] fn; write a separate #[differentiable] fn and call it"),
             Expr::Match(m) => self.unsupported(m.match_token.span, "`match` is not supported in a #[differentiable] fn; use `if`/`else if`/`else`"),
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
-            Expr::Break(b) => self.unsupported(b.break_token.span, "`break` is not supported in a #[differentiable] fn; use an early `return`"),
-            Expr::Continue(c) => self.unsupported(c.continue_token.span, "`continue` is not supported in a #[differentiable] fn; use `if` around the rest of the body"),
+            Expr::Break(b) => self.unsupported(b.break_token.span, "this `break` is not supported here: a `break` must be a statement inside a loop (`if c { break; }`)"),
+            Expr::Continue(c) => self.unsupported(c.continue_token.span, "this `continue` is not supported here: a `continue` must be a statement inside a loop (`if c { continue; }`)"),
             Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in an expression of a #[differentiable] fn; statement macros (`println!`, `assert!`, ...) are, and other values can be computed in a separate function"),
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
@@ -1502,13 +1535,7 @@ impl Lowerer {
         result
     }
 
-    fn lower_for(&mut self, f: &syn::ExprForLoop) {
-        if let Some(label) = &f.label {
-            self.errors.push(err(
-                label.span(),
-                "labeled loops are not supported in a #[differentiable] fn",
-            ));
-        }
+    fn lower_for(&mut self, f: &syn::ExprForLoop) -> Option<Operand> {
         let pat_name = match &*f.pat {
             Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
                 Some(pi.ident.to_string())
@@ -1517,16 +1544,89 @@ impl Lowerer {
             other => {
                 self.errors
                     .push(err_node(&other, "the loop variable must be a name or `_`"));
-                return;
+                return None;
             }
         };
         if !is_range(&f.expr) {
             self.errors.push(err_node(&f.expr,
                 "only `for i in a..b`, `for i in a..=b` and `for i in (a..b).rev()` loops are supported in a #[differentiable] fn",
             ));
-            return;
+            return None;
         }
         let iter = self.inactive_expr(&f.expr, true);
+        self.lower_loop(f.label.as_ref(), pat_name, iter, None, &f.body)
+    }
+
+    /// A `while` loop: a loop over `0..` that ends when its condition is false.
+    fn lower_while(&mut self, w: &syn::ExprWhile) -> Option<Operand> {
+        if let Expr::Let(l) = strip_paren(&w.cond) {
+            self.errors.push(err(
+                l.let_token.span,
+                "`while let` is not supported in a #[differentiable] fn; use `while` with a condition, or `loop` with `if let`/`match` and `break`",
+            ));
+            return None;
+        }
+        self.lower_loop(
+            w.label.as_ref(),
+            None,
+            quote!(0usize..),
+            Some((*w.cond).clone()),
+            &w.body,
+        )
+    }
+
+    /// Any loop: `break`/`continue` become flags ([`exits`]), the rest is a `for` over
+    /// `iter` with an optional condition at the start of each iteration. Returns the value
+    /// of `break value`.
+    fn lower_loop(
+        &mut self,
+        label: Option<&syn::Label>,
+        pat_name: Option<String>,
+        iter: TokenStream,
+        cond: Option<Expr>,
+        body: &syn::Block,
+    ) -> Option<Operand> {
+        self.loops += 1;
+        let flags = exits::Flags::new(self.loops);
+        let mut rw = exits::Rewrite::new(&flags, label, &mut self.labels);
+        let mut stmts = rw.block(&body.stmts);
+        let found = rw.found;
+        self.errors.extend(rw.errors);
+        let exits::Flags { brk, cont, val } = &flags;
+        let mut pre: Vec<syn::Stmt> = Vec::new();
+        if found.brk {
+            pre.push(parse_quote!(let mut #brk = false;));
+        }
+        if found.value {
+            pre.push(parse_quote!(let mut #val;));
+        }
+        for s in &pre {
+            if let syn::Stmt::Local(l) = s {
+                self.local(l);
+            }
+        }
+        if found.cont {
+            stmts.insert(0, parse_quote!(let mut #cont = false;));
+        }
+        let cond: Option<Expr> = match (found.brk, cond) {
+            (true, Some(c)) => Some(parse_quote!(!#brk && (#c))),
+            (true, None) => Some(parse_quote!(!#brk)),
+            (false, c) => c,
+        };
+        self.lower_loop_body(pat_name, iter, cond.as_ref(), &stmts);
+        if found.value {
+            return self.lookup(&val.to_string()).map(|b| b.op.clone());
+        }
+        None
+    }
+
+    fn lower_loop_body(
+        &mut self,
+        pat_name: Option<String>,
+        iter: TokenStream,
+        cond: Option<&Expr>,
+        stmts: &[syn::Stmt],
+    ) {
         let before = self.scopes.clone();
         // Pass 1: which names does the body rebind?
         let snap = self.snapshot();
@@ -1540,7 +1640,7 @@ impl Lowerer {
             .iter()
             .map(|n| (n.clone(), Operand::Var(index)))
             .collect();
-        let (_, _) = self.sub_block(&f.body.stmts, extra.clone());
+        let (_, _) = self.sub_block(stmts, extra.clone());
         let mut carried: Vec<(usize, usize, String, Operand)> = Vec::new();
         for (si, scope) in before.iter().enumerate() {
             for (bi, (name, b)) in scope.iter().enumerate() {
@@ -1578,7 +1678,8 @@ impl Lowerer {
                 .iter()
                 .map(|n| (n.clone(), Operand::Var(index)))
                 .collect();
-            let (body, _) = self.sub_block(&f.body.stmts, extra);
+            let cond = cond.map(|c| self.inactive_expr(c, true));
+            let (body, _) = self.sub_block(stmts, extra);
             let ends: Vec<Operand> = carried
                 .iter()
                 .map(|c| self.scopes[c.0][c.1].1.op.clone())
@@ -1618,6 +1719,7 @@ impl Lowerer {
                 id,
                 index,
                 iter,
+                cond,
                 body,
                 carried: cs,
             }));

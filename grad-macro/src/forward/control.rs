@@ -308,10 +308,12 @@ impl Fwd<'_> {
         } else {
             quote!(#ends #tends)
         };
+        let check = fl.cond.as_ref().map(|c| quote!(if !(#c) { break; }));
         out.extend(quote! {
             #pre
             for #index in #iter {
                 #heads
+                #check
                 #body
                 #tail
             }

@@ -240,6 +240,9 @@ pub struct For {
     pub id: usize,
     pub index: VarId,
     pub iter: TokenStream,
+    /// Checked at the start of each iteration, once the heads are bound: the loop ends
+    /// when it is false (`while` conditions, and the flags `break` and labels set).
+    pub cond: Option<TokenStream>,
     pub body: Block,
     pub carried: Vec<Carried>,
 }

