@@ -347,3 +347,158 @@ fn while_with_an_early_return() {
         },
     );
 }
+
+// ----- match, if let -----
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Shape {
+    Circle,
+    Square,
+    Scaled(f64, i32),
+    Named { side: f64 },
+}
+
+#[differentiable(wrt(x))]
+fn by_kind(k: i32, x: f64, shape: Shape) -> f64 {
+    let base = match k {
+        0 => x * x,
+        1 | 2 => x.sin() * k as f64,
+        3..=5 => {
+            let t = x * 3.0;
+            t.exp() / 10.0
+        }
+        n if n < 0 => x * n as f64,
+        _ => return x.cos(),
+    };
+    let area = match shape {
+        Shape::Circle => 3.14159 * base * base,
+        Shape::Square => base * base,
+        Shape::Scaled(f, p) if p > 0 => base * f * p as f64,
+        Shape::Scaled(f, _) => base * f,
+        Shape::Named { side } => base * side,
+    };
+    let mut s = area;
+    match k {
+        0 => s += x,
+        1 => {
+            s *= 2.0;
+        }
+        _ => {}
+    }
+    s
+}
+
+#[differentiable]
+fn match_on_float(x: f64, y: f64) -> f64 {
+    // A binding that is the (active) scrutinee, with guards reading it.
+    let a = match x * y {
+        v if v < -1.0 => -v,
+        v if v < 1.0 => v * v,
+        v => v.sqrt(),
+    };
+    a + match x > y {
+        true => x,
+        false => 2.0 * y,
+    }
+}
+
+#[differentiable(wrt(x))]
+fn with_if_let(x: f64, o: Option<f64>, pair: (i32, f64)) -> f64 {
+    let mut s = x;
+    if let Some(w) = o {
+        s = s * w;
+    } else if x > 1.0 {
+        s = s * 2.0;
+    }
+    if let (2, c) = pair {
+        s += c * x * x;
+    }
+    s
+}
+
+#[differentiable]
+fn match_in_while(xs: &[f64]) -> f64 {
+    let mut i = 0;
+    let mut s = 0.0;
+    while i < xs.len() {
+        match i % 3 {
+            0 => s += xs[i],
+            1 => {
+                if xs[i] > 1.5 {
+                    break;
+                }
+                s = s * xs[i];
+            }
+            _ => s -= 0.5 * xs[i] * xs[i],
+        }
+        i += 1;
+    }
+    s
+}
+
+#[test]
+fn match_on_integers_enums_floats_and_if_let() {
+    for k in [-2, 0, 1, 2, 4, 7] {
+        for shape in [
+            Shape::Circle,
+            Shape::Square,
+            Shape::Scaled(1.5, 2),
+            Shape::Scaled(0.5, -1),
+            Shape::Named { side: 0.25 },
+        ] {
+            let name = format!("by_kind {k} {shape:?}");
+            check(
+                &name,
+                1,
+                -1.0,
+                1.0,
+                1e-5,
+                &|x| by_kind(k, x[0], shape),
+                &|x| {
+                    let (v, g) = by_kind_grad(k, x[0], shape);
+                    (v, vec![g])
+                },
+            );
+        }
+    }
+    // By hand: k = 0, a square: (x²)² + x, derivative 4x³ + 1.
+    let (_, g) = by_kind_grad(0, 0.7, Shape::Square);
+    assert!((g - (4.0 * 0.343 + 1.0)).abs() < 1e-12);
+    check(
+        "match_on_float",
+        2,
+        -2.0,
+        2.0,
+        1e-5,
+        &|x| match_on_float(x[0], x[1].abs()),
+        &|x| {
+            let (v, (a, b)) = match_on_float_grad(x[0], x[1].abs());
+            (v, vec![a, b * x[1].signum()])
+        },
+    );
+    for o in [None, Some(0.5)] {
+        for pair in [(2, 1.5), (3, 1.5)] {
+            check(
+                "with_if_let",
+                1,
+                0.0,
+                2.0,
+                1e-5,
+                &|x| with_if_let(x[0], o, pair),
+                &|x| {
+                    let (v, g) = with_if_let_grad(x[0], o, pair);
+                    (v, vec![g])
+                },
+            );
+        }
+    }
+    check(
+        "match_in_while",
+        7,
+        0.0,
+        2.0,
+        1e-5,
+        &|x| match_in_while(x),
+        &|x| match_in_while_grad(x),
+    );
+}

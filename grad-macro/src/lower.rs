@@ -10,6 +10,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{BinOp, Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type, UnOp, parse_quote};
 
+mod branches;
 mod exits;
 
 /// A parameter of the differentiated function.
@@ -849,6 +850,9 @@ impl Lowerer {
             Expr::If(i) => {
                 let _ = self.lower_if(i, false);
             }
+            Expr::Match(m) => {
+                let _ = self.lower_match(m, false);
+            }
             Expr::Block(b) if b.label.is_none() => {
                 // A block statement: its value, if any, is dropped.
                 self.scopes.push(Vec::new());
@@ -1106,7 +1110,7 @@ impl Lowerer {
                 Self::dummy()
             }
             Expr::Closure(c) => self.unsupported(c.or1_token.span, "closures are not supported in a #[differentiable] fn; write a separate #[differentiable] fn and call it"),
-            Expr::Match(m) => self.unsupported(m.match_token.span, "`match` is not supported in a #[differentiable] fn; use `if`/`else if`/`else`"),
+            Expr::Match(m) => self.lower_match(m, true).unwrap_or_else(Self::dummy),
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
             Expr::Break(b) => self.unsupported(b.break_token.span, "this `break` is not supported here: a `break` must be a statement inside a loop (`if c { break; }`)"),
             Expr::Continue(c) => self.unsupported(c.continue_token.span, "this `continue` is not supported here: a `continue` must be a statement inside a loop (`if c { continue; }`)"),
@@ -1385,13 +1389,25 @@ impl Lowerer {
         stmts: &[syn::Stmt],
         extra: Vec<(String, Operand)>,
     ) -> (Block, Option<Operand>) {
+        self.sub_block_with(stmts, |l| {
+            for (n, o) in extra {
+                l.bind(n, o, false);
+            }
+        })
+    }
+
+    /// Lowers a block into its own statement list (a branch or a loop body); `prelude`
+    /// runs first, in the block's scope (bindings of a loop index or a pattern).
+    fn sub_block_with(
+        &mut self,
+        stmts: &[syn::Stmt],
+        prelude: impl FnOnce(&mut Self),
+    ) -> (Block, Option<Operand>) {
         let saved_cur = std::mem::take(&mut self.cur);
         let saved_div = self.diverged;
         self.diverged = false;
         self.scopes.push(Vec::new());
-        for (n, o) in extra {
-            self.bind(n, o, false);
-        }
+        prelude(self);
         let v = self.stmts(stmts);
         self.scopes.pop();
         let block = Block {
@@ -1400,139 +1416,6 @@ impl Lowerer {
         };
         self.diverged = saved_div;
         (block, v)
-    }
-
-    fn lower_if(&mut self, i: &syn::ExprIf, want_value: bool) -> Option<Operand> {
-        if let Expr::Let(l) = strip_paren(&i.cond) {
-            self.errors.push(err(
-                l.let_token.span,
-                "`if let` is not supported in a #[differentiable] fn",
-            ));
-            return None;
-        }
-        let cond = self.inactive_expr(&i.cond, true);
-        let before = self.scopes.clone();
-        let (then_b, then_v) = self.sub_block(&i.then_branch.stmts, vec![]);
-        let then_scopes = std::mem::replace(&mut self.scopes, before.clone());
-        let (else_b, else_v) = match &i.else_branch {
-            None => (Block::default(), None),
-            Some((_, e)) => match &**e {
-                Expr::If(inner) => {
-                    let saved_cur = std::mem::take(&mut self.cur);
-                    let saved_div = self.diverged;
-                    self.diverged = false;
-                    let v = self.lower_if(inner, want_value);
-                    let b = Block {
-                        stmts: std::mem::replace(&mut self.cur, saved_cur),
-                        diverges: self.diverged,
-                    };
-                    self.diverged = saved_div;
-                    (b, v)
-                }
-                Expr::Block(b) => self.sub_block(&b.block.stmts, vec![]),
-                other => {
-                    self.errors.push(err_node(&other, "unsupported `else`"));
-                    (Block::default(), None)
-                }
-            },
-        };
-        let else_scopes = std::mem::replace(&mut self.scopes, before.clone());
-        let mut phis = Vec::new();
-        let mut result = None;
-        if then_b.diverges && else_b.diverges {
-            self.diverged = true;
-        }
-        // Names rebound in a branch.
-        for (si, scope) in before.iter().enumerate() {
-            for (bi, (name, _)) in scope.iter().enumerate() {
-                let t = &then_scopes[si][bi].1.op;
-                let e = &else_scopes[si][bi].1.op;
-                let pre = &before[si][bi].1.op;
-                // A value rebound in a branch that does not return lives in that branch's
-                // scope: a phi carries it out (the returning branch's side is never taken).
-                let (t, e) = match (then_b.diverges, else_b.diverges) {
-                    (true, true) => (pre, pre),
-                    (true, false) => (e, e),
-                    (false, true) => (t, t),
-                    (false, false) => (t, e),
-                };
-                let chosen = if Self::same(t, pre) && Self::same(e, pre) {
-                    pre.clone()
-                } else {
-                    let active = self.active(t) || self.active(e);
-                    let deps = self.deps(t).union(&self.deps(e));
-                    let is_ref = matches!(t, Operand::Var(v) if self.vars[*v].is_ref);
-                    let dst = self.new_var(name, active, deps, is_ref);
-                    if self.is_scalar(t) || self.is_scalar(e) {
-                        self.scalars.insert(dst);
-                    }
-                    phis.push(Phi {
-                        dst,
-                        then_v: t.clone(),
-                        else_v: e.clone(),
-                    });
-                    Operand::Var(dst)
-                };
-                self.scopes[si][bi].1.op = chosen;
-            }
-        }
-        if want_value {
-            result = match (then_v, else_v) {
-                (Some(t), Some(e)) if !then_b.diverges && !else_b.diverges => {
-                    let active = self.active(&t) || self.active(&e);
-                    let deps = self.deps(&t).union(&self.deps(&e));
-                    let is_ref = matches!(t, Operand::Var(v) if self.vars[v].is_ref);
-                    let dst = self.new_var("", active, deps, is_ref);
-                    if self.is_scalar(&t) || self.is_scalar(&e) {
-                        self.scalars.insert(dst);
-                    }
-                    phis.push(Phi {
-                        dst,
-                        then_v: t,
-                        else_v: e,
-                    });
-                    Some(Operand::Var(dst))
-                }
-                (t, e) if then_b.diverges != else_b.diverges => {
-                    let v = if then_b.diverges { e } else { t };
-                    v.map(|v| {
-                        let is_ref = matches!(v, Operand::Var(x) if self.vars[x].is_ref);
-                        let dst = self.new_var("", self.active(&v), self.deps(&v), is_ref);
-                        if self.is_scalar(&v) {
-                            self.scalars.insert(dst);
-                        }
-                        phis.push(Phi {
-                            dst,
-                            then_v: v.clone(),
-                            else_v: v,
-                        });
-                        Operand::Var(dst)
-                    })
-                }
-                (None, None) if then_b.diverges && else_b.diverges => None,
-                _ => {
-                    if i.else_branch.is_none() {
-                        None
-                    } else {
-                        self.errors.push(err(
-                            i.if_token.span,
-                            "both branches of this `if` must have a value",
-                        ));
-                        None
-                    }
-                }
-            };
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.cur.push(Stmt::If(If {
-            id,
-            cond,
-            then_b,
-            else_b,
-            phis,
-        }));
-        result
     }
 
     fn lower_for(&mut self, f: &syn::ExprForLoop) -> Option<Operand> {
@@ -1591,7 +1474,11 @@ impl Lowerer {
         let mut rw = exits::Rewrite::new(&flags, label, &mut self.labels);
         let mut stmts = rw.block(&body.stmts);
         let found = rw.found;
-        self.errors.extend(rw.errors);
+        if !rw.errors.is_empty() {
+            // One error per mistake: the body is not lowered with an exit left in it.
+            self.errors.extend(rw.errors);
+            return None;
+        }
         let exits::Flags { brk, cont, val } = &flags;
         let mut pre: Vec<syn::Stmt> = Vec::new();
         if found.brk {
@@ -1784,6 +1671,10 @@ fn is_valueless(e: &Expr) -> bool {
     match strip_paren(e) {
         Expr::If(i) => !block_has_value(&i.then_branch),
         Expr::ForLoop(_) | Expr::While(_) | Expr::Assign(_) => true,
+        Expr::Match(m) => m.arms.iter().all(|a| match &*a.body {
+            Expr::Block(b) => !block_has_value(&b.block),
+            e => is_valueless(e),
+        }),
         Expr::Binary(b) => matches!(
             b.op,
             BinOp::AddAssign(_) | BinOp::SubAssign(_) | BinOp::MulAssign(_) | BinOp::DivAssign(_)

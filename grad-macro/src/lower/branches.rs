@@ -1,0 +1,437 @@
+//! Branches: `if`/`else if`/`else`, `if let` and `match`, lowered as one chain of IR `if`s
+//! (a `match` arm is a condition that tests its pattern and guard, and a block that
+//! starts by binding the pattern's names).
+
+use super::*;
+
+/// One arm of a chain.
+pub(super) struct Arm<'a> {
+    /// `None`: the final `else`, or a `match`'s last arm.
+    pub cond: Option<ArmCond<'a>>,
+    pub stmts: Vec<syn::Stmt>,
+    /// Names bound at the start of the arm.
+    pub binds: Vec<(String, ArmBind)>,
+    /// `if` or `match`, for errors.
+    pub kind: &'static str,
+}
+
+pub(super) enum ArmCond<'a> {
+    /// A boolean expression.
+    Expr(&'a Expr),
+    /// Already renamed tokens (a pattern test).
+    Tokens(TokenStream),
+}
+
+pub(super) enum ArmBind {
+    /// The name is this value (a pattern that binds the whole scrutinee: `x`, `x @ 1..=3`).
+    Value(Operand),
+    /// The name is this constant expression, renamed (a binding inside a pattern).
+    Extract(TokenStream),
+}
+
+/// A pattern's bindings renamed to `__pb_name` (so that a guard or an extraction cannot
+/// confuse them with the function's locals); the names, in order.
+struct PatNames {
+    names: Vec<String>,
+    /// Replace bindings by `_` (a test that binds nothing).
+    wild: bool,
+}
+
+impl VisitMut for PatNames {
+    fn visit_field_pat_mut(&mut self, f: &mut syn::FieldPat) {
+        // `Named { side }` becomes `Named { side: __pb_side }`.
+        if f.colon_token.is_none() {
+            f.colon_token = Some(Default::default());
+        }
+        syn::visit_mut::visit_field_pat_mut(self, f);
+    }
+
+    fn visit_pat_mut(&mut self, p: &mut Pat) {
+        if let Pat::Ident(pi) = p {
+            if is_binding(&pi.ident) {
+                if self.wild {
+                    *p = match pi.subpat.take() {
+                        Some((_, sub)) => *sub,
+                        None => parse_quote!(_),
+                    };
+                    self.visit_pat_mut(p);
+                    return;
+                }
+                self.names.push(pi.ident.to_string());
+                pi.ident = format_ident!("__pb_{}", pi.ident);
+                pi.by_ref = None;
+                pi.mutability = None;
+            }
+        }
+        syn::visit_mut::visit_pat_mut(self, p);
+    }
+}
+
+/// A name in a pattern binds a value unless it is a constant or a unit variant (written,
+/// by Rust's convention, with a capital).
+fn is_binding(id: &Ident) -> bool {
+    id.to_string()
+        .starts_with(|c: char| c.is_lowercase() || c == '_')
+}
+
+/// Renames single-segment paths `name` to `__pb_name` for the given names.
+struct GuardNames<'n>(&'n [String]);
+
+impl VisitMut for GuardNames<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        if let Expr::Path(p) = e {
+            if let Some(id) = p.path.get_ident() {
+                if self.0.contains(&id.to_string()) {
+                    let new = format_ident!("__pb_{}", id);
+                    *e = parse_quote!(#new);
+                    return;
+                }
+            }
+        }
+        if matches!(e, Expr::Closure(_)) {
+            return;
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
+/// The statements of an arm's body (an expression arm is one statement).
+fn arm_stmts(body: &Expr) -> Vec<syn::Stmt> {
+    match body {
+        Expr::Block(b) if b.label.is_none() => b.block.stmts.clone(),
+        other => vec![syn::Stmt::Expr(other.clone(), None)],
+    }
+}
+
+impl Lowerer {
+    pub(super) fn lower_if(&mut self, i: &syn::ExprIf, want_value: bool) -> Option<Operand> {
+        let mut arms = Vec::new();
+        let mut cur = i;
+        loop {
+            let arm = match strip_paren(&cur.cond) {
+                Expr::Let(l) => {
+                    self.pattern_arm(&l.expr, None, &l.pat, None, &cur.then_branch.stmts)
+                }
+                c => Arm {
+                    cond: Some(ArmCond::Expr(c)),
+                    stmts: cur.then_branch.stmts.clone(),
+                    binds: Vec::new(),
+                    kind: "if",
+                },
+            };
+            arms.push(arm);
+            match &cur.else_branch {
+                None => break,
+                Some((_, e)) => match &**e {
+                    Expr::If(inner) => cur = inner,
+                    Expr::Block(b) => {
+                        arms.push(Arm {
+                            cond: None,
+                            stmts: b.block.stmts.clone(),
+                            binds: Vec::new(),
+                            kind: "if",
+                        });
+                        break;
+                    }
+                    other => {
+                        self.errors.push(err_node(&other, "unsupported `else`"));
+                        return None;
+                    }
+                },
+            }
+        }
+        self.lower_chain(&arms, i.if_token.span, want_value)
+    }
+
+    pub(super) fn lower_match(&mut self, m: &syn::ExprMatch, want_value: bool) -> Option<Operand> {
+        if m.arms.is_empty() {
+            self.errors.push(err_node(
+                &m.expr,
+                "a `match` without arms has no value to differentiate",
+            ));
+            return None;
+        }
+        // The scrutinee is evaluated once, before the arms.
+        let scrut = self.expr(&m.expr);
+        let last = m.arms.len() - 1;
+        let arms: Vec<Arm> = m
+            .arms
+            .iter()
+            .enumerate()
+            .map(|(k, arm)| {
+                let guard = arm.guard.as_ref().map(|(_, g)| &**g);
+                let mut a = self.pattern_arm(
+                    &m.expr,
+                    Some(&scrut),
+                    &arm.pat,
+                    guard,
+                    &arm_stmts(&arm.body),
+                );
+                a.kind = "match";
+                if k == last {
+                    // rustc checks on the original that the match is exhaustive: when the
+                    // other arms do not match, the last one does.
+                    a.cond = None;
+                }
+                a
+            })
+            .collect();
+        self.lower_chain(&arms, m.match_token.span, want_value)
+    }
+
+    /// The arm of `pat if guard => stmts` on `scrut_expr` (lowered to `scrut` for a
+    /// `match`; re-evaluated in the test and the bindings for an `if let`).
+    fn pattern_arm<'a>(
+        &mut self,
+        scrut_expr: &Expr,
+        scrut: Option<&Operand>,
+        pat: &Pat,
+        guard: Option<&Expr>,
+        stmts: &[syn::Stmt],
+    ) -> Arm<'a> {
+        // The scrutinee in conditions: a name bound to its value, or the expression.
+        let scrut_ts: Expr = match scrut {
+            Some(_) => parse_quote!(__symgrad_scrutinee),
+            None => scrut_expr.clone(),
+        };
+        let mut binds = Vec::new();
+        // `x` or `x @ pat` at the top binds the scrutinee itself (and keeps its gradient).
+        let mut pat = pat.clone();
+        if let (Pat::Ident(pi), Some(s)) = (&pat, scrut) {
+            if is_binding(&pi.ident) && pi.by_ref.is_none() {
+                binds.push((pi.ident.to_string(), ArmBind::Value(s.clone())));
+                pat = match &pi.subpat {
+                    Some((_, sub)) => (**sub).clone(),
+                    None => parse_quote!(_),
+                };
+            }
+        }
+        let mut named = pat.clone();
+        let mut pn = PatNames {
+            names: Vec::new(),
+            wild: false,
+        };
+        pn.visit_pat_mut(&mut named);
+        let names = pn.names;
+        let mut wild = pat.clone();
+        PatNames {
+            names: Vec::new(),
+            wild: true,
+        }
+        .visit_pat_mut(&mut wild);
+        // The top-level binding is seen by the guard as the scrutinee.
+        let top: Vec<(String, Operand)> = binds
+            .iter()
+            .filter_map(|(n, b)| match b {
+                ArmBind::Value(o) => Some((n.clone(), o.clone())),
+                ArmBind::Extract(_) => None,
+            })
+            .collect();
+        let test: Expr = match guard {
+            None => parse_quote!(match #scrut_ts { #wild => true, _ => false }),
+            Some(g) => {
+                let mut g = g.clone();
+                GuardNames(&names).visit_expr_mut(&mut g);
+                let owned = names.iter().map(|n| format_ident!("__pb_{}", n));
+                let owned2 = owned.clone();
+                parse_quote!(match &#scrut_ts {
+                    #named => { #(let #owned = ::core::clone::Clone::clone(#owned2);)* #g }
+                    _ => false,
+                })
+            }
+        };
+        let cond = self.with_scrutinee(scrut, &top, |l| l.inactive_expr(&test, true));
+        for n in &names {
+            let pb = format_ident!("__pb_{}", n);
+            let e: Expr = parse_quote!(match &#scrut_ts {
+                #named => ::core::clone::Clone::clone(#pb),
+                _ => ::core::unreachable!(),
+            });
+            let ts = self.with_scrutinee(scrut, &[], |l| l.inactive_expr(&e, true));
+            binds.push((n.clone(), ArmBind::Extract(ts)));
+        }
+        Arm {
+            cond: Some(ArmCond::Tokens(cond)),
+            stmts: stmts.to_vec(),
+            binds,
+            kind: "if",
+        }
+    }
+
+    /// Runs `f` with `__symgrad_scrutinee` (and `extra` names) bound.
+    fn with_scrutinee<T>(
+        &mut self,
+        scrut: Option<&Operand>,
+        extra: &[(String, Operand)],
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        self.scopes.push(Vec::new());
+        if let Some(s) = scrut {
+            self.bind("__symgrad_scrutinee".into(), s.clone(), false);
+        }
+        for (n, o) in extra {
+            self.bind(n.clone(), o.clone(), false);
+        }
+        let out = f(self);
+        self.scopes.pop();
+        out
+    }
+
+    fn arm_cond(&mut self, c: &ArmCond) -> TokenStream {
+        match c {
+            ArmCond::Expr(e) => self.inactive_expr(e, true),
+            ArmCond::Tokens(t) => t.clone(),
+        }
+    }
+
+    /// Lowers an arm's body, after binding its names.
+    fn arm_block(&mut self, arm: &Arm) -> (Block, Option<Operand>) {
+        self.sub_block_with(&arm.stmts, |l| {
+            for (name, b) in &arm.binds {
+                let op = match b {
+                    ArmBind::Value(o) => o.clone(),
+                    ArmBind::Extract(ts) => {
+                        let dst = l.new_var(name, false, Deps::default(), false);
+                        l.named.insert(dst);
+                        l.cur.push(Stmt::Assign(Assign {
+                            dst,
+                            op: Op::Inactive(ts.clone()),
+                            span: Span::call_site(),
+                        }));
+                        Operand::Var(dst)
+                    }
+                };
+                l.bind(name.clone(), op, false);
+            }
+        })
+    }
+
+    /// An `if`/`else if`/`else` chain or the arms of a `match`, as nested IR `if`s: the
+    /// first arm is the `then` block, the others the `else` block. Linear in the arms.
+    fn lower_chain(&mut self, arms: &[Arm], span: Span, want_value: bool) -> Option<Operand> {
+        let kind = arms.first().map(|a| a.kind).unwrap_or("if");
+        let Some((first, rest)) = arms.split_first() else {
+            return None;
+        };
+        let cond = match &first.cond {
+            Some(c) => self.arm_cond(c),
+            None => quote!(true),
+        };
+        let before = self.scopes.clone();
+        let (then_b, then_v) = self.arm_block(first);
+        let then_scopes = std::mem::replace(&mut self.scopes, before.clone());
+        let (else_b, else_v) = match rest {
+            [] => (Block::default(), None),
+            [last] if last.cond.is_none() => self.arm_block(last),
+            more => {
+                let saved_cur = std::mem::take(&mut self.cur);
+                let saved_div = self.diverged;
+                self.diverged = false;
+                let v = self.lower_chain(more, span, want_value);
+                let b = Block {
+                    stmts: std::mem::replace(&mut self.cur, saved_cur),
+                    diverges: self.diverged,
+                };
+                self.diverged = saved_div;
+                (b, v)
+            }
+        };
+        let else_scopes = std::mem::replace(&mut self.scopes, before.clone());
+        let mut phis = Vec::new();
+        let mut result = None;
+        if then_b.diverges && else_b.diverges {
+            self.diverged = true;
+        }
+        // Names rebound in a branch.
+        for (si, scope) in before.iter().enumerate() {
+            for (bi, (name, _)) in scope.iter().enumerate() {
+                let t = &then_scopes[si][bi].1.op;
+                let e = &else_scopes[si][bi].1.op;
+                let pre = &before[si][bi].1.op;
+                // A value rebound in a branch that does not return lives in that branch's
+                // scope: a phi carries it out (the returning branch's side is never taken).
+                let (t, e) = match (then_b.diverges, else_b.diverges) {
+                    (true, true) => (pre, pre),
+                    (true, false) => (e, e),
+                    (false, true) => (t, t),
+                    (false, false) => (t, e),
+                };
+                let chosen = if Self::same(t, pre) && Self::same(e, pre) {
+                    pre.clone()
+                } else {
+                    let active = self.active(t) || self.active(e);
+                    let deps = self.deps(t).union(&self.deps(e));
+                    let is_ref = matches!(t, Operand::Var(v) if self.vars[*v].is_ref);
+                    let dst = self.new_var(name, active, deps, is_ref);
+                    if self.is_scalar(t) || self.is_scalar(e) {
+                        self.scalars.insert(dst);
+                    }
+                    phis.push(Phi {
+                        dst,
+                        then_v: t.clone(),
+                        else_v: e.clone(),
+                    });
+                    Operand::Var(dst)
+                };
+                self.scopes[si][bi].1.op = chosen;
+            }
+        }
+        if want_value {
+            result = match (then_v, else_v) {
+                (Some(t), Some(e)) if !then_b.diverges && !else_b.diverges => {
+                    let active = self.active(&t) || self.active(&e);
+                    let deps = self.deps(&t).union(&self.deps(&e));
+                    let is_ref = matches!(t, Operand::Var(v) if self.vars[v].is_ref);
+                    let dst = self.new_var("", active, deps, is_ref);
+                    if self.is_scalar(&t) || self.is_scalar(&e) {
+                        self.scalars.insert(dst);
+                    }
+                    phis.push(Phi {
+                        dst,
+                        then_v: t,
+                        else_v: e,
+                    });
+                    Some(Operand::Var(dst))
+                }
+                (t, e) if then_b.diverges != else_b.diverges => {
+                    let v = if then_b.diverges { e } else { t };
+                    v.map(|v| {
+                        let is_ref = matches!(v, Operand::Var(x) if self.vars[x].is_ref);
+                        let dst = self.new_var("", self.active(&v), self.deps(&v), is_ref);
+                        if self.is_scalar(&v) {
+                            self.scalars.insert(dst);
+                        }
+                        phis.push(Phi {
+                            dst,
+                            then_v: v.clone(),
+                            else_v: v,
+                        });
+                        Operand::Var(dst)
+                    })
+                }
+                (None, None) if then_b.diverges && else_b.diverges => None,
+                _ => {
+                    if rest.is_empty() {
+                        None
+                    } else {
+                        self.errors.push(err(
+                            span,
+                            format!("every branch of this `{kind}` must have a value"),
+                        ));
+                        None
+                    }
+                }
+            };
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.cur.push(Stmt::If(If {
+            id,
+            cond,
+            then_b,
+            else_b,
+            phis,
+        }));
+        result
+    }
+}
