@@ -502,3 +502,115 @@ fn match_on_integers_enums_floats_and_if_let() {
         &|x| match_in_while_grad(x),
     );
 }
+
+// ----- iterators and closures -----
+
+#[differentiable]
+fn dot_iter(xs: &[f64], ys: &[f64]) -> f64 {
+    xs.iter().zip(ys.iter()).map(|(a, b)| a * b).sum::<f64>()
+}
+
+#[differentiable]
+fn iter_forms(xs: &[f64], w: f64) -> f64 {
+    let mut s = 0.0;
+    for x in xs.iter() {
+        s += x * w;
+    }
+    for &x in xs {
+        s = s * 0.9 + x;
+    }
+    for (i, x) in xs.iter().enumerate() {
+        s += (i as f64) * x * x;
+    }
+    for x in xs.iter().rev().skip(1).step_by(2) {
+        s -= x.sin();
+    }
+    for (a, b) in xs.iter().zip(xs.iter().skip(1)) {
+        s += a * b * w;
+    }
+    let p: f64 = xs.iter().take(3).map(|x| 1.0 + 0.1 * x).product();
+    let m = xs.iter().fold(f64::NEG_INFINITY, |acc, &x| acc.max(x * w));
+    let n = xs.iter().count() as f64;
+    s + p + m * n
+}
+
+#[differentiable]
+fn closures(x: f64, ys: &[f64]) -> f64 {
+    let k = 2.0 * x;
+    let sq = |t: f64| t * t;
+    let scaled = |t| k * t + sq(t);
+    let k = 100.0; // shadows: `scaled` keeps the k it captured
+    let mut s = scaled(x) + k * 0.0;
+    for i in 0..ys.len() {
+        s += scaled(ys[i]) * sq(x);
+    }
+    s + ys.iter().map(|&y| sq(y - x)).sum::<f64>() + (0..3).map(|i| i as f64 * x).sum::<f64>()
+}
+
+#[differentiable]
+fn closures_f32(x: f32, ys: &[f32]) -> f32 {
+    let f = |t: f32| (t * x).tanh();
+    ys.iter().map(|&y| f(y)).sum::<f32>() * x
+}
+
+#[test]
+fn iterator_chains_and_closures() {
+    check(
+        "dot_iter",
+        6,
+        -2.0,
+        2.0,
+        1e-6,
+        &|x| dot_iter(&x[..3], &x[3..]),
+        &|x| {
+            let (v, (a, b)) = dot_iter_grad(&x[..3], &x[3..]);
+            (v, [a, b].concat())
+        },
+    );
+    // By hand: the gradient of x·y is (y, x).
+    let (_, (gx, gy)) = dot_iter_grad(&[1.0, 2.0], &[3.0, 4.0]);
+    assert_eq!((gx, gy), (vec![3.0, 4.0], vec![1.0, 2.0]));
+    check(
+        "iter_forms",
+        6,
+        -1.0,
+        1.0,
+        1e-5,
+        &|x| iter_forms(&x[1..], x[0]),
+        &|x| {
+            let (v, (gx, gw)) = iter_forms_grad(&x[1..], x[0]);
+            let mut g = vec![gw];
+            g.extend(gx);
+            (v, g)
+        },
+    );
+    check(
+        "closures",
+        4,
+        -1.0,
+        1.0,
+        1e-5,
+        &|x| closures(x[0], &x[1..]),
+        &|x| {
+            let (v, (gx, gy)) = closures_grad(x[0], &x[1..]);
+            let mut g = vec![gx];
+            g.extend(gy);
+            (v, g)
+        },
+    );
+    // f32: against an f64 finite difference of the same formula.
+    let ys = [0.3f32, -0.7, 1.1];
+    let (_, (gx, gy)) = closures_f32_grad(0.8, &ys);
+    let f = |x: f64, ys: &[f64]| ys.iter().map(|y| (y * x).tanh()).sum::<f64>() * x;
+    let ys64: Vec<f64> = ys.iter().map(|&y| y as f64).collect();
+    let h = 1e-6;
+    let want = (f(0.8 + h, &ys64) - f(0.8 - h, &ys64)) / (2.0 * h);
+    assert!((gx as f64 - want).abs() < 1e-4, "{gx} against {want}");
+    for i in 0..3 {
+        let (mut p, mut m) = (ys64.clone(), ys64.clone());
+        p[i] += h;
+        m[i] -= h;
+        let want = (f(0.8, &p) - f(0.8, &m)) / (2.0 * h);
+        assert!((gy[i] as f64 - want).abs() < 1e-4);
+    }
+}

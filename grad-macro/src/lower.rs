@@ -12,6 +12,7 @@ use syn::{BinOp, Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type, UnOp, parse_
 
 mod branches;
 mod exits;
+mod iterators;
 
 /// A parameter of the differentiated function.
 pub struct Param {
@@ -41,6 +42,8 @@ struct Binding {
     /// The type written in its `let` (`let mut c: f32 = ..`): values assigned to it later
     /// get it too, so that rustc does not see an untyped float literal.
     ty: Option<Type>,
+    /// A closure bound by `let`, inlined where it is called.
+    closure: Option<std::rc::Rc<iterators::ClosureDef>>,
 }
 
 type Scopes = Vec<Vec<(String, Binding)>>;
@@ -138,7 +141,7 @@ const UNSUPPORTED_MATRIX_METHODS: &[&str] = &[
 ];
 
 /// Methods that read the structure of a value, not its numbers: never differentiated.
-const STRUCTURAL_METHODS: &[&str] = &["len", "nrows", "ncols", "shape", "is_empty"];
+const STRUCTURAL_METHODS: &[&str] = &["len", "nrows", "ncols", "shape", "is_empty", "count"];
 
 pub(crate) fn is_constant_type(ty: &Type) -> bool {
     match ty {
@@ -326,6 +329,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                 mutable: false,
                 is_param: true,
                 ty: None,
+                closure: None,
             },
         ));
         params.push(Param {
@@ -450,6 +454,7 @@ impl Lowerer {
                 mutable,
                 is_param: false,
                 ty: None,
+                closure: None,
             },
         ));
     }
@@ -522,10 +527,23 @@ impl Lowerer {
         }
         impl VisitMut for Renamer<'_> {
             fn visit_expr_mut(&mut self, e: &mut Expr) {
+                if let Expr::Call(c) = e {
+                    if let Some(inner) = iterators::inactive_marker(c) {
+                        *e = paren(inner);
+                        return self.visit_expr_mut(e);
+                    }
+                }
                 if let Expr::Path(p) = e {
                     if p.qself.is_none() && p.path.segments.len() == 1 {
                         let name = p.path.segments[0].ident.to_string();
                         if let Some(b) = self.l.lookup(&name) {
+                            if b.closure.is_some() {
+                                self.errors.push(err(
+                                    p.span(),
+                                    format!("the closure `{name}` cannot be called here; compute its value in a `let` first"),
+                                ));
+                                return;
+                            }
                             match &b.op {
                                 Operand::Var(v) => {
                                     let info = &self.l.vars[*v];
@@ -724,6 +742,10 @@ impl Lowerer {
             }
             return;
         };
+        if let (Some(n), Expr::Closure(c)) = (&name, strip_paren(&init.expr)) {
+            self.bind_closure(n.clone(), c);
+            return;
+        }
         if let Some((else_tok, _)) = &init.diverge {
             self.errors.push(err(
                 else_tok.span,
@@ -994,6 +1016,9 @@ impl Lowerer {
                 if p.qself.is_none() && p.path.segments.len() == 1 {
                     let name = p.path.segments[0].ident.to_string();
                     if let Some(b) = self.lookup(&name) {
+                        if b.closure.is_some() {
+                            return self.unsupported_node(p, "a closure can only be called (`f(x)`) or passed to an iterator adaptor in a #[differentiable] fn; write a #[differentiable] fn to pass it to other functions");
+                        }
                         return b.op.clone();
                     }
                 }
@@ -1109,7 +1134,7 @@ impl Lowerer {
                 self.diverged = true;
                 Self::dummy()
             }
-            Expr::Closure(c) => self.unsupported(c.or1_token.span, "closures are not supported in a #[differentiable] fn; write a separate #[differentiable] fn and call it"),
+            Expr::Closure(c) => self.unsupported(c.or1_token.span, "a closure here is not supported in a #[differentiable] fn: bind it with `let f = |x| ..;` and call it, or pass it to an iterator adaptor (`map`, `fold`)"),
             Expr::Match(m) => self.lower_match(m, true).unwrap_or_else(Self::dummy),
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
             Expr::Break(b) => self.unsupported(b.break_token.span, "this `break` is not supported here: a `break` must be a statement inside a loop (`if c { break; }`)"),
@@ -1263,6 +1288,9 @@ impl Lowerer {
     }
 
     fn method_call(&mut self, m: &syn::ExprMethodCall, e: &Expr) -> Operand {
+        if let Some(v) = self.iter_consumer(m) {
+            return v;
+        }
         let name = m.method.to_string();
         if STRUCTURAL_METHODS.contains(&name.as_str()) {
             return self.inactive(e, true);
@@ -1331,6 +1359,19 @@ impl Lowerer {
     }
 
     fn call(&mut self, c: &syn::ExprCall, e: &Expr) -> Operand {
+        if let Some(a) = iterators::inactive_marker(c) {
+            return self.inactive(a, true);
+        }
+        if let Expr::Path(p) = strip_paren(&c.func) {
+            let def = p
+                .path
+                .get_ident()
+                .and_then(|id| self.lookup(&id.to_string()))
+                .and_then(|b| b.closure.clone());
+            if let Some(def) = def {
+                return self.inline_closure(&def, &c.args, e);
+            }
+        }
         let Expr::Path(p) = strip_paren(&c.func) else {
             return self.unsupported_node(
                 &c.func,
@@ -1419,6 +1460,9 @@ impl Lowerer {
     }
 
     fn lower_for(&mut self, f: &syn::ExprForLoop) -> Option<Operand> {
+        if !is_range(&f.expr) {
+            return self.lower_iter_for(f);
+        }
         let pat_name = match &*f.pat {
             Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
                 Some(pi.ident.to_string())
