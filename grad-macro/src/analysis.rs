@@ -38,6 +38,17 @@ pub fn op_reads(op: &Op) -> Vec<VarId> {
             push(&Operand::Var(*b));
             push(i);
         }
+        Op::ArrayLit(xs, _) => xs.iter().for_each(&mut push),
+        Op::Repeat(x, ..) => push(x),
+        Op::SetIndex(b, i, v) => {
+            push(&Operand::Var(*b));
+            push(i);
+            push(v);
+        }
+        Op::Push(b, v) => {
+            push(&Operand::Var(*b));
+            push(v);
+        }
         Op::Inactive(_) => {}
     }
     out

@@ -369,6 +369,10 @@ impl<'a> Gen<'a> {
                 quote_spanned!(span=> #root::component_mul(#x, #y))
             }
             Op::Inactive(ts) => ts.clone(),
+            op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
+                crate::arrays::value(op, &|o| self.fwd_plain(o), &|v| self.id(v).clone(), span)
+                    .unwrap()
+            }
         };
         quote!(let #t #ty = #rhs;)
     }
@@ -980,6 +984,41 @@ impl<'a> Gen<'a> {
                     let c = Contrib::Ts(quote!(#root::component_mul_vjp(#ro, &#gt)));
                     let c = self.guard(v, t, c);
                     self.contribute(st, out, v, c);
+                }
+            }
+            Op::ArrayLit(xs, _) => {
+                for (k, x) in xs.iter().enumerate() {
+                    if let Some(v) = self.active(x) {
+                        let c = Contrib::Ts(quote!(#root::grad_at(&#gt, #k)));
+                        self.contribute(st, out, v, c);
+                    }
+                }
+            }
+            Op::Repeat(x, ..) => {
+                if let Some(v) = self.active(x) {
+                    self.contribute(st, out, v, Contrib::Ts(quote!(#root::grad_sum(&#gt))));
+                }
+            }
+            Op::SetIndex(b, i, x) => {
+                let i = self.val(i);
+                if let Some(v) = self.active(x) {
+                    let c = Contrib::Ts(quote!(#root::grad_at(&#gt, #i)));
+                    self.contribute(st, out, v, c);
+                }
+                if self.f.vars[*b].active {
+                    let c = Contrib::Ts(quote!(#root::grad_without(&#gt, #i)));
+                    self.contribute(st, out, *b, c);
+                }
+            }
+            Op::Push(b, x) => {
+                let rb = self.rev_name(*b);
+                if let Some(v) = self.active(x) {
+                    let c = Contrib::Ts(quote!(#root::grad_at(&#gt, #rb.len())));
+                    self.contribute(st, out, v, c);
+                }
+                if self.f.vars[*b].active {
+                    let c = Contrib::Ts(quote!(#root::grad_truncate(&#gt, #rb.len())));
+                    self.contribute(st, out, *b, c);
                 }
             }
             Op::Inactive(_) => {}

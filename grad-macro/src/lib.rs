@@ -7,6 +7,7 @@
 
 mod analysis;
 mod args;
+mod arrays;
 mod custom;
 mod emit;
 mod forward;

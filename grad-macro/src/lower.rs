@@ -13,6 +13,7 @@ use syn::{BinOp, Expr, FnArg, Ident, ItemFn, Pat, ReturnType, Type, UnOp, parse_
 mod branches;
 mod exits;
 mod iterators;
+mod locals;
 
 /// A parameter of the differentiated function.
 pub struct Param {
@@ -725,10 +726,13 @@ impl Lowerer {
                 (Some(pi.ident.to_string()), pi.mutability.is_some())
             }
             Pat::Wild(_) => (None, false),
+            Pat::Tuple(_) if local.init.as_ref().is_some_and(|i| i.diverge.is_none()) => {
+                return self.let_tuple(pat, &local.init.as_ref().unwrap().expr);
+            }
             other => {
                 self.errors.push(err_node(
                     &other,
-                    "only `let name = ...` and `let mut name = ...` are supported (no patterns)",
+                    "only `let name = ...`, `let mut name = ...` and tuples of names (`let (a, b) = (x, y);`) are supported",
                 ));
                 return;
             }
@@ -872,6 +876,11 @@ impl Lowerer {
             Expr::If(i) => {
                 let _ = self.lower_if(i, false);
             }
+            Expr::MethodCall(m)
+                if m.method == "push" && m.args.len() == 1 && self.local_array(&m.receiver) =>
+            {
+                self.push(m);
+            }
             Expr::Match(m) => {
                 let _ = self.lower_match(m, false);
             }
@@ -930,6 +939,7 @@ impl Lowerer {
                     }
                 }
             }
+            Expr::Index(ix) if self.local_array(&ix.expr) => Some(self.expr(left)),
             Expr::Index(_) | Expr::Field(_) => {
                 let root = root_name(left);
                 let is_param = root
@@ -956,6 +966,11 @@ impl Lowerer {
     }
 
     fn assign_to(&mut self, left: &Expr, mut v: Operand) {
+        if let Expr::Index(ix) = strip_paren(left) {
+            if self.local_array(&ix.expr) {
+                return self.set_index(ix, v);
+            }
+        }
         if self.target(left).is_some() {
             if let Expr::Path(p) = strip_paren(left) {
                 let name = p.path.segments[0].ident.to_string();
@@ -1139,12 +1154,14 @@ impl Lowerer {
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
             Expr::Break(b) => self.unsupported(b.break_token.span, "this `break` is not supported here: a `break` must be a statement inside a loop (`if c { break; }`)"),
             Expr::Continue(c) => self.unsupported(c.continue_token.span, "this `continue` is not supported here: a `continue` must be a statement inside a loop (`if c { continue; }`)"),
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => self.vec_macro(&m.mac, e),
             Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in an expression of a #[differentiable] fn; statement macros (`println!`, `assert!`, ...) are, and other values can be computed in a separate function"),
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
             Expr::Await(a) => self.unsupported(a.await_token.span, "`.await` is not supported in a #[differentiable] fn"),
-            Expr::Tuple(t) => self.unsupported_node(&t, "tuples are not supported in a #[differentiable] fn; return one value"),
-            Expr::Array(a) => self.unsupported_node(&a, "array expressions are not supported in a #[differentiable] fn; take arrays as parameters"),
+            Expr::Tuple(t) => self.unsupported_node(&t, "a tuple value is not supported in a #[differentiable] fn; destructure it where it is made (`let (a, b) = (x, y);`) and return one value"),
+            Expr::Array(a) => self.array_lit(a.elems.iter(), e, false),
+            Expr::Repeat(r) => self.repeat(&r.expr, &r.len, e, false),
             Expr::Assign(a) => self.unsupported(a.eq_token.span, "an assignment is a statement, not a value; end it with `;`"),
             Expr::Let(l) => self.unsupported(l.let_token.span, "`if let` is not supported in a #[differentiable] fn"),
             Expr::Range(r) => self.unsupported_node(&r, "ranges are only supported as `for` loop bounds"),

@@ -50,8 +50,8 @@ pub mod __private {
         sqrt_jvp, tan_jvp, tanh_jvp, zero_tangent,
     };
     pub use crate::ad::{
-        Accumulate, Branch, Differentiable, GradOf, acc, acc_index, finalize, grad_of, tape_for,
-        tape_push, tape_rev, zero,
+        Accumulate, Branch, Differentiable, GradOf, acc, acc_index, finalize, grad_at, grad_of,
+        grad_sum, grad_truncate, grad_without, tape_for, tape_push, tape_rev, zero,
     };
     pub use crate::params::{Params, Tensor, join_name};
 }

@@ -250,6 +250,19 @@ impl<'a> Fwd<'a> {
                 let tx = self.t(x, Form::Plain).unwrap();
                 quote_spanned!(span=> #tx.mean())
             }
+            op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
+                crate::arrays::tangent(
+                    op,
+                    &root,
+                    &t,
+                    &|o| self.t(o, Form::Plain),
+                    &|o| self.val(o, Form::Plain),
+                    &|v| self.tan.get(&v).map(|x| x.id.clone()),
+                    &|v| self.id(v).clone(),
+                    span,
+                )
+                .unwrap()
+            }
             Op::Inactive(_) | Op::Call(..) => unreachable!("inactive or handled above"),
         };
         let tty = if is_ref { None } else { ty_ann };
@@ -332,6 +345,15 @@ impl<'a> Fwd<'a> {
                 quote_spanned!(span=> #root::component_mul(#x, #y))
             }
             Op::Inactive(ts) => ts.clone(),
+            op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
+                crate::arrays::value(
+                    op,
+                    &|o| self.val(o, Form::Plain),
+                    &|v| self.id(v).clone(),
+                    span,
+                )
+                .unwrap()
+            }
             Op::Call(..) => unreachable!("calls are emitted by `call`"),
         }
     }

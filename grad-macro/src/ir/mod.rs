@@ -199,6 +199,14 @@ pub enum Op {
     Sum(Operand),
     Mean(Operand),
     ComponentMul(Operand, Operand),
+    /// `[a, b, c]`, or `vec![a, b, c]` when the flag is set.
+    ArrayLit(Vec<Operand>, bool),
+    /// `[x; n]` (`vec![x; n]`); the count is constant code.
+    Repeat(Operand, TokenStream, bool),
+    /// The array `base` with element `index` set to `value` (`a[i] = v` on a local).
+    SetIndex(VarId, Operand, Operand),
+    /// The `Vec` `base` with `value` pushed (`v.push(x)` on a local).
+    Push(VarId, Operand),
     /// An expression of constants only (integer arithmetic, casts of loop indices...),
     /// already renamed.
     Inactive(TokenStream),

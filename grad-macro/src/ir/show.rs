@@ -69,6 +69,19 @@ fn op_text(f: &Function, op: &Op) -> String {
         Op::Sum(x) => format!("sum {}", o(x)),
         Op::Mean(x) => format!("mean {}", o(x)),
         Op::ComponentMul(x, y) => format!("component_mul {}, {}", o(x), o(y)),
+        Op::ArrayLit(xs, vec) => {
+            let xs: Vec<String> = xs.iter().map(o).collect();
+            format!(
+                "array{} [{}]",
+                if *vec { " vec" } else { "" },
+                xs.join(", ")
+            )
+        }
+        Op::Repeat(x, n, vec) => {
+            format!("repeat{} [{}; {n}]", if *vec { " vec" } else { "" }, o(x))
+        }
+        Op::SetIndex(b, i, v) => format!("set {}[{}] = {}", var(f, *b), o(i), o(v)),
+        Op::Push(b, v) => format!("push {}, {}", var(f, *b), o(v)),
         Op::Inactive(ts) => format!("const {{ {ts} }}"),
     }
 }

@@ -103,7 +103,43 @@ fn arm_stmts(body: &Expr) -> Vec<syn::Stmt> {
     }
 }
 
+/// For each name bound by `named` (bindings renamed `__pb_name`), the expression that takes
+/// it out of `scrut`.
+fn extractions(scrut: &Expr, named: &Pat, names: &[String]) -> Vec<(String, Expr)> {
+    names
+        .iter()
+        .map(|n| {
+            let pb = format_ident!("__pb_{}", n);
+            let e: Expr = parse_quote!(match &#scrut {
+                #named => ::core::clone::Clone::clone(#pb),
+                #[allow(unreachable_patterns)]
+                _ => ::core::unreachable!(),
+            });
+            (n.clone(), e)
+        })
+        .collect()
+}
+
 impl Lowerer {
+    /// The names `pat` binds in the constant value `v`, each with the (renamed) code that
+    /// takes it out: `let (i, n) = pair;`.
+    pub(super) fn pattern_parts(&mut self, v: &Operand, pat: &Pat) -> Vec<(String, TokenStream)> {
+        let mut named = pat.clone();
+        let mut pn = PatNames {
+            names: Vec::new(),
+            wild: false,
+        };
+        pn.visit_pat_mut(&mut named);
+        let scrut: Expr = parse_quote!(__symgrad_scrutinee);
+        extractions(&scrut, &named, &pn.names)
+            .into_iter()
+            .map(|(n, e)| {
+                let ts = self.with_scrutinee(Some(v), &[], |l| l.inactive_expr(&e, true));
+                (n, ts)
+            })
+            .collect()
+    }
+
     pub(super) fn lower_if(&mut self, i: &syn::ExprIf, want_value: bool) -> Option<Operand> {
         let mut arms = Vec::new();
         let mut cur = i;
@@ -241,14 +277,9 @@ impl Lowerer {
             }
         };
         let cond = self.with_scrutinee(scrut, &top, |l| l.inactive_expr(&test, true));
-        for n in &names {
-            let pb = format_ident!("__pb_{}", n);
-            let e: Expr = parse_quote!(match &#scrut_ts {
-                #named => ::core::clone::Clone::clone(#pb),
-                _ => ::core::unreachable!(),
-            });
+        for (n, e) in extractions(&scrut_ts, &named, &names) {
             let ts = self.with_scrutinee(scrut, &[], |l| l.inactive_expr(&e, true));
-            binds.push((n.clone(), ArmBind::Extract(ts)));
+            binds.push((n, ArmBind::Extract(ts)));
         }
         Arm {
             cond: Some(ArmCond::Tokens(cond)),

@@ -201,6 +201,57 @@ pub fn acc_index<T, G: IndexedGrad<T>>(grad: &mut G, len: usize, i: usize, g: T)
     grad.add_at(len, i, g);
 }
 
+/// The gradients of local arrays and `Vec`s (`[f64; N]`, or a `Vec` that is empty while it
+/// is a lazy zero), read and rewritten by the adjoints of array literals and writes.
+pub trait ArrayGrad<T> {
+    /// The elements (none for a lazy zero).
+    fn elems(&self) -> &[T];
+    /// A copy whose elements are `f(i, g_i)`.
+    fn rebuild(&self, f: impl Fn(usize, T) -> T) -> Self;
+}
+
+impl<T: Copy, const N: usize> ArrayGrad<T> for [T; N] {
+    fn elems(&self) -> &[T] {
+        self
+    }
+    fn rebuild(&self, f: impl Fn(usize, T) -> T) -> Self {
+        std::array::from_fn(|i| f(i, self[i]))
+    }
+}
+
+impl<T: Copy> ArrayGrad<T> for Vec<T> {
+    fn elems(&self) -> &[T] {
+        self
+    }
+    fn rebuild(&self, f: impl Fn(usize, T) -> T) -> Self {
+        self.iter().enumerate().map(|(i, g)| f(i, *g)).collect()
+    }
+}
+
+/// Element `i` of an array's gradient (zero while the gradient is a lazy zero).
+#[inline(always)]
+pub fn grad_at<T: Copy + Default, G: ArrayGrad<T>>(g: &G, i: usize) -> T {
+    g.elems().get(i).copied().unwrap_or_default()
+}
+
+/// The sum of an array's gradient (the adjoint of `x` in `[x; n]`).
+#[inline(always)]
+pub fn grad_sum<T: Copy + Default + std::ops::Add<Output = T>, G: ArrayGrad<T>>(g: &G) -> T {
+    g.elems().iter().fold(T::default(), |a, b| a + *b)
+}
+
+/// The gradient with element `i` zeroed: what flows to the array before `a[i] = v`.
+#[inline(always)]
+pub fn grad_without<T: Copy + Default, G: ArrayGrad<T>>(g: &G, i: usize) -> G {
+    g.rebuild(|k, x| if k == i { T::default() } else { x })
+}
+
+/// The first `len` elements of a `Vec`'s gradient: what flows to it before a `push`.
+#[inline(always)]
+pub fn grad_truncate<T: Copy>(g: &[T], len: usize) -> Vec<T> {
+    g.iter().take(len).copied().collect()
+}
+
 /// The gradient of an array or slice, as indexing contributes to it one element at a time.
 pub trait IndexedGrad<T> {
     /// `self[i] += g`, first making a lazy-zero `Vec` `len` zeros long.
