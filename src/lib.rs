@@ -2,7 +2,10 @@
 
 pub use nalgebra;
 pub use symgrad_macro::{Params, custom_jvp, custom_vjp, differentiable};
+pub use symgrad_runtime::ad::Real;
 pub use symgrad_runtime::ad::no_grad;
+/// `num_traits::Float`, the bound of generic `#[differentiable]` functions (`fn f<T: Float>`).
+pub use symgrad_runtime::num_traits;
 /// rand 0.8, the version whose `Rng` `Linear::new` and `dropout` take: use
 /// `symgrad::rand::SeedableRng` rather than a `rand` of your own (its latest version is a
 /// different crate whose generators do not implement this `Rng`).

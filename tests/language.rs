@@ -778,3 +778,77 @@ fn forward_mode_agrees_with_finite_differences_and_reverse() {
     }
     assert!(used >= 20, "only {used} usable points");
 }
+
+// ----- generic float functions -----
+
+use symgrad::num_traits::Float;
+
+#[differentiable]
+fn rosen_generic<T: Float>(x: &[T]) -> T {
+    let one = T::one();
+    let hundred = T::from(100.0).unwrap();
+    let mut s = T::zero();
+    for i in 0..x.len() - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        let b = one - x[i];
+        s = s + hundred * a * a + b * b;
+    }
+    s
+}
+
+#[differentiable]
+fn generic_mix<T: Float>(x: T, ys: &[T], k: usize) -> T {
+    let half = T::from(0.5).unwrap();
+    let f = |t: T| (t * x).sin() + half * t;
+    let mut acc = x;
+    let mut i = 0;
+    while i < k {
+        acc = match i % 2 {
+            0 => acc * half + f(ys[i % ys.len()]),
+            _ => acc.tanh() + rosen_generic(ys) * T::from(0.01).unwrap(),
+        };
+        i += 1;
+    }
+    acc + ys.iter().map(|&y| y * y).fold(T::zero(), |a, b| a + b)
+}
+
+#[test]
+fn generic_over_the_float_type() {
+    // By hand: the Rosenbrock gradient.
+    let x = [0.5f64, -0.3, 1.2];
+    let (_, g) = rosen_generic_grad(&x);
+    let want = [
+        -400.0 * x[0] * (x[1] - x[0] * x[0]) - 2.0 * (1.0 - x[0]),
+        200.0 * (x[1] - x[0] * x[0]) - 400.0 * x[1] * (x[2] - x[1] * x[1]) - 2.0 * (1.0 - x[1]),
+        200.0 * (x[2] - x[1] * x[1]),
+    ];
+    for i in 0..3 {
+        assert!(
+            (g[i] - want[i]).abs() < 1e-10,
+            "{} against {}",
+            g[i],
+            want[i]
+        );
+    }
+    let x32 = [0.5f32, -0.3, 1.2];
+    let (_, g32) = rosen_generic_grad(&x32);
+    for i in 0..3 {
+        assert!((g32[i] as f64 - want[i]).abs() < 1e-3);
+    }
+    check(
+        "generic_mix",
+        4,
+        -1.0,
+        1.0,
+        1e-5,
+        &|x| generic_mix(x[0], &x[1..], 5),
+        &|x| {
+            let (v, (gx, gy)) = generic_mix_grad(x[0], &x[1..], 5);
+            let mut g = vec![gx];
+            g.extend(gy);
+            (v, g)
+        },
+    );
+    let (v32, _) = generic_mix_grad(0.3f32, &[0.1f32, 0.2], 3);
+    assert!((v32 as f64 - generic_mix(0.3f64, &[0.1, 0.2], 3)).abs() < 1e-5);
+}

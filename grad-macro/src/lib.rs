@@ -156,7 +156,23 @@ pub(crate) fn grad_type(ty: &Type) -> Type {
 }
 
 fn is_float(ty: &Type) -> bool {
-    matches!(ty, Type::Path(p) if p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")))
+    matches!(ty, Type::Path(_)) && lower::is_float_type(ty)
+}
+
+/// The generics of a generated function: the user's, each float type parameter also bound
+/// by the runtime's `Real` (the rules' float operations), and its `use<..>` capture list.
+fn generated_generics(func: &ItemFn, root: &TokenStream2) -> (syn::Generics, TokenStream2) {
+    let mut g = func.sig.generics.clone();
+    let floats = lower::float_type_params(&g);
+    for t in g.type_params_mut() {
+        if floats.contains(&t.ident.to_string()) {
+            t.bounds.push(syn::parse_quote!(#root::Real));
+        }
+    }
+    let lifetimes: Vec<&syn::Lifetime> = g.lifetimes().map(|l| &l.lifetime).collect();
+    let names: Vec<&syn::Ident> = g.type_params().map(|t| &t.ident).collect();
+    let capture = quote!(use<#(#lifetimes,)* #(#names),*>);
+    (g, capture)
 }
 
 const ALLOWS: &str = "dead_code, unused_mut, unused_variables, unused_assignments, unreachable_code, unused_parens, unused_braces, non_snake_case, non_camel_case_types, clippy::all, clippy::pedantic, clippy::nursery";
@@ -169,6 +185,12 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     ir::show::check(&f);
     let root = root(args);
     let fwd = if args.forward {
+        if !func.sig.generics.params.is_empty() {
+            return Err(vec![syn::Error::new_spanned(
+                &func.sig.generics,
+                "forward mode of generic functions is not supported yet; use reverse mode (`#[differentiable]`) or write the function for f32 or f64",
+            )]);
+        }
         forward::expand(&f, func, &root)?
     } else {
         TokenStream2::new()
@@ -202,6 +224,14 @@ fn expand_reverse(f: &lower::Function, func: &ItemFn, root: &TokenStream2) -> To
         format_ident!("seed")
     };
     let np = f.params.len();
+    let (generics, capture) = generated_generics(func, &root);
+    let (generic_params, _, _) = generics.split_for_impl();
+    let one = if matches!(&**ret_ty, Type::Path(p) if p.path.is_ident("f32") || p.path.is_ident("f64"))
+    {
+        quote!(1.0)
+    } else {
+        quote!(#root::one())
+    };
 
     // `_pullback`: forward value and the adjoint as a closure.
     let mut pb_gen = emit::Gen::new(f, root.clone(), emit::Mode::Pullback, seed.clone());
@@ -300,13 +330,13 @@ fn expand_reverse(f: &lower::Function, func: &ItemFn, root: &TokenStream2) -> To
         let listing = g.reverse_listing();
         let grad_name = format_ident!("{}_grad", name);
         let doc = doc_listing(name, &listing, &root);
-        let body = wrapper(quote!(1.0));
+        let body = wrapper(one);
         (
             quote! {
                 #[doc = #doc]
                 #[allow(#allows)]
                 #[inline]
-                #vis fn #grad_name(#inputs) -> (#ret_ty, #grads_ty) {
+                #vis fn #grad_name #generic_params (#inputs) -> (#ret_ty, #grads_ty) {
                     #body
                 }
             },
@@ -328,7 +358,7 @@ fn expand_reverse(f: &lower::Function, func: &ItemFn, root: &TokenStream2) -> To
         #[doc(hidden)]
         #[allow(#allows)]
         #[inline]
-        #vis fn #pb_name(#(#pb_inputs),*) -> (#ret_ty, impl ::core::ops::FnOnce(#(#param_tys,)* #ret_ty, [bool; #np]) -> (#(#entries,)*) + use<>) {
+        #vis fn #pb_name #generic_params (#(#pb_inputs),*) -> (#ret_ty, impl ::core::ops::FnOnce(#(#param_tys,)* #ret_ty, [bool; #np]) -> (#(#entries,)*) + #capture) {
             #(#items)*
             #pb_body
         }
@@ -336,7 +366,7 @@ fn expand_reverse(f: &lower::Function, func: &ItemFn, root: &TokenStream2) -> To
         #[doc = #vjp_doc]
         #[allow(#allows)]
         #[inline]
-        #vis fn #vjp_name(#(#vjp_params,)* #seed: #ret_ty) -> (#ret_ty, #grads_ty) {
+        #vis fn #vjp_name #generic_params (#(#vjp_params,)* #seed: #ret_ty) -> (#ret_ty, #grads_ty) {
             #vjp_body
         }
 

@@ -223,15 +223,21 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         l.errors
             .push(err(t.span, "`async fn` cannot be #[differentiable]"));
     }
-    if !sig.generics.params.is_empty() {
-        l.errors.push(err_node(&sig.generics.params,
-            "generic functions are not supported by #[differentiable]; write the function for concrete types (f32 or f64)",
-        ));
+    let float_params = float_type_params(&sig.generics);
+    for g in &sig.generics.params {
+        match g {
+            syn::GenericParam::Type(t) if float_params.contains(&t.ident.to_string()) => {}
+            syn::GenericParam::Lifetime(_) => {}
+            other => l.errors.push(err_node(other,
+                "a #[differentiable] fn can be generic over its float type only: `fn f<T: Float>(x: T, ..)` with `num_traits::Float` (re-exported as `symgrad::num_traits::Float`); other generic parameters are not supported",
+            )),
+        }
     }
+    FLOAT_PARAMS.with(|f| *f.borrow_mut() = float_params);
     if let Some(w) = &sig.generics.where_clause {
         l.errors.push(err_node(
             &w,
-            "`where` clauses are not supported by #[differentiable]",
+            "`where` clauses are not supported by #[differentiable]; write the bound on the parameter (`<T: Float>`)",
         ));
     }
     if let Some(v) = &sig.variadic {
@@ -1749,12 +1755,41 @@ fn block_has_value(b: &syn::Block) -> bool {
     matches!(b.stmts.last(), Some(syn::Stmt::Expr(e, None)) if !is_valueless(e))
 }
 
-/// `f32` or `f64`, possibly behind references or parentheses.
-fn is_float_type(ty: &Type) -> bool {
+thread_local! {
+    /// The type parameters of the function being expanded that are float types (`T: Float`).
+    static FLOAT_PARAMS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The type parameters bounded by `Float` (`num_traits::Float`, or symgrad's `Real`).
+pub(crate) fn float_type_params(g: &syn::Generics) -> Vec<String> {
+    g.type_params()
+        .filter(|t| {
+            t.bounds.iter().any(|b| match b {
+                syn::TypeParamBound::Trait(tb) => tb
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Float" || s.ident == "Real"),
+                _ => false,
+            })
+        })
+        .map(|t| t.ident.to_string())
+        .collect()
+}
+
+/// `f32`, `f64` or a float type parameter, possibly behind references or parentheses.
+pub(crate) fn is_float_type(ty: &Type) -> bool {
     match ty {
         Type::Reference(r) => is_float_type(&r.elem),
         Type::Paren(p) => is_float_type(&p.elem),
-        Type::Path(p) => p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")),
+        Type::Path(p) => {
+            p.qself.is_none()
+                && (p.path.is_ident("f32")
+                    || p.path.is_ident("f64")
+                    || p.path.get_ident().is_some_and(|id| {
+                        FLOAT_PARAMS.with(|f| f.borrow().contains(&id.to_string()))
+                    }))
+        }
         _ => false,
     }
 }

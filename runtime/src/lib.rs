@@ -28,6 +28,7 @@ pub mod train;
 /// The random number crates whose types this API takes (`Linear::new` takes a
 /// `rand::Rng` of rand 0.8): use these re-exports instead of adding `rand` yourself, whose
 /// latest version is a different, incompatible crate.
+pub use num_traits;
 pub use rand;
 pub use rand_chacha;
 
@@ -50,8 +51,8 @@ pub mod __private {
         sqrt_jvp, tan_jvp, tanh_jvp, zero_tangent,
     };
     pub use crate::ad::{
-        Accumulate, Branch, Differentiable, GradOf, acc, acc_index, finalize, grad_at, grad_of,
-        grad_sum, grad_truncate, grad_without, tape_for, tape_push, tape_rev, zero,
+        Accumulate, Branch, Differentiable, GradOf, Real, acc, acc_index, finalize, grad_at,
+        grad_of, grad_sum, grad_truncate, grad_without, one, tape_for, tape_push, tape_rev, zero,
     };
     pub use crate::params::{Params, Tensor, join_name};
 }

@@ -201,6 +201,32 @@ pub fn acc_index<T, G: IndexedGrad<T>>(grad: &mut G, len: usize, i: usize, g: T)
     grad.add_at(len, i, g);
 }
 
+/// A float type a generic `#[differentiable]` fn can be instantiated with (`f32`, `f64`):
+/// `num_traits::Float` and the operations the derivative rules use. The generated functions
+/// of `fn f<T: Float>` carry the bound `T: Real`.
+pub trait Real:
+    num_traits::Float
+    + scalar::Float
+    + Differentiable<Grad = Self>
+    + Accumulate
+    + linalg::Mul2<Self, Output = Self>
+    + linalg::Div2<Self, Output = Self>
+    + linalg::AddSub<Self, Output = Self>
+    + Default
+    + core::fmt::Debug
+    + 'static
+{
+}
+
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// 1 in the float type the context asks for (the seed of a generic fn's `_grad`).
+#[inline(always)]
+pub fn one<T: scalar::Float>() -> T {
+    T::ONE
+}
+
 /// The gradients of local arrays and `Vec`s (`[f64; N]`, or a `Vec` that is empty while it
 /// is a lazy zero), read and rewritten by the adjoints of array literals and writes.
 pub trait ArrayGrad<T> {

@@ -15,9 +15,11 @@ pub fn neg_grad<T: Neg<Output = T>>(g: T) -> T {
     -g
 }
 
-/// The float operations the rules need; implemented for `f32` and `f64`.
+/// The float operations the rules need (`num_traits::Float`'s methods, and a few constants);
+/// implemented for `f32` and `f64`.
 pub trait Float:
-    Copy
+    num_traits::Float
+    + Copy
     + PartialOrd
     + Add<Output = Self>
     + Sub<Output = Self>
@@ -35,24 +37,6 @@ pub trait Float:
     const LN_10: Self;
     /// Converts a small integer exactly.
     fn from_i32(n: i32) -> Self;
-    #[doc(hidden)]
-    fn is_nan(self) -> bool;
-    #[doc(hidden)]
-    fn sin(self) -> Self;
-    #[doc(hidden)]
-    fn cos(self) -> Self;
-    #[doc(hidden)]
-    fn sinh(self) -> Self;
-    #[doc(hidden)]
-    fn cosh(self) -> Self;
-    #[doc(hidden)]
-    fn sqrt(self) -> Self;
-    #[doc(hidden)]
-    fn ln(self) -> Self;
-    #[doc(hidden)]
-    fn powi(self, n: i32) -> Self;
-    #[doc(hidden)]
-    fn powf(self, p: Self) -> Self;
 }
 
 macro_rules! float_impl {
@@ -65,42 +49,6 @@ macro_rules! float_impl {
             #[inline(always)]
             fn from_i32(n: i32) -> $t {
                 n as $t
-            }
-            #[inline(always)]
-            fn is_nan(self) -> bool {
-                $t::is_nan(self)
-            }
-            #[inline(always)]
-            fn sin(self) -> $t {
-                $t::sin(self)
-            }
-            #[inline(always)]
-            fn cos(self) -> $t {
-                $t::cos(self)
-            }
-            #[inline(always)]
-            fn sinh(self) -> $t {
-                $t::sinh(self)
-            }
-            #[inline(always)]
-            fn cosh(self) -> $t {
-                $t::cosh(self)
-            }
-            #[inline(always)]
-            fn sqrt(self) -> $t {
-                $t::sqrt(self)
-            }
-            #[inline(always)]
-            fn ln(self) -> $t {
-                $t::ln(self)
-            }
-            #[inline(always)]
-            fn powi(self, n: i32) -> $t {
-                $t::powi(self, n)
-            }
-            #[inline(always)]
-            fn powf(self, p: $t) -> $t {
-                $t::powf(self, p)
             }
         }
     };

@@ -1,0 +1,9 @@
+use symgrad::differentiable;
+use symgrad::num_traits::Float;
+
+#[differentiable(forward)]
+fn f<T: Float>(x: T) -> T {
+    x * x
+}
+
+fn main() {}
