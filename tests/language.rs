@@ -852,3 +852,23 @@ fn generic_over_the_float_type() {
     let (v32, _) = generic_mix_grad(0.3f32, &[0.1f32, 0.2], 3);
     assert!((v32 as f64 - generic_mix(0.3f64, &[0.1, 0.2], 3)).abs() < 1e-5);
 }
+
+#[differentiable]
+fn match_tuple(x: f64, i: usize, j: usize) -> f64 {
+    match (i % 2, j) {
+        (0, 0) => x,
+        (0, _) => x * x,
+        (_, 1..=3) => x.sin(),
+        _ => 2.0 * x,
+    }
+}
+
+#[test]
+fn match_on_a_tuple_of_integers() {
+    // By hand: the derivative of the arm taken.
+    let x = 0.7;
+    assert_eq!(match_tuple_grad(x, 2, 0).1, 1.0);
+    assert_eq!(match_tuple_grad(x, 4, 5).1, 2.0 * x);
+    assert_eq!(match_tuple_grad(x, 1, 2).1, x.cos());
+    assert_eq!(match_tuple_grad(x, 3, 9).1, 2.0);
+}

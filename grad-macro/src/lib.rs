@@ -49,17 +49,20 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// that parameter's type (and the hidden `f_fwd` that callers' generated code calls), instead
 /// of the reverse mode; `forward, reverse` generates both.
 ///
-/// The body may use `let`/`let mut`, `=`, `+=`, `-=`, `*=`, `/=`, `if`/`else if`/`else`
-/// (as statements or values), `for i in a..b` (also `a..=b`, `(a..b).rev()`), early
-/// `return`, arithmetic, the float methods with a derivative rule (`sin`, `exp`, `powi`,
-/// `max`, ...), matrix `*`, `transpose`, `sum`, `mean`, `component_mul`, indexing, fields,
-/// casts of integers, calls of other `#[differentiable]` or `#[custom_vjp]` functions, and
-/// statement macros (`println!`, `assert!`, `debug_assert!`, ...), which run in the forward
-/// pass.
+/// The body may use `let`/`let mut` (also `let (a, b) = (x, y);`), `=`, `+=`, `-=`, `*=`,
+/// `/=`, `if`/`else if`/`else` and `if let` (as statements or values), `match` (with guards
+/// and bindings), `for` over ranges and iterator chains (`iter`, `enumerate`, `zip`, `rev`,
+/// `skip`, `take`, `step_by`, `map`), `while`, `loop`, `break` (also with a value and a
+/// label), `continue`, early `return`, closures bound with `let` or passed to `map`/`fold`,
+/// `sum`/`product`/`fold`/`count` of chains, local arrays and `Vec`s (`[x; n]`, `vec![..]`,
+/// `a[i] = v`, `push`), arithmetic, the float methods with a derivative rule (`sin`, `exp`,
+/// `powi`, `max`, ...), matrix `*`, `transpose`, `sum`, `mean`, `component_mul`, indexing,
+/// fields, casts of integers, calls of other `#[differentiable]` or `#[custom_vjp]`
+/// functions, statement macros (`println!`, `assert!`, `debug_assert!`, ...), which run in
+/// the forward pass, and a generic float type (`fn f<T: Float>`, reverse mode).
 ///
-/// Limits: no generics, recursion, closures, other macros, `while`/`loop`/`break`/`continue`,
-/// `match` or `if let`; parameters are read-only; locals are not mutated element-wise. Each
-/// rejected construct is a compile error on its own tokens.
+/// Limits: no recursion, `while let`, other macros, trait objects, `unsafe` or `async`;
+/// parameters are read-only. Each rejected construct is a compile error on its own tokens.
 ///
 /// To read what it writes for a file: `SYMGRAD_EXPAND=file.rs cargo test -p symgrad-macro
 /// print_expansion -- --ignored --nocapture`.

@@ -50,6 +50,8 @@ struct Binding {
 type Scopes = Vec<Vec<(String, Binding)>>;
 
 struct Lowerer {
+    /// The function's name (a call of it is recursion).
+    fn_name: Ident,
     vars: Vec<VarInfo>,
     scopes: Scopes,
     errors: Vec<syn::Error>,
@@ -199,6 +201,7 @@ fn err_node(node: &impl ToTokens, msg: impl std::fmt::Display) -> syn::Error {
 /// body into the IR. Every error found is returned, not only the first.
 pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
     let mut l = Lowerer {
+        fn_name: func.sig.ident.clone(),
         vars: Vec::new(),
         scopes: vec![Vec::new()],
         errors: Vec::new(),
@@ -1386,6 +1389,9 @@ impl Lowerer {
             return self.inactive(a, true);
         }
         if let Expr::Path(p) = strip_paren(&c.func) {
+            if p.path.get_ident().is_some_and(|id| *id == self.fn_name) {
+                return self.unsupported_node(&c.func, "recursion is not supported in a #[differentiable] fn; write the recursion as a loop (`while`, `loop`), or give the function a hand-written `#[custom_vjp]`");
+            }
             let def = p
                 .path
                 .get_ident()

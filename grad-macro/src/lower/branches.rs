@@ -187,8 +187,19 @@ impl Lowerer {
             ));
             return None;
         }
-        // The scrutinee is evaluated once, before the arms.
-        let scrut = self.expr(&m.expr);
+        // The scrutinee is evaluated once, before the arms; a tuple of constants
+        // (`match (i % 2, k)`) is one constant value.
+        let scrut = match strip_paren(&m.expr) {
+            Expr::Tuple(t) => {
+                let parts: Vec<Operand> = t.elems.iter().map(|e| self.expr(e)).collect();
+                if let Some(p) = t.elems.iter().zip(&parts).find(|(_, o)| self.active(o)) {
+                    self.errors.push(err_node(p.0, "a `match` on a tuple can only read values that carry no gradient; match on this value in its own `match` or `if`"));
+                    return None;
+                }
+                self.inactive(&m.expr, true)
+            }
+            _ => self.expr(&m.expr),
+        };
         let last = m.arms.len() - 1;
         let arms: Vec<Arm> = m
             .arms

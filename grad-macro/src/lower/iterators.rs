@@ -176,6 +176,14 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                 _ => unreachable!(),
             }
         }
+        Expr::MethodCall(m) => Err(error(
+            &m.method,
+            &format!(
+                "`{}` is not supported as an iterator in a #[differentiable] fn; supported: a slice, array or `Vec` (`xs`, `&xs`, `xs.iter()`), a range, and {}",
+                m.method,
+                ITER_METHODS.join(", ")
+            ),
+        )),
         other => Ok(container(other)),
     }
 }

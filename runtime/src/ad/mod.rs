@@ -349,7 +349,7 @@ pub enum Branch<A, B> {
 #[diagnostic::on_unimplemented(
     message = "this argument carries a gradient, but the callee treats that parameter as a constant",
     label = "the callee returns `{Self}` as this argument's gradient",
-    note = "list the parameter in the callee's `#[differentiable(wrt(..))]`, or pass a constant"
+    note = "if no gradient should flow through this argument, pass `no_grad(..)` of it; if this function should not differentiate the value, leave its parameter out of this function's `#[differentiable(wrt(..))]`; if the callee is a `#[differentiable]` fn of yours, list that parameter in the callee's `wrt(..)`"
 )]
 pub trait GradOf<T: Differentiable + ?Sized> {
     /// The gradient, as `T`'s gradient type.
