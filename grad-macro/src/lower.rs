@@ -531,9 +531,64 @@ impl Lowerer {
     fn inactive_expr(&mut self, e: &Expr, allow_active: bool) -> TokenStream {
         struct Renamer<'a> {
             l: &'a Lowerer,
+            /// The scopes names are looked up in (a closure's, while its body is inlined).
+            scopes: Option<&'a Scopes>,
             allow_active: bool,
             errors: Vec<syn::Error>,
             named: Vec<VarId>,
+        }
+        impl<'a> Renamer<'a> {
+            fn lookup(&self, name: &str) -> Option<&'a Binding> {
+                match self.scopes {
+                    Some(s) => s
+                        .iter()
+                        .rev()
+                        .find_map(|s| s.iter().rev().find(|(n, _)| n == name).map(|(_, b)| b)),
+                    None => self.l.lookup(name),
+                }
+            }
+
+            /// `f(args)` of a closure bound with `let`: its body, inline.
+            fn inline_closure(
+                &mut self,
+                def: &'a iterators::ClosureDef,
+                c: &syn::ExprCall,
+            ) -> Expr {
+                let cl = &def.closure;
+                let mut names = Vec::new();
+                let mut lets: Vec<syn::Stmt> = Vec::new();
+                for (pat, arg) in cl.inputs.iter().zip(&c.args) {
+                    let (pat, ty) = match pat {
+                        Pat::Type(t) => (&*t.pat, Some(&t.ty)),
+                        p => (p, None),
+                    };
+                    let Pat::Ident(pi) = pat else {
+                        self.errors.push(err_node(pat, "closure parameters must be names (`|x, y| ..`) in a #[differentiable] fn"));
+                        continue;
+                    };
+                    names.push(pi.ident.to_string());
+                    let id = format_ident!("__pb_{}", pi.ident);
+                    let mut arg = arg.clone();
+                    self.visit_expr_mut(&mut arg);
+                    lets.push(match ty {
+                        Some(ty) => parse_quote!(let #id: #ty = #arg;),
+                        None => parse_quote!(let #id = #arg;),
+                    });
+                }
+                let mut body = (*cl.body).clone();
+                branches::GuardNames(&names).visit_expr_mut(&mut body);
+                let mut inner = Renamer {
+                    l: self.l,
+                    scopes: Some(&def.scopes),
+                    allow_active: self.allow_active,
+                    errors: Vec::new(),
+                    named: Vec::new(),
+                };
+                inner.visit_expr_mut(&mut body);
+                self.errors.extend(inner.errors);
+                self.named.extend(inner.named);
+                parse_quote!({ #(#lets)* #body })
+            }
         }
         impl VisitMut for Renamer<'_> {
             fn visit_expr_mut(&mut self, e: &mut Expr) {
@@ -542,11 +597,42 @@ impl Lowerer {
                         *e = paren(inner);
                         return self.visit_expr_mut(e);
                     }
+                    let def = match strip_paren(&c.func) {
+                        Expr::Path(p) => p
+                            .path
+                            .get_ident()
+                            .and_then(|id| self.lookup(&id.to_string()))
+                            .and_then(|b| b.closure.as_deref()),
+                        _ => None,
+                    };
+                    if let Some(def) = def {
+                        let c = c.clone();
+                        *e = self.inline_closure(def, &c);
+                        return;
+                    }
+                }
+                if let Expr::Unary(u) = e {
+                    // `*x` of a value the IR holds by value (an element bound by a pattern
+                    // or an iterator): the value itself.
+                    if let (UnOp::Deref(_), Expr::Path(p)) = (&u.op, strip_paren(&u.expr)) {
+                        let by_value = p
+                            .path
+                            .get_ident()
+                            .and_then(|id| self.lookup(&id.to_string()))
+                            .is_some_and(|b| {
+                                matches!(&b.op, Operand::Var(v) if !self.l.vars[*v].is_ref)
+                                    || matches!(&b.op, Operand::Const(_))
+                            });
+                        if by_value {
+                            *e = (*u.expr).clone();
+                            return self.visit_expr_mut(e);
+                        }
+                    }
                 }
                 if let Expr::Path(p) = e {
                     if p.qself.is_none() && p.path.segments.len() == 1 {
                         let name = p.path.segments[0].ident.to_string();
-                        if let Some(b) = self.l.lookup(&name) {
+                        if let Some(b) = self.lookup(&name) {
                             if b.closure.is_some() {
                                 self.errors.push(err(
                                     p.span(),
@@ -609,6 +695,7 @@ impl Lowerer {
         let mut e = e.clone();
         let mut r = Renamer {
             l: self,
+            scopes: None,
             allow_active,
             errors: Vec::new(),
             named: Vec::new(),

@@ -75,7 +75,7 @@ fn is_binding(id: &Ident) -> bool {
 }
 
 /// Renames single-segment paths `name` to `__pb_name` for the given names.
-struct GuardNames<'n>(&'n [String]);
+pub(super) struct GuardNames<'n>(pub(super) &'n [String]);
 
 impl VisitMut for GuardNames<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
