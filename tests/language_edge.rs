@@ -158,3 +158,73 @@ fn edge_cases_compile_and_match_finite_differences() {
         );
     }
 }
+
+/// Fuzz finding F1: a `loop` statement (no `;`, as rustfmt writes it) after a `continue`.
+#[differentiable]
+fn loop_after_continue(x: f64) -> f64 {
+    let mut s = x;
+    for i in 0..2 {
+        if x > 0.5 {
+            continue;
+        }
+        let mut k = 0;
+        loop {
+            k += 1;
+            if k > 2 {
+                break;
+            }
+            s = s * x + i as f64;
+        }
+    }
+    s
+}
+
+/// Fuzz finding F2: `*a` of an iterator element inside a condition.
+#[differentiable]
+fn deref_in_cond(x: f64, xs: &[f64]) -> f64 {
+    let mut s = x;
+    for (a, b) in xs.iter().zip(xs.iter().skip(1)) {
+        if *a > 0.5 && x + *b > 0.0 {
+            s = s * x;
+        }
+    }
+    s
+}
+
+#[test]
+fn fuzz_findings_loop_statement_and_deref_in_condition() {
+    for x in [0.2, 0.4, 0.9] {
+        // By hand for x ≤ 0.5: per outer iteration s ← (s·x + i)·x + i, twice.
+        let (_, g) = loop_after_continue_grad(x);
+        assert_close("loop_after_continue", g, fd1(&loop_after_continue, x));
+    }
+    let xs = [0.7, 0.2, 0.9, 1.1];
+    for x in [0.3, 1.2] {
+        let (_, (g, _)) = deref_in_cond_grad(x, &xs);
+        let f = |t: f64| deref_in_cond(t, &xs);
+        assert_close("deref_in_cond", g, fd1(&f, x));
+    }
+}
+
+/// Fuzz finding F3: an iterator chain with a closure inside a condition (constant code).
+#[differentiable]
+fn closure_in_cond(x: f64, xs: &[f64]) -> f64 {
+    let mut s = x;
+    if xs.iter().map(|v| v * x).sum::<f64>() < 1.0 && (0..4).map(|i| i as f64).sum::<f64>() > 2.0 {
+        s = s * x;
+    }
+    while xs.iter().any(|&v| v > s) && s < 100.0 {
+        s = s * 2.0 + x;
+    }
+    s
+}
+
+#[test]
+fn fuzz_finding_closure_in_condition() {
+    let xs = [0.2, 0.5];
+    for x in [0.1, 0.3, 2.0] {
+        let (_, (g, _)) = closure_in_cond_grad(x, &xs);
+        let f = |t: f64| closure_in_cond(t, &xs);
+        assert_close("closure_in_cond", g, fd1(&f, x));
+    }
+}

@@ -682,10 +682,17 @@ impl Lowerer {
                     return;
                 }
                 if let Expr::Closure(c) = e {
-                    self.errors.push(err(
-                        c.or1_token.span,
-                        "closures are not supported in a #[differentiable] fn; write a separate #[differentiable] fn",
-                    ));
+                    // Constant code keeps its closures (`xs.iter().map(|x| ..)` in a
+                    // condition); their parameters are renamed apart from the locals.
+                    let mut pn = branches::PatNames {
+                        names: Vec::new(),
+                        wild: false,
+                    };
+                    for p in c.inputs.iter_mut() {
+                        pn.visit_pat_mut(p);
+                    }
+                    branches::GuardNames(&pn.names).visit_expr_mut(&mut c.body);
+                    self.visit_expr_mut(&mut c.body);
                     return;
                 }
                 syn::visit_mut::visit_expr_mut(self, e);
@@ -1831,6 +1838,7 @@ fn is_valueless(e: &Expr) -> bool {
     match strip_paren(e) {
         Expr::If(i) => !block_has_value(&i.then_branch),
         Expr::ForLoop(_) | Expr::While(_) | Expr::Assign(_) => true,
+        Expr::Loop(l) => exits::has_break(l) && !exits::breaks_with_value(l),
         Expr::Match(m) => m.arms.iter().all(|a| match &*a.body {
             Expr::Block(b) => !block_has_value(&b.block),
             e => is_valueless(e),

@@ -31,10 +31,10 @@ pub(super) enum ArmBind {
 
 /// A pattern's bindings renamed to `__pb_name` (so that a guard or an extraction cannot
 /// confuse them with the function's locals); the names, in order.
-struct PatNames {
-    names: Vec<String>,
+pub(super) struct PatNames {
+    pub(super) names: Vec<String>,
     /// Replace bindings by `_` (a test that binds nothing).
-    wild: bool,
+    pub(super) wild: bool,
 }
 
 impl VisitMut for PatNames {

@@ -327,3 +327,52 @@ impl<'a> Rewrite<'a> {
         f.found
     }
 }
+
+/// Whether a `loop` is left by a `break value` (it has a value, not `()`).
+pub(super) fn breaks_with_value(l: &syn::ExprLoop) -> bool {
+    find_break(l, true)
+}
+
+/// Whether a `loop` is left by a `break` at all (else only `return` leaves it: its type is
+/// `!`, and it may end a function).
+pub(super) fn has_break(l: &syn::ExprLoop) -> bool {
+    find_break(l, false)
+}
+
+fn find_break(l: &syn::ExprLoop, with_value: bool) -> bool {
+    struct Find {
+        with_value: bool,
+        label: Option<String>,
+        depth: usize,
+        found: bool,
+    }
+    impl syn::visit::Visit<'_> for Find {
+        fn visit_expr(&mut self, e: &Expr) {
+            match e {
+                Expr::Break(b) if b.expr.is_some() || !self.with_value => {
+                    let ours = match label_of(&b.label) {
+                        None => self.depth == 0,
+                        l => l == self.label,
+                    };
+                    self.found |= ours;
+                }
+                Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) => {
+                    self.depth += 1;
+                    syn::visit::visit_expr(self, e);
+                    self.depth -= 1;
+                }
+                Expr::Closure(_) => {}
+                _ => syn::visit::visit_expr(self, e),
+            }
+        }
+        fn visit_item(&mut self, _: &syn::Item) {}
+    }
+    let mut f = Find {
+        with_value,
+        label: l.label.as_ref().map(|l| l.name.ident.to_string()),
+        depth: 0,
+        found: false,
+    };
+    syn::visit::Visit::visit_block(&mut f, &l.body);
+    f.found
+}
