@@ -228,3 +228,35 @@ fn fuzz_finding_closure_in_condition() {
         assert_close("closure_in_cond", g, fd1(&f, x));
     }
 }
+
+/// `windows`: total variation and a three-point stencil.
+#[differentiable]
+fn with_windows(xs: &[f64], w: f64) -> f64 {
+    let tv: f64 = xs.windows(2).map(|p| (p[1] - p[0]).abs()).sum();
+    let mut s = 0.0;
+    for (i, win) in xs.windows(3).enumerate() {
+        if win[1] > win[0] && win.len() == 3 {
+            s += (win[0] - 2.0 * win[1] + win[2]).powi(2) * w * i as f64;
+        }
+        for v in win.iter() {
+            s += 0.1 * v * w;
+        }
+    }
+    tv + s
+}
+
+#[test]
+fn windows_of_a_slice() {
+    let xs = [0.3, -0.4, 0.8, 1.5, 0.2];
+    let w = 0.7;
+    let (_, (gx, gw)) = with_windows_grad(&xs, w);
+    for i in 0..xs.len() {
+        let f = |t: f64| {
+            let mut v = xs;
+            v[i] = t;
+            with_windows(&v, w)
+        };
+        assert_close("with_windows x", gx[i], fd1(&f, xs[i]));
+    }
+    assert_close("with_windows w", gw, fd1(&|t| with_windows(&xs, t), w));
+}

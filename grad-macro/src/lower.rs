@@ -45,6 +45,8 @@ struct Binding {
     ty: Option<Type>,
     /// A closure bound by `let`, inlined where it is called.
     closure: Option<std::rc::Rc<iterators::ClosureDef>>,
+    /// A window of a slice (`for w in xs.windows(2)`): indexed into the slice.
+    view: Option<std::rc::Rc<iterators::View>>,
 }
 
 type Scopes = Vec<Vec<(String, Binding)>>;
@@ -340,6 +342,7 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                 is_param: true,
                 ty: None,
                 closure: None,
+                view: None,
             },
         ));
         params.push(Param {
@@ -449,6 +452,18 @@ impl Lowerer {
         self.next_id = s.next_id;
     }
 
+    /// The window a name is bound to.
+    fn view_of(&self, e: &Expr) -> Option<std::rc::Rc<iterators::View>> {
+        match strip_paren(e) {
+            Expr::Path(p) => p
+                .path
+                .get_ident()
+                .and_then(|id| self.lookup(&id.to_string()))
+                .and_then(|b| b.view.clone()),
+            _ => None,
+        }
+    }
+
     fn lookup(&self, name: &str) -> Option<&Binding> {
         self.scopes
             .iter()
@@ -465,6 +480,7 @@ impl Lowerer {
                 is_param: false,
                 ty: None,
                 closure: None,
+                view: None,
             },
         ));
     }
@@ -538,6 +554,17 @@ impl Lowerer {
             named: Vec<VarId>,
         }
         impl<'a> Renamer<'a> {
+            fn view_of(&self, e: &Expr) -> Option<&'a iterators::View> {
+                match strip_paren(e) {
+                    Expr::Path(p) => p
+                        .path
+                        .get_ident()
+                        .and_then(|id| self.lookup(&id.to_string()))
+                        .and_then(|b| b.view.as_deref()),
+                    _ => None,
+                }
+            }
+
             fn lookup(&self, name: &str) -> Option<&'a Binding> {
                 match self.scopes {
                     Some(s) => s
@@ -609,6 +636,18 @@ impl Lowerer {
                         let c = c.clone();
                         *e = self.inline_closure(def, &c);
                         return;
+                    }
+                }
+                if let Expr::Index(ix) = e {
+                    if let Some(v) = self.view_of(&ix.expr) {
+                        *e = v.at(&ix.index);
+                        return self.visit_expr_mut(e);
+                    }
+                }
+                if let Expr::MethodCall(m) = e {
+                    if let (Some(v), true) = (self.view_of(&m.receiver), m.method == "len") {
+                        *e = paren(&v.len);
+                        return self.visit_expr_mut(e);
                     }
                 }
                 if let Expr::Unary(u) = e {
@@ -851,6 +890,11 @@ impl Lowerer {
         };
         if let (Some(n), Expr::Closure(c)) = (&name, strip_paren(&init.expr)) {
             self.bind_closure(n.clone(), c);
+            return;
+        }
+        if let (Some(n), Some(view)) = (&name, iterators::window_marker(&init.expr)) {
+            self.bind(n.clone(), Self::dummy(), false);
+            self.scopes.last_mut().unwrap().last_mut().unwrap().1.view = Some(view.into());
             return;
         }
         if let Some((else_tok, _)) = &init.diverge {
@@ -1134,6 +1178,9 @@ impl Lowerer {
                 if p.qself.is_none() && p.path.segments.len() == 1 {
                     let name = p.path.segments[0].ident.to_string();
                     if let Some(b) = self.lookup(&name) {
+                        if b.view.is_some() {
+                            return self.unsupported_node(p, "a window (`xs.windows(k)`) can only be indexed (`w[0]`), measured (`w.len()`) or iterated (`w.iter()`) in a #[differentiable] fn");
+                        }
                         if b.closure.is_some() {
                             return self.unsupported_node(p, "a closure can only be called (`f(x)`) or passed to an iterator adaptor in a #[differentiable] fn; write a #[differentiable] fn to pass it to other functions");
                         }
@@ -1171,6 +1218,10 @@ impl Lowerer {
             }
             Expr::MethodCall(m) => self.method_call(m, e),
             Expr::Call(c) => self.call(c, e),
+            Expr::Index(ix) if self.view_of(&ix.expr).is_some() => {
+                let at = self.view_of(&ix.expr).unwrap().at(&ix.index);
+                self.expr(&at)
+            }
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr);
                 let index = self.expr(&ix.index);
@@ -1412,6 +1463,10 @@ impl Lowerer {
             return v;
         }
         let name = m.method.to_string();
+        if let (Some(v), "len") = (self.view_of(&m.receiver), name.as_str()) {
+            let len = v.len.clone();
+            return self.inactive(&len, true);
+        }
         if STRUCTURAL_METHODS.contains(&name.as_str()) {
             return self.inactive(e, true);
         }

@@ -20,11 +20,45 @@ pub(super) struct ClosureDef {
     pub scopes: Scopes,
 }
 
-/// An element: one value, or a tuple of elements (`zip`, `enumerate`).
+/// An element: one value, a tuple of elements (`zip`, `enumerate`), or a window
+/// `base[start..start + len]` of a slice (`windows`), which is only indexed.
 #[derive(Clone)]
 enum Elem {
     One(Expr),
     Tuple(Vec<Elem>),
+    Window(Expr, Expr, Expr),
+}
+
+/// A window of a slice bound to a name: `w[i]` is `base[start + i]`, `w.len()` is `len`.
+pub(super) struct View {
+    pub base: Expr,
+    pub start: Expr,
+    pub len: Expr,
+}
+
+const WINDOW: &str = "__symgrad_window";
+
+/// `let w = __symgrad_window(base, start, len);`: the view it binds.
+pub(super) fn window_marker(e: &Expr) -> Option<View> {
+    let Expr::Call(c) = strip_paren(e) else {
+        return None;
+    };
+    match strip_paren(&c.func) {
+        Expr::Path(p) if p.path.is_ident(WINDOW) && c.args.len() == 3 => Some(View {
+            base: c.args[0].clone(),
+            start: c.args[1].clone(),
+            len: c.args[2].clone(),
+        }),
+        _ => None,
+    }
+}
+
+impl View {
+    /// `base[start + index]`
+    pub fn at(&self, index: &Expr) -> Expr {
+        let (b, s) = (&self.base, &self.start);
+        parse_quote!(#b[#s + (#index)])
+    }
 }
 
 type ElemFn = Rc<dyn Fn(&Expr) -> Elem>;
@@ -38,6 +72,7 @@ struct Seq {
 
 /// The methods that make or adapt an iterator.
 const ITER_METHODS: &[&str] = &[
+    "windows",
     "iter",
     "into_iter",
     "copied",
@@ -112,6 +147,24 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
             };
             match name.as_str() {
                 "iter" | "into_iter" | "copied" | "cloned" => inner(),
+                "windows" => {
+                    let k = arg(0)?;
+                    let base = match strip_paren(&m.receiver) {
+                        Expr::Reference(r) => (*r.expr).clone(),
+                        other => other.clone(),
+                    };
+                    if is_chain(&base) {
+                        return Err(error(
+                            &m.method,
+                            "`windows` is supported on a slice, array or `Vec` (`xs.windows(2)`)",
+                        ));
+                    }
+                    let k2 = k.clone();
+                    Ok(Seq {
+                        len: inactive(parse_quote!((#base).len().saturating_sub(#k - 1))),
+                        elem: Rc::new(move |p| Elem::Window(base.clone(), p.clone(), k2.clone())),
+                    })
+                }
                 "enumerate" => {
                     let s = inner()?;
                     let elem = s.elem.clone();
@@ -288,6 +341,10 @@ fn apply(f: &Expr, args: &[Elem]) -> Expr {
 fn elem_expr(e: &Elem) -> Expr {
     match e {
         Elem::One(e) => e.clone(),
+        Elem::Window(b, s, l) => {
+            let m = format_ident!("{}", WINDOW);
+            parse_quote!(#m(#b, #s, #l))
+        }
         Elem::Tuple(es) => {
             let es: Vec<Expr> = es.iter().map(elem_expr).collect();
             parse_quote!((#(#es,)*))
@@ -311,6 +368,10 @@ fn bind_pat(pat: &Pat, elem: &Elem, out: &mut Vec<syn::Stmt>) {
             out.push(parse_quote!(let #pat = #e;));
         }
         (Pat::Type(pt), _) => bind_pat(&pt.pat, elem, out),
+        (Pat::Ident(pi), Elem::Window(..)) if pi.subpat.is_none() => {
+            let (id, e) = (&pi.ident, elem_expr(elem));
+            out.push(parse_quote!(let #id = #e;));
+        }
         (Pat::Ident(pi), Elem::One(e)) if pi.subpat.is_none() => {
             let id = &pi.ident;
             match &pi.mutability {
