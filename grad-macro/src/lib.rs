@@ -12,6 +12,7 @@ mod emit;
 mod forward;
 #[cfg(test)]
 mod golden;
+mod hessian;
 #[cfg(test)]
 mod inspect;
 mod ir;
@@ -177,10 +178,16 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     } else {
         TokenStream2::new()
     };
+    let hess = if args.hessian {
+        hessian::expand(&f, func, args, &root)?
+    } else {
+        TokenStream2::new()
+    };
     Ok(quote! {
         #func
         #rev
         #fwd
+        #hess
     })
 }
 

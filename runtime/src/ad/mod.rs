@@ -5,6 +5,7 @@
 //! Everything here is ordinary, type-checked Rust: the macro only routes, rustc resolves
 //! whether an operand is a scalar or a matrix.
 
+pub mod hessian;
 pub mod linalg;
 pub mod scalar;
 pub mod tangent;
