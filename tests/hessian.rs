@@ -58,10 +58,16 @@ fn fd_hv(c: &Case, x: &[f64], v: &[f64], h: f64) -> Vec<f64> {
         let xp: Vec<f64> = x.iter().zip(v).map(|(a, b)| a + h * b).collect();
         let xm: Vec<f64> = x.iter().zip(v).map(|(a, b)| a - h * b).collect();
         let (gp, gm) = ((c.grad)(&xp).1, (c.grad)(&xm).1);
-        gp.iter().zip(&gm).map(|(p, m)| (p - m) / (2.0 * h)).collect()
+        gp.iter()
+            .zip(&gm)
+            .map(|(p, m)| (p - m) / (2.0 * h))
+            .collect()
     };
     let (d1, d2) = (d(h), d(h / 2.0));
-    d1.iter().zip(&d2).map(|(a, b)| (4.0 * b - a) / 3.0).collect()
+    d1.iter()
+        .zip(&d2)
+        .map(|(a, b)| (4.0 * b - a) / 3.0)
+        .collect()
 }
 
 fn check_at(c: &Case, x: &[f64], rng: &mut ChaCha8Rng) -> Result<(), String> {
@@ -93,8 +99,7 @@ fn check_at(c: &Case, x: &[f64], rng: &mut ChaCha8Rng) -> Result<(), String> {
     if h.nrows() != c.n || h.ncols() != c.n {
         return Err(format!("Hessian is {}x{}", h.nrows(), h.ncols()));
     }
-    if !close(yh, y0, c.tol, 0.0) || gh.iter().zip(&g0).any(|(a, b)| !close(*a, *b, c.tol, gs))
-    {
+    if !close(yh, y0, c.tol, 0.0) || gh.iter().zip(&g0).any(|(a, b)| !close(*a, *b, c.tol, gs)) {
         return Err("_hessian's value or gradient".into());
     }
     for i in 0..c.n {
@@ -397,8 +402,22 @@ fn scalar_constructs() {
         branches_hessian,
         (-1.5, 1.5),
     );
-    check_2("early", early, early_grad, early_hvp, early_hessian, (-1.5, 1.5));
-    check_2("calls", calls, calls_grad, calls_hvp, calls_hessian, (-1.5, 1.5));
+    check_2(
+        "early",
+        early,
+        early_grad,
+        early_hvp,
+        early_hessian,
+        (-1.5, 1.5),
+    );
+    check_2(
+        "calls",
+        calls,
+        calls_grad,
+        calls_hvp,
+        calls_hessian,
+        (-1.5, 1.5),
+    );
 }
 
 fn check_2(
@@ -538,7 +557,11 @@ fn f32_against_finite_differences() {
         },
         hess: &|x| {
             let (y, (a, b), h) = mixed32_hessian(&to32(&x[..3]), x[3] as f32);
-            (y as f64, [to64(&a), vec![b as f64]].concat(), h.map(|e| e as f64))
+            (
+                y as f64,
+                [to64(&a), vec![b as f64]].concat(),
+                h.map(|e| e as f64),
+            )
         },
         // finite differences of an f32 gradient with a 1e-3 step: about 1e-4 / 1e-3 relative
         tol: 2e-2,
