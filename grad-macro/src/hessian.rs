@@ -385,14 +385,8 @@ fn check(f: &Function, func: &ItemFn, ret_ty: &Type) -> Result<(), Vec<syn::Erro
     }
     for p in &f.params {
         if p.ident == "self" {
-            let span = func
-                .sig
-                .inputs
-                .first()
-                .map(syn::spanned::Spanned::span)
-                .unwrap_or_else(Span::call_site);
-            errors.push(syn::Error::new(
-                span,
+            errors.push(syn::Error::new_spanned(
+                func.sig.inputs.first(),
                 "`hessian` is not supported on methods (a `self` parameter, such as a parameter \
                  struct): write a free function of floats, arrays or slices",
             ));
