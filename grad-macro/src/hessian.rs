@@ -862,9 +862,10 @@ impl Dir<'_> {
             let id = self.id(p.dst).clone();
             if self.f.vars[p.dst].active {
                 let tid = self.tan_ident(p.dst);
-                pre.extend(quote!(let mut #id: #t = 0.0; let mut #tid: #t = 0.0;));
+                pre.extend(quote!(let mut #id: #t; let mut #tid: #t;));
             } else {
-                pre.extend(quote!(let mut #id = ::core::default::Default::default();));
+                // Assigned in every branch that does not return (its type is the values').
+                pre.extend(quote!(let mut #id;));
             }
         }
         let branch = |g: &mut Self, b: &Block, then: bool| -> TokenStream {
