@@ -47,7 +47,10 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// names the `symgrad` crate when it is renamed; `forward` generates the forward mode,
 /// `f_jvp(args.., tangents..) -> (value, tangent)` with one tangent per active parameter of
 /// that parameter's type (and the hidden `f_fwd` that callers' generated code calls), instead
-/// of the reverse mode; `forward, reverse` generates both.
+/// of the reverse mode; `forward, reverse` generates both; `hessian` (implies reverse) generates,
+/// for an `f32`/`f64` function of scalars, arrays and slices, `f_hvp(args.., v..) -> (value,
+/// gradient, H v)` and `f_hessian(args..) -> (value, gradient, DMatrix)` by reverse over
+/// forward (see `hessian.rs`).
 ///
 /// The body may use `let`/`let mut`, `=`, `+=`, `-=`, `*=`, `/=`, `if`/`else if`/`else`
 /// (as statements or values), `for i in a..b` (also `a..=b`, `(a..b).rev()`), early
