@@ -517,6 +517,110 @@ fn arrays_and_slices() {
     });
 }
 
+/// A callee taking an array by reference.
+#[differentiable(hessian)]
+fn arr_callee(a: &[f64; 2], s: f64) -> f64 {
+    a[0] * a[1] * s + s.exp()
+}
+
+/// Odds and ends: statement macros, integer phis and carried integers, typed
+/// locals, `powi` with an integer variable, a constant returned early, `&array` to a callee.
+#[differentiable(hessian)]
+fn odds(x: f64, y: f64) -> f64 {
+    assert!(x.is_finite(), "x = {x}");
+    println!("{}", y);
+    if x > 1.4 {
+        return 2.0;
+    }
+    let k = if y > 0.0 { 2 } else { 3 };
+    let mut n = 0;
+    let mut c: f64 = 0.5;
+    for i in 0..3 {
+        n += i;
+        c = c * x + y.powi(k);
+    }
+    c * y + (n as f64) * x.powi(k + 1)
+}
+
+#[differentiable(hessian)]
+fn arr_caller(a: [f64; 2], s: f64) -> f64 {
+    arr_callee(&a, s * a[0]) * arr_callee(&HALVES, s)
+}
+
+const HALVES: [f64; 2] = [0.5, 1.5];
+
+#[differentiable(hessian)]
+fn f32_math(x: f32, y: f32) -> f32 {
+    let n = 3;
+    (x * 0.3).exp2() * y.powi(n) + (x * x + 1.0).log10() * y.cbrt() + x.atan2(y + 3.0)
+}
+
+#[test]
+fn odds_and_ends() {
+    check_2("odds", odds, odds_grad, odds_hvp, odds_hessian, (-1.2, 1.2));
+    check(&Case {
+        name: "arr_caller",
+        n: 3,
+        f: &|x| arr_caller([x[0], x[1]], x[2]),
+        grad: &|x| {
+            let (y, (a, b)) = arr_caller_grad([x[0], x[1]], x[2]);
+            (y, vec![a[0], a[1], b])
+        },
+        hvp: &|x, v| {
+            let (y, (a, b), (ha, hb)) = arr_caller_hvp([x[0], x[1]], x[2], [v[0], v[1]], v[2]);
+            (y, vec![a[0], a[1], b], vec![ha[0], ha[1], hb])
+        },
+        hess: &|x| {
+            let (y, (a, b), h) = arr_caller_hessian([x[0], x[1]], x[2]);
+            (y, vec![a[0], a[1], b], h)
+        },
+        tol: 1e-6,
+        range: (-1.0, 1.0),
+    });
+    let f = |x: &[f64]| f32_math(x[0] as f32, x[1] as f32) as f64;
+    check(&Case {
+        name: "f32_math",
+        n: 2,
+        f: &f,
+        grad: &|x| {
+            let (y, (a, b)) = f32_math_grad(x[0] as f32, x[1] as f32);
+            (y as f64, vec![a as f64, b as f64])
+        },
+        hvp: &|x, v| {
+            let (y, (a, b), (ha, hb)) =
+                f32_math_hvp(x[0] as f32, x[1] as f32, v[0] as f32, v[1] as f32);
+            (
+                y as f64,
+                vec![a as f64, b as f64],
+                vec![ha as f64, hb as f64],
+            )
+        },
+        hess: &|x| {
+            let (y, (a, b), h) = f32_math_hessian(x[0] as f32, x[1] as f32);
+            (y as f64, vec![a as f64, b as f64], h.map(|e| e as f64))
+        },
+        tol: 2e-2,
+        range: (0.2, 1.5),
+    });
+}
+
+#[differentiable(hessian)]
+fn frozen_square(x: f64) -> f64 {
+    let c = symgrad::no_grad(x * x);
+    c * x
+}
+
+/// `no_grad` values are constants for both orders (JAX's `stop_gradient` in `jax.hessian`),
+/// so `_hvp` is not the derivative of `_grad` there (`_grad` at a moved point sees another
+/// constant): f = c x with c = x² frozen: f' = c = x², f'' = 0.
+#[test]
+fn no_grad_is_constant() {
+    let (v, g, h) = frozen_square_hessian(1.5);
+    assert_eq!(v, 1.5 * 1.5 * 1.5);
+    assert_eq!(g, 2.25);
+    assert_eq!(h[(0, 0)], 0.0);
+}
+
 // ---------------------------------------------------------------------------------------
 // f32
 // ---------------------------------------------------------------------------------------
