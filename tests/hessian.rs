@@ -621,6 +621,43 @@ fn no_grad_is_constant() {
     assert_eq!(h[(0, 0)], 0.0);
 }
 
+/// A callee with an integer slice and a float parameter it treats as a constant.
+#[differentiable(hessian, wrt(x))]
+fn picky(x: &[f64], idx: &[usize], scale: f64) -> f64 {
+    let mut s = 0.0;
+    for k in 0..idx.len() {
+        s += x[idx[k]] * x[idx[k]] * scale;
+    }
+    s
+}
+
+const SCALE: f64 = 1.5;
+const IDX: [usize; 2] = [0, 2];
+
+#[differentiable(hessian)]
+fn picky_caller(x: &[f64], t: f64) -> f64 {
+    picky(x, &IDX, SCALE) * t + picky(x, &IDX, 2.0)
+}
+
+#[test]
+fn callee_constants() {
+    // f = 1.5 (x0² + x2²) t + 2 (x0² + x2²): the slots of `idx` (`&[usize]`) and `scale`
+    // (a constant of the callee) get `dir_zero` and the literal's zero.
+    let x = [0.5, -1.0, 2.0];
+    let t = 0.7;
+    let (_, (gx, gt)) = picky_caller_grad(&x, t);
+    let (_, (hx, ht), h) = picky_caller_hessian(&x, t);
+    assert_eq!((gx, gt), (hx, ht));
+    assert!((gt - 1.5 * (0.25 + 4.0)).abs() < 1e-12);
+    // ∂²f/∂x0² = 3 t + 4, ∂²f/∂x0∂t = 3 x0, nothing in x1, ∂²f/∂t² = 0.
+    assert!((h[(0, 0)] - (3.0 * t + 4.0)).abs() < 1e-12);
+    assert!((h[(0, 3)] - 3.0 * x[0]).abs() < 1e-12);
+    assert!((h[(2, 3)] - 3.0 * x[2]).abs() < 1e-12);
+    assert!((h[(0, 2)]).abs() < 1e-12);
+    assert_eq!(h[(1, 1)], 0.0);
+    assert_eq!(h[(3, 3)], 0.0);
+}
+
 // ---------------------------------------------------------------------------------------
 // f32
 // ---------------------------------------------------------------------------------------
