@@ -73,6 +73,7 @@ pub fn expand(
         tan: HashMap::new(),
         errors: Vec::new(),
         next: 0,
+        loads: Vec::new(),
     };
     for (p, s) in f.params.iter().zip(&slot_names) {
         if p.active {
@@ -417,6 +418,10 @@ struct Dir<'a> {
     tan: HashMap<VarId, TokenStream>,
     errors: Vec<syn::Error>,
     next: usize,
+    /// The element loads `base[index]` already made, per enclosing block: a repeated load
+    /// (`x[i]` three times in `x[i] * x[i] - x[i]`) is an alias of the first, so that the
+    /// reverse sweep tapes and accumulates one value and one tangent instead of three.
+    loads: Vec<HashMap<String, VarId>>,
 }
 
 impl Dir<'_> {
@@ -464,6 +469,13 @@ impl Dir<'_> {
 
     /// The statements of a block; in tail position, its final `return` is the tail value.
     fn block(&mut self, b: &Block, tail: bool) -> TokenStream {
+        self.loads.push(HashMap::new());
+        let out = self.block_inner(b, tail);
+        self.loads.pop();
+        out
+    }
+
+    fn block_inner(&mut self, b: &Block, tail: bool) -> TokenStream {
         let mut out = TokenStream::new();
         let n = b.stmts.len();
         for (k, s) in b.stmts.iter().enumerate() {
@@ -518,6 +530,28 @@ impl Dir<'_> {
             .get(&a.dst)
             .filter(|ty| !matches!(ty, Type::Reference(_)));
         let ann = ty.map(|ty| quote!(: #ty));
+        if let Op::Index(b, i) = &a.op {
+            let key = match i {
+                Operand::Var(v) => format!("{b}[v{v}]"),
+                Operand::Const(e) => format!("{b}[{}]", e.to_token_stream()),
+            };
+            let seen = self.loads.iter().rev().find_map(|m| m.get(&key)).copied();
+            match seen {
+                Some(first) if self.f.vars[first].active == active => {
+                    let fid = self.id(first).clone();
+                    let mut out = quote_spanned!(span=> let #dst = #fid;);
+                    if let Some(tf) = self.tan.get(&first).cloned() {
+                        let tid = self.tan_ident(a.dst);
+                        out.extend(quote_spanned!(span=> let #tid = #tf;));
+                        self.tan.insert(a.dst, quote!(#tid));
+                    }
+                    return out;
+                }
+                _ => {
+                    self.loads.last_mut().unwrap().insert(key, a.dst);
+                }
+            }
+        }
         let value = match &a.op {
             Op::Inactive(ts) => {
                 // A statement macro (`println!`, `assert!`) runs in `f` and `_grad`, not in
