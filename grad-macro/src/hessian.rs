@@ -54,59 +54,8 @@ pub fn expand(
     let name = &sig.ident;
     let vis = &func.vis;
     let dir_name = dir_ident(name);
-    let w = format_ident!("__hw");
-
-    // The slots: one per parameter.
-    let slot_names: Vec<Ident> = f
-        .params
-        .iter()
-        .map(|p| format_ident!("__hv_{}", p.ident))
-        .collect();
-    let slot_tys: Vec<Type> = f.params.iter().map(slot_type).collect();
-
-    // The body of `__f_hdir`.
-    let mut d = Dir {
-        f,
-        root: root.clone(),
-        t: ret_ty,
-        w: w.clone(),
-        tan: HashMap::new(),
-        errors: Vec::new(),
-        next: 0,
-        loads: Vec::new(),
-    };
-    for (p, s) in f.params.iter().zip(&slot_names) {
-        if p.active {
-            d.tan.insert(p.var, quote!(#s));
-        }
-    }
-    let body = d.block(&f.body, true);
-    if !d.errors.is_empty() {
-        return Err(d.errors);
-    }
-    let items = &f.items;
+    let (dir_fn, wrt) = dir_source(f, func, root)?;
     let inputs: Vec<&FnArg> = sig.inputs.iter().collect();
-    let dir_fn: ItemFn = syn::parse2(quote! {
-        fn #dir_name(#(#inputs,)* #(#slot_names: #slot_tys,)* #w: #ret_ty) -> #ret_ty {
-            #(#items)*
-            #body
-        }
-    })
-    .map_err(|e| vec![e])?;
-    let mut wrt: Vec<Ident> = f
-        .params
-        .iter()
-        .filter(|p| p.active)
-        .map(|p| p.ident.clone())
-        .collect();
-    wrt.extend(
-        f.params
-            .iter()
-            .zip(&slot_names)
-            .filter(|(p, _)| p.active)
-            .map(|(_, s)| s.clone()),
-    );
-    wrt.push(w.clone());
     let dir_args = Args {
         wrt: Some(wrt),
         krate: args.krate.clone(),
@@ -300,6 +249,70 @@ pub fn expand(
             (__value, __grad, __h)
         }
     })
+}
+
+/// The source of `__f_hdir(args.., slots.., __hw) -> T` (one slot per parameter) and the
+/// names it is differentiated with respect to: the active parameters, their slots, `__hw`.
+fn dir_source(
+    f: &Function,
+    func: &ItemFn,
+    root: &TokenStream,
+) -> Result<(ItemFn, Vec<Ident>), Vec<syn::Error>> {
+    let sig = &func.sig;
+    let ReturnType::Type(_, ret_ty) = &sig.output else {
+        unreachable!("checked by lower")
+    };
+    let dir_name = dir_ident(&sig.ident);
+    let w = format_ident!("__hw");
+    let slot_names: Vec<Ident> = f
+        .params
+        .iter()
+        .map(|p| format_ident!("__hv_{}", p.ident))
+        .collect();
+    let slot_tys: Vec<Type> = f.params.iter().map(slot_type).collect();
+    let mut d = Dir {
+        f,
+        root: root.clone(),
+        t: ret_ty,
+        w: w.clone(),
+        tan: HashMap::new(),
+        errors: Vec::new(),
+        next: 0,
+        loads: Vec::new(),
+    };
+    for (p, s) in f.params.iter().zip(&slot_names) {
+        if p.active {
+            d.tan.insert(p.var, quote!(#s));
+        }
+    }
+    let body = d.block(&f.body, true);
+    if !d.errors.is_empty() {
+        return Err(d.errors);
+    }
+    let items = &f.items;
+    let inputs: Vec<&FnArg> = sig.inputs.iter().collect();
+    let dir_fn: ItemFn = syn::parse2(quote! {
+        fn #dir_name(#(#inputs,)* #(#slot_names: #slot_tys,)* #w: #ret_ty) -> #ret_ty {
+            #(#items)*
+            #body
+        }
+    })
+    .map_err(|e| vec![e])?;
+    let mut wrt: Vec<Ident> = f
+        .params
+        .iter()
+        .filter(|p| p.active)
+        .map(|p| p.ident.clone())
+        .collect();
+    wrt.extend(
+        f.params
+            .iter()
+            .zip(&slot_names)
+            .filter(|(p, _)| p.active)
+            .map(|(_, s)| s.clone()),
+    );
+    wrt.push(w);
+    Ok((dir_fn, wrt))
 }
 
 /// `__NAME_hdir`
@@ -993,5 +1006,75 @@ impl Dir<'_> {
             }
             #post
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    /// The directional-derivative source of `func` (the reverse mode of it is `emit`'s and
+    /// is covered by the tests of the generated functions).
+    fn dir_text(func: ItemFn) -> String {
+        let args = Args::default();
+        let f = crate::lower::lower(&func, &args).unwrap_or_else(|_| panic!("lowering"));
+        let (dir, wrt) = dir_source(&f, &func, &quote!(::symgrad::__private))
+            .unwrap_or_else(|_| panic!("dir_source"));
+        let names: Vec<String> = wrt.iter().map(ToString::to_string).collect();
+        format!(
+            "wrt: {}\n{}",
+            names.join(", "),
+            crate::pretty::pretty(&quote!(#dir))
+        )
+    }
+
+    #[test]
+    fn straight_line_and_math() {
+        let text = dir_text(syn::parse_quote! {
+            fn f(x: f64, y: f64) -> f64 {
+                let s = x * y.sin();
+                s / x
+            }
+        });
+        let want = "wrt: x, y, __hv_x, __hv_y, __hw
+fn __f_hdir(x : f64, y : f64, __hv_x : f64, __hv_y : f64, __hw : f64) -> f64 {
+    let __t2 = y.sin();
+    let __hd2 : f64 = __hv_y * y.cos();
+    let __s_3 = x * __t2;
+    let __hd3 : f64 = __hv_x * __t2 + x * __hd2;
+    let __t4 = __s_3 / x;
+    let __hd4 : f64 = (__hd3 - __t4 * __hv_x) / x;
+    __hw * __t4 + __hd4
+}";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn branches_loops_and_repeated_loads() {
+        let text = dir_text(syn::parse_quote! {
+            fn g(x: &[f64], n: usize) -> f64 {
+                let mut s = 0.0;
+                for i in 0..n {
+                    s += x[i] * x[i];
+                }
+                let t = if s > 1.0 { s } else { 2.0 };
+                t
+            }
+        });
+        // One load of `x[i]` (the second is an alias), the loop carries the tangent beside
+        // the value, the `if` assigns both, a constant side gets a zero tangent.
+        assert!(text.contains("let __hd4 : f64 = __hv_x[__i_2];"), "{text}");
+        assert!(text.contains("let __t5 = __t4;"), "{text}");
+        assert!(text.contains("let __hd5 = __hd4;"), "{text}");
+        assert!(
+            text.contains("let __hd6 : f64 = __hd4 * __t5 + __t4 * __hd5;"),
+            "{text}"
+        );
+        assert!(text.contains("__hct2 = __hd7;"), "{text}");
+        assert!(text.contains("let mut __t9 : f64;"), "{text}");
+        assert!(text.contains("__hd9 = (0.0 as f64);"), "{text}");
+        assert!(text.contains("__hv_n : ()"), "{text}");
+        assert!(text.starts_with("wrt: x, __hv_x, __hw"), "{text}");
     }
 }
