@@ -549,6 +549,19 @@ fn arr_caller(a: [f64; 2], s: f64) -> f64 {
 
 const HALVES: [f64; 2] = [0.5, 1.5];
 
+/// Ends with an `if` whose branches both return.
+#[differentiable(hessian)]
+fn both_return(x: f64, y: f64) -> f64 {
+    let t = x * y;
+    if t > 0.0 {
+        return t * t + y.exp();
+    } else if t < -1.0 {
+        return x.sin() * y;
+    } else {
+        return t * x - y * y * y;
+    }
+}
+
 #[differentiable(hessian)]
 fn f32_math(x: f32, y: f32) -> f32 {
     let n = 3;
@@ -558,6 +571,14 @@ fn f32_math(x: f32, y: f32) -> f32 {
 #[test]
 fn odds_and_ends() {
     check_2("odds", odds, odds_grad, odds_hvp, odds_hessian, (-1.2, 1.2));
+    check_2(
+        "both_return",
+        both_return,
+        both_return_grad,
+        both_return_hvp,
+        both_return_hessian,
+        (-1.5, 1.5),
+    );
     check(&Case {
         name: "arr_caller",
         n: 3,
