@@ -260,3 +260,36 @@ fn windows_of_a_slice() {
     }
     assert_close("with_windows w", gw, fd1(&|t| with_windows(&xs, t), w));
 }
+
+/// Second order through a `while` with a `break` and a `match` (the directional derivative
+/// is written with the same loop, then differentiated again).
+#[differentiable(hessian)]
+fn while_hessian(x: f64, y: f64) -> f64 {
+    let mut s = x;
+    let mut k = 0;
+    while k < 6 {
+        s = match k % 2 {
+            0 => s * y + x.sin(),
+            _ => s * 0.5 + y * y,
+        };
+        if s > 50.0 {
+            break;
+        }
+        k += 1;
+    }
+    s * x
+}
+
+#[test]
+fn hessian_vector_products_through_while_and_match() {
+    for (x, y) in [(0.3, 0.7), (1.1, -0.4), (0.8, 1.3)] {
+        let (u, w) = (0.6, -1.2);
+        let (_, _, (hx, hy)) = while_hessian_hvp(x, y, u, w);
+        // H·(u, w) by central differences of the gradient along (u, w).
+        let h = 1e-5;
+        let (_, (gxp, gyp)) = while_hessian_grad(x + h * u, y + h * w);
+        let (_, (gxm, gym)) = while_hessian_grad(x - h * u, y - h * w);
+        assert_close("hvp x", hx, (gxp - gxm) / (2.0 * h));
+        assert_close("hvp y", hy, (gyp - gym) / (2.0 * h));
+    }
+}

@@ -1,4 +1,4 @@
-//! `#[differentiable(wrt(a, b), crate = path, forward, reverse)]`
+//! `#[differentiable(wrt(a, b), crate = path, forward, reverse, hessian)]`
 
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -15,13 +15,15 @@ pub struct Args {
     /// `reverse`: written explicitly (the reverse functions are also generated when neither
     /// mode is named; see [`Args::reverse_mode`]).
     pub reverse: bool,
+    /// `hessian`: generate `_hvp` and `_hessian` (second order; implies reverse mode).
+    pub hessian: bool,
 }
 
 impl Args {
     /// Whether `_pullback`, `_vjp` and `_grad` are generated: when `reverse` is named, or
     /// when no mode is (plain `#[differentiable]` is reverse mode only).
     pub fn reverse_mode(&self) -> bool {
-        self.reverse || !self.forward
+        self.reverse || self.hessian || !self.forward
     }
 }
 
@@ -35,11 +37,13 @@ impl Parse for Args {
                 args.krate = Some(input.call(Path::parse_mod_style)?);
             } else {
                 let key: Ident = input.parse()?;
-                if key == "forward" || key == "reverse" {
+                if key == "forward" || key == "reverse" || key == "hessian" {
                     let flag = if key == "forward" {
                         &mut args.forward
-                    } else {
+                    } else if key == "reverse" {
                         &mut args.reverse
+                    } else {
+                        &mut args.hessian
                     };
                     if *flag {
                         return Err(syn::Error::new(key.span(), format!("`{key}` given twice")));
@@ -54,7 +58,7 @@ impl Parse for Args {
                     return Err(syn::Error::new(
                         key.span(),
                         format!(
-                            "unknown argument `{key}`; expected `wrt(..)`, `crate = path`, `forward` or `reverse`"
+                            "unknown argument `{key}`; expected `wrt(..)`, `crate = path`, `forward`, `reverse` or `hessian`"
                         ),
                     ));
                 }

@@ -13,6 +13,7 @@ mod emit;
 mod forward;
 #[cfg(test)]
 mod golden;
+mod hessian;
 #[cfg(test)]
 mod inspect;
 mod ir;
@@ -47,7 +48,10 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// names the `symgrad` crate when it is renamed; `forward` generates the forward mode,
 /// `f_jvp(args.., tangents..) -> (value, tangent)` with one tangent per active parameter of
 /// that parameter's type (and the hidden `f_fwd` that callers' generated code calls), instead
-/// of the reverse mode; `forward, reverse` generates both.
+/// of the reverse mode; `forward, reverse` generates both; `hessian` (implies reverse) generates,
+/// for an `f32`/`f64` function of scalars, arrays and slices, `f_hvp(args.., v..) -> (value,
+/// gradient, H v)` and `f_hessian(args..) -> (value, gradient, DMatrix)` by reverse over
+/// forward (see `hessian.rs`).
 ///
 /// The body may use `let`/`let mut` (also `let (a, b) = (x, y);`), `=`, `+=`, `-=`, `*=`,
 /// `/=`, `if`/`else if`/`else` and `if let` (as statements or values), `match` (with guards
@@ -187,13 +191,13 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     #[cfg(debug_assertions)]
     ir::show::check(&f);
     let root = root(args);
+    if (args.forward || args.hessian) && !func.sig.generics.params.is_empty() {
+        return Err(vec![syn::Error::new_spanned(
+            &func.sig.generics,
+            "forward mode and second order of generic functions are not supported yet; use reverse mode (`#[differentiable]`) or write the function for f32 or f64",
+        )]);
+    }
     let fwd = if args.forward {
-        if !func.sig.generics.params.is_empty() {
-            return Err(vec![syn::Error::new_spanned(
-                &func.sig.generics,
-                "forward mode of generic functions is not supported yet; use reverse mode (`#[differentiable]`) or write the function for f32 or f64",
-            )]);
-        }
         forward::expand(&f, func, &root)?
     } else {
         TokenStream2::new()
@@ -203,10 +207,16 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     } else {
         TokenStream2::new()
     };
+    let hess = if args.hessian {
+        hessian::expand(&f, func, args, &root)?
+    } else {
+        TokenStream2::new()
+    };
     Ok(quote! {
         #func
         #rev
         #fwd
+        #hess
     })
 }
 

@@ -1288,7 +1288,7 @@ impl Lowerer {
                 Self::dummy()
             }
             Expr::Loop(l) => self
-                .lower_loop(l.label.as_ref(), None, quote!(0usize..), None, &l.body)
+                .lower_loop(l.label.as_ref(), None, quote!(0usize..usize::MAX), None, &l.body)
                 .unwrap_or_else(Self::dummy),
             Expr::Return(r) => {
                 match &r.expr {
@@ -1674,7 +1674,7 @@ impl Lowerer {
         self.lower_loop(
             w.label.as_ref(),
             None,
-            quote!(0usize..),
+            quote!(0usize..usize::MAX),
             Some((*w.cond).clone()),
             &w.body,
         )

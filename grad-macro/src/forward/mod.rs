@@ -202,7 +202,7 @@ fn check_types(f: &Function) -> Result<(), Vec<syn::Error>> {
 }
 
 /// A type as written, without the token spacing of `to_string`.
-fn type_text(ty: &Type) -> String {
+pub(crate) fn type_text(ty: &Type) -> String {
     ty.to_token_stream()
         .to_string()
         .replace(" < ", "<")

@@ -5,6 +5,7 @@
 //! Everything here is ordinary, type-checked Rust: the macro only routes, rustc resolves
 //! whether an operand is a scalar or a matrix.
 
+pub mod hessian;
 pub mod linalg;
 pub mod scalar;
 pub mod tangent;
@@ -304,9 +305,10 @@ impl<T: Accumulate + Copy + Default> IndexedGrad<T> for Vec<T> {
 /// The tape of a loop: room for one entry per iteration of `iter`.
 #[inline(always)]
 pub fn tape_for<I: Iterator, T>(iter: &I) -> Vec<T> {
-    // A `while` loop runs over `0..`: no known length, grow as it goes.
+    // A `while` loop runs over `0..usize::MAX`: reserve only for a known, plausible length
+    // and grow as it goes otherwise.
     match iter.size_hint() {
-        (n, Some(m)) if n == m => Vec::with_capacity(n),
+        (n, Some(m)) if n == m && n <= 1 << 24 => Vec::with_capacity(n),
         _ => Vec::new(),
     }
 }
