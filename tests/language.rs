@@ -14,7 +14,11 @@
     clippy::never_loop,
     clippy::manual_range_contains,
     clippy::match_overlapping_arm,
-    clippy::needless_return
+    clippy::needless_return,
+    clippy::assign_op_pattern,
+    clippy::type_complexity,
+    clippy::iter_count,
+    clippy::useless_vec
 )]
 
 use rand::{Rng, SeedableRng};
@@ -371,7 +375,7 @@ fn by_kind(k: i32, x: f64, shape: Shape) -> f64 {
         _ => return x.cos(),
     };
     let area = match shape {
-        Shape::Circle => 3.14159 * base * base,
+        Shape::Circle => 3.0 * base * base,
         Shape::Square => base * base,
         Shape::Scaled(f, p) if p > 0 => base * f * p as f64,
         Shape::Scaled(f, _) => base * f,

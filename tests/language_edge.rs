@@ -9,7 +9,8 @@
     clippy::manual_range_contains,
     clippy::needless_return,
     clippy::collapsible_else_if,
-    clippy::single_match
+    clippy::single_match,
+    clippy::assign_op_pattern
 )]
 
 use symgrad::differentiable;

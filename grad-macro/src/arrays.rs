@@ -48,6 +48,7 @@ pub fn value(
 
 /// The tangent of an array operation (forward mode): the same operation on tangents, with
 /// `zero` standing for the tangent of an inactive operand. `value` is the result's name.
+#[allow(clippy::too_many_arguments)]
 pub fn tangent(
     op: &Op,
     root: &TokenStream,

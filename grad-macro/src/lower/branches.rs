@@ -352,9 +352,7 @@ impl Lowerer {
     /// first arm is the `then` block, the others the `else` block. Linear in the arms.
     fn lower_chain(&mut self, arms: &[Arm], span: Span, want_value: bool) -> Option<Operand> {
         let kind = arms.first().map(|a| a.kind).unwrap_or("if");
-        let Some((first, rest)) = arms.split_first() else {
-            return None;
-        };
+        let (first, rest) = arms.split_first()?;
         let cond = match &first.cond {
             Some(c) => self.arm_cond(c),
             None => quote!(true),

@@ -26,7 +26,7 @@ pub(super) struct ClosureDef {
 enum Elem {
     One(Expr),
     Tuple(Vec<Elem>),
-    Window(Expr, Expr, Expr),
+    Window(Box<(Expr, Expr, Expr)>),
 }
 
 /// A window of a slice bound to a name: `w[i]` is `base[start + i]`, `w.len()` is `len`.
@@ -162,7 +162,7 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                     let k2 = k.clone();
                     Ok(Seq {
                         len: inactive(parse_quote!((#base).len().saturating_sub(#k - 1))),
-                        elem: Rc::new(move |p| Elem::Window(base.clone(), p.clone(), k2.clone())),
+                        elem: Rc::new(move |p| Elem::Window(Box::new((base.clone(), p.clone(), k2.clone())))),
                     })
                 }
                 "enumerate" => {
@@ -341,7 +341,8 @@ fn apply(f: &Expr, args: &[Elem]) -> Expr {
 fn elem_expr(e: &Elem) -> Expr {
     match e {
         Elem::One(e) => e.clone(),
-        Elem::Window(b, s, l) => {
+        Elem::Window(w) => {
+            let (b, s, l) = &**w;
             let m = format_ident!("{}", WINDOW);
             parse_quote!(#m(#b, #s, #l))
         }
