@@ -162,7 +162,9 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                     let k2 = k.clone();
                     Ok(Seq {
                         len: inactive(parse_quote!((#base).len().saturating_sub(#k - 1))),
-                        elem: Rc::new(move |p| Elem::Window(Box::new((base.clone(), p.clone(), k2.clone())))),
+                        elem: Rc::new(move |p| {
+                            Elem::Window(Box::new((base.clone(), p.clone(), k2.clone())))
+                        }),
                     })
                 }
                 "enumerate" => {
