@@ -294,3 +294,64 @@ fn hessian_vector_products_through_while_and_match() {
         assert_close("hvp y", hy, (gyp - gym) / (2.0 * h));
     }
 }
+
+/// Many early returns (rewritten to one exit: linear code): in an else-if chain, a loop, a
+/// `match` and a `while`.
+#[differentiable]
+fn many_returns(x: f64, y: f64, k: usize) -> f64 {
+    let mut s = x * y;
+    if s > 3.0 {
+        return s.sqrt();
+    } else if s < -3.0 {
+        return -s * x;
+    }
+    for i in 0..k {
+        s = s * 0.9 + x.sin() * i as f64;
+        if s > 2.5 {
+            return s * y;
+        }
+        for j in 0..3 {
+            if s * j as f64 > 4.0 {
+                return s + j as f64;
+            }
+        }
+    }
+    let t = match k % 3 {
+        0 => return s * s,
+        1 => s + 1.0,
+        _ => {
+            if y > 0.5 {
+                return y * s;
+            }
+            s * 2.0
+        }
+    };
+    let mut u = t;
+    let mut n = 0;
+    while n < 5 {
+        u = u * y + 0.1;
+        if u.abs() > 6.0 {
+            return u * x;
+        }
+        n += 1;
+    }
+    u + t
+}
+
+#[test]
+fn many_returns_one_exit() {
+    for k in 0..7 {
+        for (x, y) in [
+            (0.3, 0.2),
+            (1.4, 1.2),
+            (-1.1, 0.8),
+            (0.9, -0.6),
+            (2.5, 2.0),
+            (0.5, 0.9),
+        ] {
+            let (_, (gx, gy)) = many_returns_grad(x, y, k);
+            assert_close("many_returns x", gx, fd1(&|t| many_returns(t, y, k), x));
+            assert_close("many_returns y", gy, fd1(&|t| many_returns(x, t, k), y));
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod branches;
 mod exits;
 mod iterators;
 mod locals;
+mod returns;
 
 /// A parameter of the differentiated function.
 pub struct Param {
@@ -375,8 +376,13 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
     }
     l.next_id = l.vars.len();
 
-    // Body.
-    let tail = l.stmts(&func.block.stmts);
+    // Body (with many returns, rewritten to one exit).
+    let float_result = matches!(&sig.output, ReturnType::Type(_, t) if matches!(&**t, Type::Path(p) if p.path.is_ident("f32") || p.path.is_ident("f64")));
+    let one_exit = match &sig.output {
+        ReturnType::Type(_, t) => returns::single_exit(&func.block, t, float_result),
+        ReturnType::Default => None,
+    };
+    let tail = l.stmts(one_exit.as_deref().unwrap_or(&func.block.stmts));
     if !l.diverged {
         match tail {
             Some(v) => {
