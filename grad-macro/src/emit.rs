@@ -6,6 +6,8 @@
 //! it was. The adjoint of that return is emitted at that point's path: the statements
 //! executed before it, in reverse, through the branches it is inside of and the loop
 //! iterations before it. So no path is merged: each return has its own straight adjoint.
+//! (A function with many returns reaches here already rewritten to one exit, by
+//! `lower/returns.rs`, so that this stays linear.)
 //! A completed `if` leaves a `Branch::Then/Else` with the values of the branch taken; a
 //! completed `for` leaves a `Vec` with one tuple of values per iteration (a tape of typed
 //! values, never a recomputation).
