@@ -355,3 +355,76 @@ fn many_returns_one_exit() {
         }
     }
 }
+
+/// Every construct of issue 9 in one generic function, checked in f32 and in f64.
+#[differentiable]
+fn all_constructs<T: symgrad::num_traits::Float>(x: T, xs: &[T]) -> T {
+    let half = T::from(0.5).unwrap();
+    let sq = |t: T| t * t;
+    let mut st = [T::zero(); 3];
+    let mut v = Vec::new();
+    for (i, &a) in xs.iter().enumerate() {
+        if a > T::from(1.8).unwrap() {
+            continue;
+        }
+        st[i % 3] = st[i % 3] + sq(a - x);
+        v.push(a * x);
+    }
+    let mut s = x;
+    let mut k = 0;
+    'outer: while k < 4 {
+        for w in xs.windows(2) {
+            s = match k {
+                0 => s * half + w[0],
+                1 | 2 => s + (w[1] - w[0]) * x,
+                _ => {
+                    if s > T::from(50.0).unwrap() {
+                        break 'outer;
+                    }
+                    s * half
+                }
+            };
+        }
+        k += 1;
+    }
+    let (p, q) = (
+        st.iter().fold(T::zero(), |a, &b| a + b),
+        v.iter().map(|&t| t.sin()).fold(T::zero(), |a, b| a + b),
+    );
+    let r = loop {
+        if k >= 4 {
+            break p * q + s;
+        }
+        k += 1;
+    };
+    r
+}
+
+#[test]
+fn every_construct_in_f32_and_f64() {
+    let xs = [0.3, -0.4, 1.9, 0.8, 1.1];
+    for x in [0.2, 0.7, -0.5] {
+        let (_, (gx, gxs)) = all_constructs_grad(x, &xs);
+        assert_close("all_constructs x", gx, fd1(&|t| all_constructs(t, &xs), x));
+        for i in 0..xs.len() {
+            let f = |t: f64| {
+                let mut v = xs;
+                v[i] = t;
+                all_constructs(x, &v)
+            };
+            assert_close("all_constructs xs", gxs[i], fd1(&f, xs[i]));
+        }
+        // f32: the same function instantiated for f32, against the f64 derivative.
+        let xs32: Vec<f32> = xs.iter().map(|&a| a as f32).collect();
+        let (v32, (gx32, gxs32)) = all_constructs_grad(x as f32, &xs32);
+        let v64 = all_constructs(x, &xs);
+        assert!(((v32 as f64) - v64).abs() < 1e-4 * (1.0 + v64.abs()));
+        assert!(
+            ((gx32 as f64) - gx).abs() < 1e-3 * (1.0 + gx.abs()),
+            "{gx32} against {gx}"
+        );
+        for i in 0..xs.len() {
+            assert!(((gxs32[i] as f64) - gxs[i]).abs() < 1e-3 * (1.0 + gxs[i].abs()));
+        }
+    }
+}

@@ -679,7 +679,13 @@ impl Lowerer {
             // `let x: f64;` assigned later: the first assignment gives it its value (rustc
             // checks, on the original function, that it is assigned before it is read).
             if let Some(n) = name {
-                self.bind(n, Self::dummy(), true);
+                let dummy = match &ty {
+                    Some(t) if generic_float().is_some() && is_float_type(t) => {
+                        Operand::Const(parse_quote!(#t::zero()))
+                    }
+                    _ => Self::dummy(),
+                };
+                self.bind(n, dummy, true);
                 self.scopes.last_mut().unwrap().last_mut().unwrap().1.ty = ty;
             }
             return;
@@ -1503,7 +1509,10 @@ impl Lowerer {
             pre.push(parse_quote!(let mut #brk = false;));
         }
         if found.value {
-            pre.push(parse_quote!(let mut #val;));
+            match generic_float() {
+                Some(t) => pre.push(parse_quote!(let mut #val: #t;)),
+                None => pre.push(parse_quote!(let mut #val;)),
+            }
         }
         for s in &pre {
             if let syn::Stmt::Local(l) = s {
@@ -1710,6 +1719,12 @@ fn block_has_value(b: &syn::Block) -> bool {
 thread_local! {
     /// The type parameters of the function being expanded that are float types (`T: Float`).
     static FLOAT_PARAMS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The float type parameter of the function being expanded, if it is generic (`T` of
+/// `fn f<T: Float>`): generated zeros and ones are written `T::zero()`, `T::one()`.
+pub(crate) fn generic_float() -> Option<Ident> {
+    FLOAT_PARAMS.with(|f| f.borrow().first().map(|n| Ident::new(n, Span::call_site())))
 }
 
 /// The type parameters bounded by `Float` (`num_traits::Float`, or symgrad's `Real`).

@@ -138,6 +138,34 @@ impl<'a> Rewrite<'a> {
                         return (out, true);
                     }
                 }
+                Stmt::Local(l)
+                    if l.init.as_ref().is_some_and(|i| {
+                        i.diverge.is_none() && self.contains_exit(&i.expr) && distributable(&i.expr)
+                    }) && matches!(&l.pat, syn::Pat::Ident(_) | syn::Pat::Type(_)) =>
+                {
+                    // `let y = if c { break } else { v };` is `let y; if c { break } else { y = v; }`.
+                    let init = &l.init.as_ref().unwrap().expr;
+                    let pat = &l.pat;
+                    let name = match pat {
+                        syn::Pat::Type(t) => &*t.pat,
+                        p => p,
+                    };
+                    let syn::Pat::Ident(pi) = name else {
+                        out.push(s.clone());
+                        continue;
+                    };
+                    let id = &pi.ident;
+                    let target: Expr = parse_quote!(#id);
+                    let assign = distribute(&target, init).expect("checked by distributable");
+                    let mut new: Vec<Stmt> = vec![
+                        parse_quote!(let #pat;),
+                        Stmt::Expr(assign, Some(Default::default())),
+                    ];
+                    new.extend(rest.iter().cloned());
+                    let (more, sets) = self.stmts(&new);
+                    out.extend(more);
+                    return (out, any || sets);
+                }
                 Stmt::Local(l) => {
                     if let Some(init) = &l.init {
                         if self.contains_exit(&init.expr) {
@@ -168,6 +196,11 @@ impl<'a> Rewrite<'a> {
     /// Rewrites an expression statement; the bool says whether it may set a flag.
     fn expr(&mut self, e: &Expr) -> (Expr, bool) {
         match e {
+            Expr::Assign(a) if self.contains_exit(&a.right) && distributable(&a.right) => {
+                // `s = match k { 0 => break, _ => v };` is `match k { 0 => break, _ => s = v }`.
+                let d = distribute(&a.left, &a.right).expect("checked by distributable");
+                self.expr(&d)
+            }
             Expr::If(i) => {
                 let mut i = i.clone();
                 let (then, t) = self.stmts(&i.then_branch.stmts);
@@ -375,4 +408,60 @@ fn find_break(l: &syn::ExprLoop, with_value: bool) -> bool {
     };
     syn::visit::Visit::visit_block(&mut f, &l.body);
     f.found
+}
+
+/// An `if`, `match` or block whose value can be assigned in each of its arms.
+fn distributable(e: &Expr) -> bool {
+    matches!(e, Expr::If(_) | Expr::Match(_) | Expr::Block(_))
+}
+
+/// `target = e` with the assignment moved into each arm of `e` (an `if`, `match` or block):
+/// an arm that leaves the loop assigns nothing.
+fn distribute(target: &Expr, e: &Expr) -> Option<Expr> {
+    match e {
+        Expr::If(i) => {
+            let mut i = i.clone();
+            i.then_branch.stmts = distribute_block(target, &i.then_branch.stmts)?;
+            if let Some((_, els)) = &mut i.else_branch {
+                **els = distribute(target, els)?;
+            }
+            Some(Expr::If(i))
+        }
+        Expr::Match(m) => {
+            let mut m = m.clone();
+            for arm in &mut m.arms {
+                let body: Vec<Stmt> = match &*arm.body {
+                    Expr::Block(b) if b.label.is_none() => b.block.stmts.clone(),
+                    other => vec![Stmt::Expr(other.clone(), None)],
+                };
+                let stmts = distribute_block(target, &body)?;
+                *arm.body = parse_quote!({ #(#stmts)* });
+            }
+            Some(Expr::Match(m))
+        }
+        Expr::Block(b) if b.label.is_none() => {
+            let mut b = b.clone();
+            b.block.stmts = distribute_block(target, &b.block.stmts)?;
+            Some(Expr::Block(b))
+        }
+        _ => None,
+    }
+}
+
+fn distribute_block(target: &Expr, stmts: &[Stmt]) -> Option<Vec<Stmt>> {
+    let mut out = stmts.to_vec();
+    if let Some(Stmt::Expr(tail, semi @ None)) = out.last_mut() {
+        match tail {
+            Expr::Break(_) | Expr::Continue(_) | Expr::Return(_) => {
+                *semi = Some(Default::default())
+            }
+            t if super::is_valueless(t) => {}
+            t if distributable(t) => *t = distribute(target, t)?,
+            t => {
+                let v = t.clone();
+                *out.last_mut().unwrap() = parse_quote!(#target = #v;);
+            }
+        }
+    }
+    Some(out)
 }

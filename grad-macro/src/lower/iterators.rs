@@ -460,10 +460,19 @@ impl Lowerer {
                     self.errors.push(error(&m.method, &format!("`{name}` of pairs: map each pair to one value first (`.map(|(a, b)| a * b)`)")));
                     return Some(Self::dummy());
                 };
-                if name == "sum" {
-                    (parse_quote!(0.0), parse_quote!(#acc += #e;))
-                } else {
-                    (parse_quote!(1.0), parse_quote!(#acc *= #e;))
+                // `0.0`/`1.0`, or `T::zero()`/`T::one()` in a function generic over `T`.
+                let generic = turbofish
+                    .and_then(|t| match t {
+                        syn::GenericArgument::Type(Type::Path(p)) => p.path.get_ident().cloned(),
+                        _ => None,
+                    })
+                    .filter(|t| t != "f32" && t != "f64")
+                    .or_else(generic_float);
+                match (name == "sum", generic) {
+                    (true, None) => (parse_quote!(0.0), parse_quote!(#acc += #e;)),
+                    (true, Some(t)) => (parse_quote!(#t::zero()), parse_quote!(#acc += #e;)),
+                    (false, None) => (parse_quote!(1.0), parse_quote!(#acc *= #e;)),
+                    (false, Some(t)) => (parse_quote!(#t::one()), parse_quote!(#acc *= #e;)),
                 }
             }
             _ => {
