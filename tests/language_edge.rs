@@ -10,7 +10,8 @@
     clippy::needless_return,
     clippy::collapsible_else_if,
     clippy::single_match,
-    clippy::assign_op_pattern
+    clippy::assign_op_pattern,
+    clippy::let_and_return
 )]
 
 use symgrad::differentiable;
