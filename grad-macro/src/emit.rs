@@ -953,7 +953,7 @@ impl<'a> Gen<'a> {
                 let gb = self.materialize(st, out, *b);
                 let base = self.rev_name(*b);
                 let i = self.val(i);
-                out.extend(quote!(#root::acc_index(&mut #gb, #base.len(), #i, #gt);));
+                out.extend(quote!(#root::acc_at(&mut #gb, &#base, #i, #gt);));
             }
             Op::Transpose(x) => {
                 if let Some(v) = self.active(x) {

@@ -998,7 +998,12 @@ impl Lowerer {
             Expr::Call(c) => self.call(c, e),
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr);
-                let index = self.expr(&ix.index);
+                // `w[(i, j)]`: the index pair is an integer value.
+                let index = if let Expr::Tuple(_) = strip_paren(&ix.index) {
+                    self.inactive(&ix.index, false)
+                } else {
+                    self.expr(&ix.index)
+                };
                 if self.active(&index) {
                     self.errors.push(err_node(&ix.index, "an index must be an integer, not a value that carries a gradient"));
                     return Self::dummy();

@@ -6,6 +6,7 @@
 //! whether an operand is a scalar or a matrix.
 
 pub mod linalg;
+pub mod matrix;
 pub mod scalar;
 pub mod tangent;
 
