@@ -1,6 +1,10 @@
 //! Lowering: the body of a `#[differentiable]` fn to the IR, one operation per step.
 //! Unsupported syntax is rejected here, with an error on the offending tokens.
 
+#[path = "elementwise.rs"]
+mod elementwise;
+pub use elementwise::MapClosure;
+
 use crate::args::Args;
 use crate::ir::*;
 use proc_macro2::{Span, TokenStream};
@@ -1235,6 +1239,11 @@ impl Lowerer {
         if STRUCTURAL_METHODS.contains(&name.as_str()) {
             return self.inactive(e, true);
         }
+        if name == "map" {
+            if let [Expr::Closure(c)] = m.args.iter().collect::<Vec<_>>()[..] {
+                return self.map_closure(m, c, e);
+            }
+        }
         let recv = self.expr(&m.receiver);
         let args = self.call_args(&m.args);
         let any_active = self.active(&recv) || args.iter().any(|a| self.active(&a.operand));
@@ -1268,6 +1277,9 @@ impl Lowerer {
         }
         if UNSUPPORTED_FLOAT_METHODS.contains(&name.as_str()) {
             return self.unsupported(span, &format!("method `{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}"));
+        }
+        if name == "map" {
+            return self.unsupported(span, "in a #[differentiable] fn, `map` takes a closure whose body is differentiated: `x.map(|v| v.exp())`");
         }
         if UNSUPPORTED_MATRIX_METHODS.contains(&name.as_str()) {
             return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, and functions with a `_pullback` (relu, softmax, ...)"));

@@ -250,6 +250,23 @@ impl<'a> Fwd<'a> {
                 let tx = self.t(x, Form::Plain).unwrap();
                 quote_spanned!(span=> #tx.mean())
             }
+            Op::Map(x, m) => {
+                let vx = r(self, x);
+                let closure = m.tokens(&root);
+                let tx = match tr(self, x) {
+                    Some(tx) => quote!(::core::option::Option::Some(#tx)),
+                    None => quote!(::core::option::Option::None),
+                };
+                let tcaps: Vec<TokenStream> = m
+                    .captures
+                    .iter()
+                    .map(|c| {
+                        self.t(&Operand::Var(*c), Form::Val)
+                            .unwrap_or_else(|| quote!(0.0))
+                    })
+                    .collect();
+                quote_spanned!(span=> #root::map_jvp(&#root::map_pullback(#vx, #closure).1, #tx, &[#(#tcaps),*]))
+            }
             Op::Inactive(_) | Op::Call(..) => unreachable!("inactive or handled above"),
         };
         let tty = if is_ref { None } else { ty_ann };
@@ -330,6 +347,11 @@ impl<'a> Fwd<'a> {
             Op::ComponentMul(x, y) => {
                 let (x, y) = (r(x), r(y));
                 quote_spanned!(span=> #root::component_mul(#x, #y))
+            }
+            Op::Map(x, m) => {
+                let x = r(x);
+                let closure = m.tokens(root);
+                quote_spanned!(span=> #root::map_pullback(#x, #closure).0)
             }
             Op::Inactive(ts) => ts.clone(),
             Op::Call(..) => unreachable!("calls are emitted by `call`"),

@@ -199,6 +199,9 @@ pub enum Op {
     Sum(Operand),
     Mean(Operand),
     ComponentMul(Operand, Operand),
+    /// `x.map(|v| ...)`: the closure differentiated as a scalar function; the values are
+    /// the mapped matrix and the active scalars the closure captures.
+    Map(Operand, std::rc::Rc<crate::lower::MapClosure>),
     /// An expression of constants only (integer arithmetic, casts of loop indices...),
     /// already renamed.
     Inactive(TokenStream),

@@ -69,6 +69,10 @@ fn op_text(f: &Function, op: &Op) -> String {
         Op::Sum(x) => format!("sum {}", o(x)),
         Op::Mean(x) => format!("mean {}", o(x)),
         Op::ComponentMul(x, y) => format!("component_mul {}, {}", o(x), o(y)),
+        Op::Map(x, m) => {
+            let caps: Vec<String> = m.captures.iter().map(|c| var(f, *c)).collect();
+            format!("map {} with [{}]", o(x), caps.join(", "))
+        }
         Op::Inactive(ts) => format!("const {{ {ts} }}"),
     }
 }
