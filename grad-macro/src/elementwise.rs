@@ -86,7 +86,17 @@ impl<'ast> Visit<'ast> for Names {
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
+const BAD_PARAM: &str =
+    "the parameter of a `map` closure must be a name (`|v| ...` or `|v: f64| ...`)";
+
 impl Lowerer {
+    /// A value for an expression that has an error already reported: active, so that the
+    /// expressions around it are not re-lowered as constants (which would report the closure
+    /// again). Never emitted: lowering fails.
+    fn poisoned(&mut self) -> Operand {
+        Operand::Var(self.new_var("", true, Deps::default(), false))
+    }
+
     /// `recv.map(|v| body)`.
     pub(super) fn map_closure(
         &mut self,
@@ -96,10 +106,11 @@ impl Lowerer {
     ) -> Operand {
         let recv = self.expr(&m.receiver);
         if c.inputs.len() != 1 {
-            return self.unsupported_node(
+            self.errors.push(syn::Error::new_spanned(
                 &c.inputs,
                 "the closure passed to `map` takes one parameter, the element (`|v| ...`)",
-            );
+            ));
+            return self.poisoned();
         }
         let (param, ty): (Ident, syn::Type) = match &c.inputs[0] {
             Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
@@ -110,21 +121,19 @@ impl Lowerer {
                     (pi.ident.clone(), (*pt.ty).clone())
                 }
                 other => {
-                    return self.unsupported_node(
-                        other,
-                        "the parameter of a `map` closure must be a name (`|v| ...` or `|v: f64| ...`)",
-                    );
+                    self.errors.push(syn::Error::new_spanned(other, BAD_PARAM));
+                    return self.poisoned();
                 }
             },
             other => {
-                return self.unsupported_node(
-                    other,
-                    "the parameter of a `map` closure must be a name (`|v| ...` or `|v: f64| ...`)",
-                );
+                self.errors.push(syn::Error::new_spanned(other, BAD_PARAM));
+                return self.poisoned();
             }
         };
         if let Some(a) = &c.asyncness {
-            return self.unsupported(a.span, "`async` closures are not supported");
+            self.errors
+                .push(err(a.span, "`async` closures are not supported"));
+            return self.poisoned();
         }
 
         // The outer names the body reads.
@@ -167,7 +176,7 @@ impl Lowerer {
                                 "the closure passed to `map` reads `{name}`, which carries a gradient and is not a scalar; a `map` closure may read constants and f32/f64 values (give a scalar a type: `let {name}: f64 = ...;`), not matrices or structs that carry gradients"
                             ),
                         ));
-                        return Self::dummy();
+                        return self.poisoned();
                     }
                 }
             };
@@ -188,7 +197,7 @@ impl Lowerer {
             Ok(f) => f,
             Err(errs) => {
                 self.errors.extend(errs);
-                return Self::dummy();
+                return self.poisoned();
             }
         };
         #[cfg(debug_assertions)]

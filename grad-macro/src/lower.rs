@@ -71,7 +71,7 @@ struct Snapshot {
     next_id: usize,
 }
 
-const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul";
+const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul, map(|v| ..)";
 
 /// Float methods that exist but have no rule here.
 const UNSUPPORTED_FLOAT_METHODS: &[&str] = &[
@@ -1282,7 +1282,7 @@ impl Lowerer {
             return self.unsupported(span, "in a #[differentiable] fn, `map` takes a closure whose body is differentiated: `x.map(|v| v.exp())`");
         }
         if UNSUPPORTED_MATRIX_METHODS.contains(&name.as_str()) {
-            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, and functions with a `_pullback` (relu, softmax, ...)"));
+            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, indexing, `map(|v| ..)`, and functions with a `_pullback` (relu, softmax, exp, softplus, ...)"));
         }
         let Operand::Var(rv) = recv else {
             return self.unsupported_node(
