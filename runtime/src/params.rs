@@ -96,6 +96,7 @@ pub trait Params<T = f32> {
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Tensor<T>));
     /// Walks `self` and `other` (a gradient of the same structure) together:
     /// `f(name, param, grad)`. Optimizers use this.
+    #[allow(clippy::type_complexity)]
     fn visit_with(
         &mut self,
         other: &Self,

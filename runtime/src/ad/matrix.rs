@@ -265,7 +265,7 @@ pub fn map_vjp<M: Elements, const K: usize>(d: &[M; K], k: usize, g: &M) -> M {
     );
     let mut out = g.clone();
     for (o, &p) in out.elems_mut().iter_mut().zip(d[k].elems()) {
-        *o = *o * p;
+        *o *= p;
     }
     out
 }

@@ -39,7 +39,7 @@ fn scale_seed<M: Elements>(op: &str, mut seed: M, d: &M) -> M {
         d.dims()
     );
     for (g, &s) in seed.elems_mut().iter_mut().zip(d.elems()) {
-        *g = *g * s;
+        *g *= s;
     }
     seed
 }
@@ -59,7 +59,7 @@ fn tangent<M: Elements>(op: &str, d: &M, dx: Option<&M>) -> M {
             );
             let mut t = dx.clone();
             for (g, &s) in t.elems_mut().iter_mut().zip(d.elems()) {
-                *g = *g * s;
+                *g *= s;
             }
             t
         }
