@@ -89,6 +89,35 @@ macro_rules! models {
                 e + l + a + g
             }
 
+            /// A scalar helper called from a closure.
+            #[differentiable]
+            pub fn bump(v: $t, a: $t) -> $t {
+                v * a + (v * v).sin()
+            }
+
+            /// `map` in a loop (the derivative matrices kept per iteration on the tape), in
+            /// a branch, and a closure body calling a `#[differentiable]` fn and looping.
+            #[differentiable]
+            pub fn map_in_control_flow(x: &DVector<$t>, a: $t) -> $t {
+                let mut h = x.clone();
+                for i in 0..3 {
+                    let c = (i as $t) * 0.5;
+                    h = h.map(|v| (v * a + c).tanh());
+                }
+                let y = if a > 0.0 {
+                    h.map(|v| bump(v, a))
+                } else {
+                    h.map(|v| {
+                        let mut s = v;
+                        for _ in 0..2 {
+                            s = s * v + 1.0;
+                        }
+                        s
+                    })
+                };
+                y.sum()
+            }
+
             /// Forward mode through matrix-vector products and a `map` closure.
             #[differentiable(forward, reverse)]
             pub fn fwd_chain(w: &DMatrix<$t>, x: &DVector<$t>, a: $t) -> $t {
@@ -395,6 +424,34 @@ fn map_custom_activation_with_captures() {
             (y, g)
         },
     );
+}
+
+#[test]
+fn map_in_loops_and_branches() {
+    let n = 4;
+    let f = |x: &[f64]| m64::map_in_control_flow(&DVector::from_column_slice(&x[..n]), x[n]);
+    for sign in [1.0, -1.0] {
+        let sample = move |r: &mut R| {
+            let mut x: Vec<f64> = (0..n).map(|_| r.gen_range(-1.0..1.0)).collect();
+            x.push(sign * r.gen_range(0.2..1.5));
+            x
+        };
+        check(
+            "map_in_control_flow",
+            &sample,
+            &f,
+            &|x| {
+                let (y, (gx, ga)) =
+                    m64::map_in_control_flow_grad(&DVector::from_column_slice(&x[..n]), x[n]);
+                (y, flat64(&[gx.as_slice(), &[ga]]))
+            },
+            &|x| {
+                let v = v32(&DVector::from_column_slice(&x[..n]));
+                let (y, (gx, ga)) = m32::map_in_control_flow_grad(&v, x[n] as f32);
+                (y, flat32(&[gx.as_slice(), &[ga]]))
+            },
+        );
+    }
 }
 
 #[test]
