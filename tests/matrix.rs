@@ -86,7 +86,8 @@ macro_rules! models {
                 let l = ln(p).sum() + sqrt(p).mean();
                 let a = abs(x).component_mul(&powi(x, 3)).sum();
                 let g = gelu(p).sum() + softplus(x).sum();
-                e + l + a + g
+                let t = tanh(x).component_mul(&sigmoid(x)).sum() + relu(x).sum() * relu(p).sum();
+                e + l + a + g + t
             }
 
             /// A scalar helper called from a closure.
