@@ -90,6 +90,14 @@ macro_rules! models {
                 e + l + a + g + t
             }
 
+            /// `wᵀ x` with a vector `x`, fused (no transpose materialised).
+            #[differentiable]
+            pub fn tn_vec(w: &DMatrix<$t>, x: &DVector<$t>) -> $t {
+                let y = w.transpose() * x;
+                let z = w.transpose() * &(w * &y);
+                z.component_mul(&z).sum() + y[0]
+            }
+
             /// A scalar helper called from a closure.
             #[differentiable]
             pub fn bump(v: $t, a: $t) -> $t {
@@ -124,7 +132,8 @@ macro_rules! models {
             pub fn fwd_chain(w: &DMatrix<$t>, x: &DVector<$t>, a: $t) -> $t {
                 let y = w * x;
                 let z = y.map(|v| v * v.tanh() + a * v);
-                (softplus(&z) * a).sum()
+                let q = w.transpose() * &z;
+                (softplus(&z) * a).sum() + q.sum()
             }
         }
     };
@@ -252,6 +261,32 @@ fn matvec_and_scalars() {
             let (w, v, s) = (k.mat(r, c), k.vec(c), k.s());
             let (y, (gw, gv, gs)) = m32::matvec_grad(&m32(&w), &v32(&v), s as f32);
             (y, flat32(&[gw.as_slice(), gv.as_slice(), &[gs]]))
+        },
+    );
+}
+
+#[test]
+fn transposed_matrix_times_vector() {
+    let (r, c) = (3, 2);
+    check(
+        "tn_vec",
+        &uniform(r * c + r, -1.0, 1.0),
+        &|x| {
+            let mut k = Cut(x);
+            let (w, v) = (k.mat(r, c), k.vec(r));
+            m64::tn_vec(&w, &v)
+        },
+        &|x| {
+            let mut k = Cut(x);
+            let (w, v) = (k.mat(r, c), k.vec(r));
+            let (y, (gw, gv)) = m64::tn_vec_grad(&w, &v);
+            (y, flat64(&[gw.as_slice(), gv.as_slice()]))
+        },
+        &|x| {
+            let mut k = Cut(x);
+            let (w, v) = (k.mat(r, c), k.vec(r));
+            let (y, (gw, gv)) = m32::tn_vec_grad(&m32(&w), &v32(&v));
+            (y, flat32(&[gw.as_slice(), gv.as_slice()]))
         },
     );
 }
