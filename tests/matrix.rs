@@ -658,6 +658,13 @@ fn f64_model_with_linear_layers() {
     assert_eq!(g.scale, 1.5, "a skipped field is copied into the gradient");
     let want = model_fd(&net, &|m: &Net64| m.loss(&x));
     assert_close("Net64", &flat_params(&g), &want, 1e-6);
+    // A few plain gradient steps lower the loss.
+    let mut m = net.clone();
+    for _ in 0..20 {
+        let (_, g) = m.loss_grad(&x);
+        symgrad::optim::gradient_step(&mut m, &g, 0.5);
+    }
+    assert!(m.loss(&x) < y, "{} vs {y}", m.loss(&x));
 }
 
 #[test]
