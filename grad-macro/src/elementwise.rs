@@ -214,3 +214,58 @@ impl Lowerer {
         self.assign(Op::Map(recv.clone(), closure), &refs, e.span(), false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::show::{Listing, verify};
+    use syn::parse_quote;
+
+    #[test]
+    fn map_lowers_to_one_op_with_its_captures() {
+        let f = crate::lower::lower(
+            &parse_quote! {
+                fn f(x: &DVector<f64>, a: f64, n: usize) -> f64 {
+                    let k = n as f64;
+                    let b = a * 2.0;
+                    x.map(|v| v * b + k).sum()
+                }
+            },
+            &crate::args::Args::default(),
+        )
+        .unwrap_or_else(|_| panic!("lowering failed"));
+        verify(&f).unwrap();
+        let text = Listing(&f).to_string();
+        // `b` (active scalar) is a capture; `k` (a constant) is not.
+        let line = text.lines().find(|l| l.contains("map ")).unwrap();
+        assert_eq!(line.matches('%').count(), 3, "{line}");
+        let Some(crate::ir::Stmt::Assign(a)) = f.body.stmts.iter().find(
+            |s| matches!(s, crate::ir::Stmt::Assign(a) if matches!(a.op, crate::ir::Op::Map(..))),
+        ) else {
+            panic!("no map in\n{text}")
+        };
+        let crate::ir::Op::Map(_, m) = &a.op else {
+            unreachable!()
+        };
+        assert_eq!(m.captures.len(), 1);
+        assert_eq!(m.func.params.len(), 2);
+        verify(&m.func).unwrap();
+    }
+
+    #[test]
+    fn map_errors_point_into_the_closure() {
+        let errs = match crate::lower::lower(
+            &parse_quote! {
+                fn f(x: &DVector<f64>, w: &DMatrix<f64>) -> f64 {
+                    x.map(|v| v.floor() + w.sum()).sum()
+                }
+            },
+            &crate::args::Args::default(),
+        ) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        };
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(msgs[0].contains("reads `w`"), "{msgs:?}");
+    }
+}
