@@ -57,10 +57,16 @@ macro_rules! models {
                 s + y[1] * y[1] - w[(1, 2)]
             }
 
-            /// A composite closure body.
+            /// A composite closure body, and functions by path.
             #[differentiable]
             pub fn map_composite(x: &DVector<$t>) -> $t {
-                x.map(|v| v * v.tanh() + 1.0).sum()
+                let s = x.map($t::sin).component_mul(&x.map(square)).sum();
+                x.map(|v| v * v.tanh() + 1.0).sum() + s
+            }
+
+            #[differentiable]
+            pub fn square(v: $t) -> $t {
+                v * v
             }
 
             /// A custom activation (ELU) with a branch and a block body, on a matrix, captured
@@ -391,12 +397,13 @@ fn map_composite_body() {
             (y, flat32(&[g.as_slice()]))
         },
     );
-    // By hand: d/dv (v tanh v + 1) = tanh v + v (1 - tanh² v).
+    // By hand: d/dv (v tanh v + 1 + v² sin v) = tanh v + v (1 - tanh² v) + 2 v sin v + v² cos v.
     let x = DVector::from_vec(vec![0.3, -1.1]);
     let (_, g) = m64::map_composite_grad(&x);
     for i in 0..2 {
         let (v, t) = (x[i], x[i].tanh());
-        assert!((g[i] - (t + v * (1.0 - t * t))).abs() < 1e-14);
+        let want = t + v * (1.0 - t * t) + 2.0 * v * v.sin() + v * v * v.cos();
+        assert!((g[i] - want).abs() < 1e-14, "{} vs {want}", g[i]);
     }
 }
 

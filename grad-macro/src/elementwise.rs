@@ -97,6 +97,26 @@ impl Lowerer {
         Operand::Var(self.new_var("", true, Deps::default(), false))
     }
 
+    /// `x.map(f64::exp)`, `x.map(my_fn)`: a function path is the closure `|v| path(v)`.
+    pub(super) fn map_fn_path(&self, m: &syn::ExprMethodCall) -> Option<syn::ExprClosure> {
+        let [Expr::Path(p)] = m.args.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let local = p
+            .path
+            .get_ident()
+            .is_some_and(|i| self.lookup(&i.to_string()).is_some());
+        if p.qself.is_some() || local {
+            return None;
+        }
+        // The generated names (and the value returned) take the span of `map`, not of the
+        // path, which may come from another macro context than the function's body.
+        Some(syn::parse_quote_spanned!(m.method.span()=> |__map_v| {
+            let __map_r = #p(__map_v);
+            __map_r
+        }))
+    }
+
     /// `recv.map(|v| body)`.
     pub(super) fn map_closure(
         &mut self,

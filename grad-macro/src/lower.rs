@@ -1243,6 +1243,9 @@ impl Lowerer {
             if let [Expr::Closure(c)] = m.args.iter().collect::<Vec<_>>()[..] {
                 return self.map_closure(m, c, e);
             }
+            if let Some(c) = self.map_fn_path(m) {
+                return self.map_closure(m, &c, e);
+            }
         }
         let recv = self.expr(&m.receiver);
         let args = self.call_args(&m.args);
@@ -1279,7 +1282,7 @@ impl Lowerer {
             return self.unsupported(span, &format!("method `{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}"));
         }
         if name == "map" {
-            return self.unsupported(span, "in a #[differentiable] fn, `map` takes a closure whose body is differentiated: `x.map(|v| v.exp())`");
+            return self.unsupported(span, "in a #[differentiable] fn, `map` takes a closure whose body is differentiated (`x.map(|v| v.exp())`) or the path of a function (`x.map(f64::exp)`, `x.map(my_differentiable_fn)`)");
         }
         if UNSUPPORTED_MATRIX_METHODS.contains(&name.as_str()) {
             return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, indexing, `map(|v| ..)`, and functions with a `_pullback` (relu, softmax, exp, softplus, ...)"));
