@@ -112,7 +112,7 @@ macro_rules! models {
 
             /// `map` in a loop (the derivative matrices kept per iteration on the tape), in
             /// a branch, and a closure body calling a `#[differentiable]` fn and looping.
-            #[differentiable]
+            #[differentiable(forward, reverse)]
             pub fn map_in_control_flow(x: &DVector<$t>, a: $t) -> $t {
                 let mut h = x.clone();
                 for i in 0..3 {
@@ -696,4 +696,32 @@ fn generic_params_struct_in_f32_and_f64() {
     let (_, g32) = tiny_loss32_grad(&m32, &v32(&x));
     assert_close("Tiny<f32>", &flat_params(&g32), &want, 2e-3);
     assert_eq!(Params::<f32>::names(&m32), ["w", "b"]);
+}
+
+#[test]
+fn forward_mode_through_maps_in_control_flow() {
+    let n = 4;
+    let f = |x: &[f64]| m64::map_in_control_flow(&DVector::from_column_slice(&x[..n]), x[n]);
+    let mut rng = R::seed_from_u64(11);
+    for k in 0..20 {
+        let mut x: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let a: f64 = rng.gen_range(0.2..1.5);
+        x.push(if k % 2 == 0 { a } else { -a });
+        let d: Vec<f64> = (0..=n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let want: f64 = fd(&f, &x).iter().zip(&d).map(|(g, d)| g * d).sum();
+        let (v, dv) = (
+            DVector::from_column_slice(&x[..n]),
+            DVector::from_column_slice(&d[..n]),
+        );
+        let (_, t) = m64::map_in_control_flow_jvp(&v, x[n], &dv, d[n]);
+        assert!(
+            (t - want).abs() < 1e-6 * (1.0 + want.abs()),
+            "{t} vs {want}"
+        );
+        let (_, t32) = m32::map_in_control_flow_jvp(&v32(&v), x[n] as f32, &v32(&dv), d[n] as f32);
+        assert!(
+            (f64::from(t32) - want).abs() < 2e-3 * (1.0 + want.abs()),
+            "{t32} vs {want}"
+        );
+    }
 }

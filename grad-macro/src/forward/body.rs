@@ -157,6 +157,9 @@ impl<'a> Fwd<'a> {
         if let Op::Call(callee, args) = &a.op {
             return self.call(a, callee, args);
         }
+        if let (Op::Map(x, m), true) = (&a.op, active) {
+            return self.map(a, x, m);
+        }
         let rhs = self.value_rhs(&a.op, span);
         let mut out = quote!(let #t #ty_ann = #rhs;);
         if !active {
@@ -250,24 +253,9 @@ impl<'a> Fwd<'a> {
                 let tx = self.t(x, Form::Plain).unwrap();
                 quote_spanned!(span=> #tx.mean())
             }
-            Op::Map(x, m) => {
-                let vx = r(self, x);
-                let closure = m.tokens(&root);
-                let tx = match tr(self, x) {
-                    Some(tx) => quote!(::core::option::Option::Some(#tx)),
-                    None => quote!(::core::option::Option::None),
-                };
-                let tcaps: Vec<TokenStream> = m
-                    .captures
-                    .iter()
-                    .map(|c| {
-                        self.t(&Operand::Var(*c), Form::Val)
-                            .unwrap_or_else(|| quote!(0.0))
-                    })
-                    .collect();
-                quote_spanned!(span=> #root::map_jvp(&#root::map_pullback(#vx, #closure).1, #tx, &[#(#tcaps),*]))
+            Op::Inactive(_) | Op::Call(..) | Op::Map(..) => {
+                unreachable!("inactive or handled above")
             }
-            Op::Inactive(_) | Op::Call(..) => unreachable!("inactive or handled above"),
         };
         let tty = if is_ref { None } else { ty_ann };
         out.extend(quote!(let #tid #tty = #trhs;));
