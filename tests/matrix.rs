@@ -54,7 +54,7 @@ macro_rules! models {
                     s += v[i] * w[(i, 0)] * w[(0, i)];
                 }
                 let y = w * v;
-                s + y[1] * y[1] - w[(1, 2)]
+                s + y[1] * y[1] - w[(1, 2)] + w[4] * v[0]
             }
 
             /// A composite closure body, and functions by path.
