@@ -104,6 +104,13 @@ macro_rules! models {
                 z.component_mul(&z).sum() + y[0]
             }
 
+            /// `dot`, `norm`, `norm_squared` of vectors and matrices.
+            #[differentiable]
+            pub fn dots(w: &DMatrix<$t>, x: &DVector<$t>, y: &DVector<$t>) -> $t {
+                let z = w * x;
+                z.dot(y) + x.norm() * y.norm_squared() + w.norm() + w.dot(&w)
+            }
+
             /// A scalar helper called from a closure.
             #[differentiable]
             pub fn bump(v: $t, a: $t) -> $t {
@@ -293,6 +300,32 @@ fn transposed_matrix_times_vector() {
             let (w, v) = (k.mat(r, c), k.vec(r));
             let (y, (gw, gv)) = m32::tn_vec_grad(&m32(&w), &v32(&v));
             (y, flat32(&[gw.as_slice(), gv.as_slice()]))
+        },
+    );
+}
+
+#[test]
+fn dot_and_norms() {
+    let (r, c) = (3, 2);
+    check(
+        "dots",
+        &uniform(r * c + c + r, -1.0, 1.0),
+        &|x| {
+            let mut k = Cut(x);
+            let (w, a, b) = (k.mat(r, c), k.vec(c), k.vec(r));
+            m64::dots(&w, &a, &b)
+        },
+        &|x| {
+            let mut k = Cut(x);
+            let (w, a, b) = (k.mat(r, c), k.vec(c), k.vec(r));
+            let (y, (gw, ga, gb)) = m64::dots_grad(&w, &a, &b);
+            (y, flat64(&[gw.as_slice(), ga.as_slice(), gb.as_slice()]))
+        },
+        &|x| {
+            let mut k = Cut(x);
+            let (w, a, b) = (k.mat(r, c), k.vec(c), k.vec(r));
+            let (y, (gw, ga, gb)) = m32::dots_grad(&m32(&w), &v32(&a), &v32(&b));
+            (y, flat32(&[gw.as_slice(), ga.as_slice(), gb.as_slice()]))
         },
     );
 }

@@ -97,6 +97,34 @@ impl Lowerer {
         Operand::Var(self.new_var("", true, Deps::default(), false))
     }
 
+    /// `a.dot(&b)` = `a.component_mul(&b).sum()`, `a.norm_squared()` = `a.dot(&a)`,
+    /// `a.norm()` = `a.norm_squared().sqrt()`: lowered to those operations.
+    pub(super) fn dot_or_norm(
+        &mut self,
+        name: &str,
+        a: Operand,
+        b: Option<Operand>,
+        e: &Expr,
+    ) -> Operand {
+        let b = b.unwrap_or_else(|| a.clone());
+        let p = self.assign(
+            Op::ComponentMul(a.clone(), b.clone()),
+            &[&a, &b],
+            e.span(),
+            false,
+        );
+        let s = self.assign(Op::Sum(p.clone()), &[&p], e.span(), false);
+        if name != "norm" {
+            return s;
+        }
+        self.assign(
+            Op::Math(MathFn::Sqrt, vec![s.clone()], None),
+            &[&s],
+            e.span(),
+            false,
+        )
+    }
+
     /// `x.map(f64::exp)`, `x.map(my_fn)`: a function path is the closure `|v| path(v)`.
     pub(super) fn map_fn_path(&self, m: &syn::ExprMethodCall) -> Option<syn::ExprClosure> {
         let [Expr::Path(p)] = m.args.iter().collect::<Vec<_>>()[..] else {

@@ -71,7 +71,7 @@ struct Snapshot {
     next_id: usize,
 }
 
-const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul, map(|v| ..)";
+const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul, dot, norm, norm_squared, map(|v| ..)";
 
 /// Float methods that exist but have no rule here.
 const UNSUPPORTED_FLOAT_METHODS: &[&str] = &[
@@ -104,9 +104,6 @@ const UNSUPPORTED_MATRIX_METHODS: &[&str] = &[
     "tr_mul",
     "ad_mul",
     "tr_dot",
-    "dot",
-    "norm",
-    "norm_squared",
     "normalize",
     "try_inverse",
     "determinant",
@@ -1267,6 +1264,10 @@ impl Lowerer {
             ("sum", 0) => return self.assign(Op::Sum(recv.clone()), &[&recv], e.span(), false),
             ("mean", 0) => return self.assign(Op::Mean(recv.clone()), &[&recv], e.span(), false),
             ("clone", 0) => return self.assign(Op::Clone(recv.clone()), &[&recv], e.span(), false),
+            ("dot", 1) | ("norm_squared", 0) | ("norm", 0) => {
+                let other = args.first().map(|a| a.operand.clone());
+                return self.dot_or_norm(&name, recv, other, e);
+            }
             ("component_mul", 1) => {
                 let b = args[0].operand.clone();
                 return self.assign(
@@ -1285,7 +1286,7 @@ impl Lowerer {
             return self.unsupported(span, "in a #[differentiable] fn, `map` takes a closure whose body is differentiated (`x.map(|v| v.exp())`) or the path of a function (`x.map(f64::exp)`, `x.map(my_differentiable_fn)`)");
         }
         if UNSUPPORTED_MATRIX_METHODS.contains(&name.as_str()) {
-            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, indexing, `map(|v| ..)`, and functions with a `_pullback` (relu, softmax, exp, softplus, ...)"));
+            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, dot, norm, norm_squared, indexing, `map(|v| ..)`, and functions with a `_pullback` (relu, softmax, exp, softplus, ...)"));
         }
         let Operand::Var(rv) = recv else {
             return self.unsupported_node(
