@@ -49,6 +49,10 @@ pub fn op_reads(op: &Op) -> Vec<VarId> {
             push(&Operand::Var(*b));
             push(v);
         }
+        Op::Map(x, m) => {
+            push(x);
+            m.captures.iter().for_each(|c| push(&Operand::Var(*c)));
+        }
         Op::Inactive(_) => {}
     }
     out
@@ -157,7 +161,7 @@ pub fn reverse_reads(b: &Block, active: &impl Fn(VarId) -> bool, out: &mut BTree
                 if active(a.dst) {
                     out.insert(Kept::Var(a.dst));
                     out.extend(op_reads(&a.op).into_iter().map(Kept::Var));
-                    if let Op::Call(..) = a.op {
+                    if let Op::Call(..) | Op::Map(..) = a.op {
                         out.insert(Kept::Pullback(a.dst));
                     }
                 }

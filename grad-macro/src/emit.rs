@@ -370,6 +370,12 @@ impl<'a> Gen<'a> {
                 let (x, y) = (self.fwd_ref(x), self.fwd_ref(y));
                 quote_spanned!(span=> #root::component_mul(#x, #y))
             }
+            Op::Map(x, m) => {
+                let pb = pullback_name(t);
+                let x = self.fwd_ref(x);
+                let closure = m.tokens(root);
+                return quote_spanned!(span=> let (#t, #pb) = #root::map_pullback(#x, #closure););
+            }
             Op::Inactive(ts) => ts.clone(),
             op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
                 crate::arrays::value(op, &|o| self.fwd_plain(o), &|v| self.id(v).clone(), span)
@@ -389,7 +395,7 @@ impl<'a> Gen<'a> {
             match s {
                 Stmt::Assign(Assign {
                     dst,
-                    op: Op::Call(..),
+                    op: Op::Call(..) | Op::Map(..),
                     ..
                 }) => {
                     out.push(pullback_name(self.id(*dst)).to_string());
@@ -961,7 +967,7 @@ impl<'a> Gen<'a> {
                 let gb = self.materialize(st, out, *b);
                 let base = self.rev_name(*b);
                 let i = self.val(i);
-                out.extend(quote!(#root::acc_index(&mut #gb, #base.len(), #i, #gt);));
+                out.extend(quote!(#root::acc_at(&mut #gb, &#base, #i, #gt);));
             }
             Op::Transpose(x) => {
                 if let Some(v) = self.active(x) {
@@ -1021,6 +1027,22 @@ impl<'a> Gen<'a> {
                 if self.f.vars[*b].active {
                     let c = Contrib::Ts(quote!(#root::grad_truncate(&#gt, #rb.len())));
                     self.contribute(st, out, *b, c);
+                }
+            }
+            Op::Map(x, m) => {
+                let pb = pullback_name(self.id(t));
+                self.read_ident(&pb);
+                if let Some(v) = self.active(x) {
+                    let c = Contrib::Ts(quote_spanned!(span=> #root::map_vjp(&#pb, 0, &#gt)));
+                    let c = self.guard(v, t, c);
+                    self.contribute(st, out, v, c);
+                }
+                for (k, &cv) in m.captures.iter().enumerate() {
+                    let k = Literal::usize_unsuffixed(k + 1);
+                    let c =
+                        Contrib::Ts(quote_spanned!(span=> #root::map_capture_vjp(&#pb, #k, &#gt)));
+                    let c = self.guard(cv, t, c);
+                    self.contribute(st, out, cv, c);
                 }
             }
             Op::Inactive(_) => {}

@@ -207,6 +207,17 @@ pub fn cases() -> Vec<(&'static str, TokenStream, syn::ItemFn)> {
                 }
             },
         ),
+        (
+            "matvec_index_map",
+            quote!(),
+            parse_quote! {
+                fn head(w: &DMatrix<f64>, x: &DVector<f64>, a: f64) -> f64 {
+                    let y = w * x;
+                    let z = y.map(|v| v * v.tanh() + a);
+                    softplus(&z).sum() + z[0] * w[(0, 1)]
+                }
+            },
+        ),
     ]
 }
 

@@ -629,6 +629,10 @@ impl Dir<'_> {
                 self.unsupported(span, "`sum`/`mean` of a matrix");
                 return TokenStream::new();
             }
+            Op::Map(..) => {
+                self.unsupported(span, "a `map` of a matrix");
+                return TokenStream::new();
+            }
             Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..) => {
                 self.unsupported(span, "a local array or `Vec`");
                 return TokenStream::new();

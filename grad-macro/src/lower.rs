@@ -1,6 +1,10 @@
 //! Lowering: the body of a `#[differentiable]` fn to the IR, one operation per step.
 //! Unsupported syntax is rejected here, with an error on the offending tokens.
 
+#[path = "elementwise.rs"]
+mod elementwise;
+pub use elementwise::MapClosure;
+
 use crate::args::Args;
 use crate::ir::*;
 use proc_macro2::{Span, TokenStream};
@@ -84,7 +88,7 @@ struct Snapshot {
     next_id: usize,
 }
 
-const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul";
+const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul, dot, norm, norm_squared, map(|v| ..)";
 
 /// Float methods that exist but have no rule here.
 const UNSUPPORTED_FLOAT_METHODS: &[&str] = &[
@@ -117,9 +121,6 @@ const UNSUPPORTED_MATRIX_METHODS: &[&str] = &[
     "tr_mul",
     "ad_mul",
     "tr_dot",
-    "dot",
-    "norm",
-    "norm_squared",
     "normalize",
     "try_inverse",
     "determinant",
@@ -1026,7 +1027,12 @@ impl Lowerer {
             }
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr);
-                let index = self.expr(&ix.index);
+                // `w[(i, j)]`: the index pair is an integer value.
+                let index = if let Expr::Tuple(_) = strip_paren(&ix.index) {
+                    self.inactive(&ix.index, false)
+                } else {
+                    self.expr(&ix.index)
+                };
                 if self.active(&index) {
                     self.errors.push(err_node(&ix.index, "an index must be an integer, not a value that carries a gradient"));
                     return Self::dummy();
@@ -1272,6 +1278,14 @@ impl Lowerer {
         if STRUCTURAL_METHODS.contains(&name.as_str()) {
             return self.inactive(e, true);
         }
+        if name == "map" {
+            if let [Expr::Closure(c)] = m.args.iter().collect::<Vec<_>>()[..] {
+                return self.map_closure(m, c, e);
+            }
+            if let Some(c) = self.map_fn_path(m) {
+                return self.map_closure(m, &c, e);
+            }
+        }
         let recv = self.expr(&m.receiver);
         let args = self.call_args(&m.args);
         let any_active = self.active(&recv) || args.iter().any(|a| self.active(&a.operand));
@@ -1292,6 +1306,10 @@ impl Lowerer {
             ("sum", 0) => return self.assign(Op::Sum(recv.clone()), &[&recv], e.span(), false),
             ("mean", 0) => return self.assign(Op::Mean(recv.clone()), &[&recv], e.span(), false),
             ("clone", 0) => return self.assign(Op::Clone(recv.clone()), &[&recv], e.span(), false),
+            ("dot", 1) | ("norm_squared", 0) | ("norm", 0) => {
+                let other = args.first().map(|a| a.operand.clone());
+                return self.dot_or_norm(&name, recv, other, e);
+            }
             ("component_mul", 1) => {
                 let b = args[0].operand.clone();
                 return self.assign(
@@ -1306,8 +1324,11 @@ impl Lowerer {
         if UNSUPPORTED_FLOAT_METHODS.contains(&name.as_str()) {
             return self.unsupported(span, &format!("method `{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}"));
         }
+        if name == "map" {
+            return self.unsupported(span, "in a #[differentiable] fn, `map` takes a closure whose body is differentiated (`x.map(|v| v.exp())`) or the path of a function (`x.map(f64::exp)`, `x.map(my_differentiable_fn)`)");
+        }
         if UNSUPPORTED_MATRIX_METHODS.contains(&name.as_str()) {
-            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, and functions with a `_pullback` (relu, softmax, ...)"));
+            return self.unsupported(span, &format!("matrix method `{name}` is not supported in a #[differentiable] fn; supported: `*`, `+`, `-`, scalar `*` and `/`, transpose, sum, mean, component_mul, dot, norm, norm_squared, indexing, `map(|v| ..)`, and functions with a `_pullback` (relu, softmax, exp, softplus, ...)"));
         }
         let Operand::Var(rv) = recv else {
             return self.unsupported_node(

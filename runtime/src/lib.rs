@@ -43,6 +43,9 @@ pub mod __private {
         matmul_nt_grad_lhs, matmul_nt_grad_rhs, matmul_tn, matmul_tn_grad_lhs, matmul_tn_grad_rhs,
         mean_vjp, mul, mul_grad_lhs, mul_grad_rhs, sub, sum_vjp, transpose_vjp,
     };
+    pub use crate::ad::matrix::{
+        acc_at, map_capture_vjp, map_jvp, map_pullback, map_vjp, one_like,
+    };
     pub use crate::ad::scalar::*;
     pub use crate::ad::tangent::{
         ConstantParameter, abs_jvp, acos_jvp, asin_jvp, atan_jvp, atan2_jvp, cbrt_jvp,

@@ -6,43 +6,44 @@
 //! and `bias` yields the names `layer1.weight`, `layer1.bias`, ... in declaration order.
 //! Those names are PyTorch's `state_dict` keys for the same module tree.
 
+use crate::ad::linalg::Scalar;
 use nalgebra::{DMatrix, DVector};
 
-/// One parameter tensor of `f32`, as visitors see it.
+/// One parameter tensor of element type `T` (`f32` by default, or `f64`), as visitors see it.
 ///
 /// Storage is nalgebra's (column-major); [`Tensor::shape`] and the row-major accessors give
 /// the PyTorch view of the same tensor (a `DMatrix` with `r` rows and `c` columns is the
 /// row-major tensor `[r, c]`).
-pub trait Tensor {
+pub trait Tensor<T = f32> {
     /// The tensor's shape as PyTorch states it: `[rows, cols]` for a matrix, `[len]` for a vector.
     fn shape(&self) -> Vec<usize>;
     /// The elements in storage order (column-major). Element-wise code (optimizers) uses this.
-    fn as_slice(&self) -> &[f32];
+    fn as_slice(&self) -> &[T];
     /// The elements in storage order, mutable.
-    fn as_mut_slice(&mut self) -> &mut [f32];
+    fn as_mut_slice(&mut self) -> &mut [T];
     /// The elements in row-major (C) order, as safetensors and PyTorch store them.
-    fn to_row_major(&self) -> Vec<f32>;
+    fn to_row_major(&self) -> Vec<T>;
     /// Overwrites the elements from row-major data.
     ///
     /// # Panics
     /// If `values.len()` is not the tensor's number of elements.
-    fn copy_from_row_major(&mut self, values: &[f32]);
+    fn copy_from_row_major(&mut self, values: &[T]);
 }
 
-impl Tensor for DMatrix<f32> {
+impl<T: Scalar> Tensor<T> for DMatrix<T> {
     fn shape(&self) -> Vec<usize> {
         vec![self.nrows(), self.ncols()]
     }
-    fn as_slice(&self) -> &[f32] {
+    fn as_slice(&self) -> &[T] {
         nalgebra::Matrix::as_slice(self)
     }
-    fn as_mut_slice(&mut self) -> &mut [f32] {
+    fn as_mut_slice(&mut self) -> &mut [T] {
         nalgebra::Matrix::as_mut_slice(self)
     }
-    fn to_row_major(&self) -> Vec<f32> {
+    fn to_row_major(&self) -> Vec<T> {
         self.transpose().as_slice().to_vec()
     }
-    fn copy_from_row_major(&mut self, values: &[f32]) {
+    fn copy_from_row_major(&mut self, values: &[T]) {
         assert_eq!(
             values.len(),
             self.len(),
@@ -56,20 +57,20 @@ impl Tensor for DMatrix<f32> {
     }
 }
 
-impl Tensor for DVector<f32> {
+impl<T: Scalar> Tensor<T> for DVector<T> {
     fn shape(&self) -> Vec<usize> {
         vec![self.len()]
     }
-    fn as_slice(&self) -> &[f32] {
+    fn as_slice(&self) -> &[T] {
         nalgebra::Matrix::as_slice(self)
     }
-    fn as_mut_slice(&mut self) -> &mut [f32] {
+    fn as_mut_slice(&mut self) -> &mut [T] {
         nalgebra::Matrix::as_mut_slice(self)
     }
-    fn to_row_major(&self) -> Vec<f32> {
-        self.as_slice().to_vec()
+    fn to_row_major(&self) -> Vec<T> {
+        nalgebra::Matrix::as_slice(self).to_vec()
     }
-    fn copy_from_row_major(&mut self, values: &[f32]) {
+    fn copy_from_row_major(&mut self, values: &[T]) {
         assert_eq!(
             values.len(),
             self.len(),
@@ -77,28 +78,30 @@ impl Tensor for DVector<f32> {
             values.len(),
             self.len()
         );
-        Tensor::as_mut_slice(self).copy_from_slice(values);
+        nalgebra::Matrix::as_mut_slice(self).copy_from_slice(values);
     }
 }
 
-/// A tree of named parameter tensors. Derive it with `#[derive(Params)]`.
+/// A tree of named parameter tensors of element type `T` (`f32` by default, or `f64`).
+/// Derive it with `#[derive(Params)]`.
 ///
 /// Every method visits the leaves in the same, stable order (fields in declaration order,
 /// depth first) with the same dotted names, so an optimizer can keep its state in a `Vec`
 /// indexed by visit order.
-pub trait Params {
+pub trait Params<T = f32> {
     /// Calls `f(name, tensor)` for every parameter tensor. `prefix` is the name of `self`
     /// (`""` at the root).
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Tensor));
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Tensor<T>));
     /// Calls `f(name, tensor)` for every parameter tensor, mutably.
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Tensor));
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Tensor<T>));
     /// Walks `self` and `other` (a gradient of the same structure) together:
     /// `f(name, param, grad)`. Optimizers use this.
+    #[allow(clippy::type_complexity)]
     fn visit_with(
         &mut self,
         other: &Self,
         prefix: &str,
-        f: &mut dyn FnMut(&str, &mut dyn Tensor, &dyn Tensor),
+        f: &mut dyn FnMut(&str, &mut dyn Tensor<T>, &dyn Tensor<T>),
     );
 
     /// The names of all tensors, in visit order.
@@ -125,23 +128,23 @@ pub fn join_name(prefix: &str, field: &str) -> String {
 }
 
 macro_rules! leaf_params {
-    ($($t:ty),*) => {$(
-        impl Params for $t {
-            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Tensor)) {
+    ($($ty:ident),*) => {$(
+        impl<T: Scalar> Params<T> for $ty<T> {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Tensor<T>)) {
                 f(prefix, self)
             }
-            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Tensor)) {
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Tensor<T>)) {
                 f(prefix, self)
             }
             fn visit_with(
                 &mut self,
                 other: &Self,
                 prefix: &str,
-                f: &mut dyn FnMut(&str, &mut dyn Tensor, &dyn Tensor),
+                f: &mut dyn FnMut(&str, &mut dyn Tensor<T>, &dyn Tensor<T>),
             ) {
                 f(prefix, self, other)
             }
         }
     )*};
 }
-leaf_params!(DMatrix<f32>, DVector<f32>);
+leaf_params!(DMatrix, DVector);

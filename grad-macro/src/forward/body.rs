@@ -157,6 +157,9 @@ impl<'a> Fwd<'a> {
         if let Op::Call(callee, args) = &a.op {
             return self.call(a, callee, args);
         }
+        if let (Op::Map(x, m), true) = (&a.op, active) {
+            return self.map(a, x, m);
+        }
         let rhs = self.value_rhs(&a.op, span);
         let mut out = quote!(let #t #ty_ann = #rhs;);
         if !active {
@@ -263,7 +266,9 @@ impl<'a> Fwd<'a> {
                 )
                 .unwrap()
             }
-            Op::Inactive(_) | Op::Call(..) => unreachable!("inactive or handled above"),
+            Op::Inactive(_) | Op::Call(..) | Op::Map(..) => {
+                unreachable!("inactive or handled above")
+            }
         };
         let tty = if is_ref { None } else { ty_ann };
         out.extend(quote!(let #tid #tty = #trhs;));
@@ -343,6 +348,11 @@ impl<'a> Fwd<'a> {
             Op::ComponentMul(x, y) => {
                 let (x, y) = (r(x), r(y));
                 quote_spanned!(span=> #root::component_mul(#x, #y))
+            }
+            Op::Map(x, m) => {
+                let x = r(x);
+                let closure = m.tokens(root);
+                quote_spanned!(span=> #root::map_pullback(#x, #closure).0)
             }
             Op::Inactive(ts) => ts.clone(),
             op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {

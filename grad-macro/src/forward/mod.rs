@@ -19,6 +19,7 @@
 mod body;
 mod control;
 pub mod custom;
+mod map;
 
 use crate::lower::Function;
 use body::{Fwd, Tan};

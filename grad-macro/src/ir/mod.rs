@@ -207,6 +207,9 @@ pub enum Op {
     SetIndex(VarId, Operand, Operand),
     /// The `Vec` `base` with `value` pushed (`v.push(x)` on a local).
     Push(VarId, Operand),
+    /// `x.map(|v| ...)`: the closure differentiated as a scalar function; the values are
+    /// the mapped matrix and the active scalars the closure captures.
+    Map(Operand, std::rc::Rc<crate::lower::MapClosure>),
     /// An expression of constants only (integer arithmetic, casts of loop indices...),
     /// already renamed.
     Inactive(TokenStream),

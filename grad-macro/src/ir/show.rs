@@ -82,6 +82,10 @@ fn op_text(f: &Function, op: &Op) -> String {
         }
         Op::SetIndex(b, i, v) => format!("set {}[{}] = {}", var(f, *b), o(i), o(v)),
         Op::Push(b, v) => format!("push {}, {}", var(f, *b), o(v)),
+        Op::Map(x, m) => {
+            let caps: Vec<String> = m.captures.iter().map(|c| var(f, *c)).collect();
+            format!("map {} with [{}]", o(x), caps.join(", "))
+        }
         Op::Inactive(ts) => format!("const {{ {ts} }}"),
     }
 }

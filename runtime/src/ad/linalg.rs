@@ -296,25 +296,83 @@ pub fn matmul_nt_grad_rhs<T: Scalar>(
 ) -> DMatrix<T> {
     seed_product(g, true, a, false)
 }
-/// `a^T * b` without materialising the transpose (what `a.transpose() * b` lowers to).
-pub fn matmul_tn<T: Scalar>(a: &DMatrix<T>, b: &DMatrix<T>) -> DMatrix<T> {
-    matmul(a, true, b, false)
+/// `a^T * b` without materialising the transpose (what `a.transpose() * b` lowers to); `b`
+/// is a matrix or a vector ([`TnProduct`]).
+pub fn matmul_tn<A: TnProduct<B>, B>(a: &A, b: &B) -> A::Output {
+    a.tn(b)
 }
 /// C = A^T B: dA = B G^T
-pub fn matmul_tn_grad_lhs<T: Scalar>(
-    _a: &DMatrix<T>,
-    b: &DMatrix<T>,
-    g: &DMatrix<T>,
-) -> DMatrix<T> {
-    seed_product(b, false, g, true)
+pub fn matmul_tn_grad_lhs<A: TnProduct<B>, B>(a: &A, b: &B, g: &A::Output) -> A {
+    a.tn_grad_lhs(b, g)
 }
 /// C = A^T B: dB = A G
-pub fn matmul_tn_grad_rhs<T: Scalar>(
-    a: &DMatrix<T>,
-    _b: &DMatrix<T>,
-    g: &DMatrix<T>,
-) -> DMatrix<T> {
-    seed_product(a, false, g, false)
+pub fn matmul_tn_grad_rhs<A: TnProduct<B>, B>(a: &A, b: &B, g: &A::Output) -> B {
+    a.tn_grad_rhs(b, g)
+}
+
+/// `aᵀ b` for a matrix `a` and a matrix or vector `b`, with its adjoints.
+pub trait TnProduct<Rhs>: Sized {
+    /// The type of `aᵀ b`.
+    type Output;
+    /// `selfᵀ b`
+    fn tn(&self, b: &Rhs) -> Self::Output;
+    /// The adjoint of `self`: `b gᵀ`.
+    fn tn_grad_lhs(&self, b: &Rhs, g: &Self::Output) -> Self;
+    /// The adjoint of `b`: `self g`.
+    fn tn_grad_rhs(&self, b: &Rhs, g: &Self::Output) -> Rhs;
+    /// The tangent `daᵀ b + aᵀ db`.
+    fn tn_jvp(&self, da: &Self, b: &Rhs, db: &Rhs) -> Self::Output;
+}
+
+impl<T: Scalar> TnProduct<DMatrix<T>> for DMatrix<T> {
+    type Output = DMatrix<T>;
+    fn tn(&self, b: &DMatrix<T>) -> DMatrix<T> {
+        matmul(self, true, b, false)
+    }
+    fn tn_grad_lhs(&self, b: &DMatrix<T>, g: &DMatrix<T>) -> DMatrix<T> {
+        seed_product(b, false, g, true)
+    }
+    fn tn_grad_rhs(&self, _b: &DMatrix<T>, g: &DMatrix<T>) -> DMatrix<T> {
+        seed_product(self, false, g, false)
+    }
+    fn tn_jvp(&self, da: &DMatrix<T>, b: &DMatrix<T>, db: &DMatrix<T>) -> DMatrix<T> {
+        let mut c = matmul(da, true, b, false);
+        c += matmul(self, true, db, false);
+        c
+    }
+}
+
+impl<T: Scalar> TnProduct<DVector<T>> for DMatrix<T> {
+    type Output = DVector<T>;
+    #[track_caller]
+    fn tn(&self, b: &DVector<T>) -> DVector<T> {
+        assert_eq!(
+            self.nrows(),
+            b.len(),
+            "matrix product a^T * x: a is {}x{} (transposed) but x has length {}",
+            self.nrows(),
+            self.ncols(),
+            b.len()
+        );
+        self.tr_mul(b)
+    }
+    // y = Aᵀ x: dA = x gᵀ
+    fn tn_grad_lhs(&self, b: &DVector<T>, g: &DVector<T>) -> DMatrix<T> {
+        if g.is_empty() {
+            return DMatrix::zeros(0, 0);
+        }
+        b * g.transpose()
+    }
+    // y = Aᵀ x: dx = A g
+    fn tn_grad_rhs(&self, _b: &DVector<T>, g: &DVector<T>) -> DVector<T> {
+        if g.is_empty() {
+            return DVector::zeros(0);
+        }
+        self * g
+    }
+    fn tn_jvp(&self, da: &DMatrix<T>, b: &DVector<T>, db: &DVector<T>) -> DVector<T> {
+        da.tr_mul(b) + self.tr_mul(db)
+    }
 }
 
 /// Reductions and element-wise products on matrices and vectors.

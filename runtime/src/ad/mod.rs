@@ -7,6 +7,7 @@
 
 pub mod hessian;
 pub mod linalg;
+pub mod matrix;
 pub mod scalar;
 pub mod tangent;
 

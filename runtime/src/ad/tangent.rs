@@ -14,7 +14,7 @@
 //! constant exponent `p` of `powf(x, p)` at `x < 0` does not turn the tangent into NaN).
 
 use super::Differentiable;
-use super::linalg::{AddSub, Div2, Elementwise, Mul2, Scalar, matmul};
+use super::linalg::{AddSub, Div2, Elementwise, Mul2, Scalar, TnProduct, matmul};
 use super::scalar::Float;
 use nalgebra::DMatrix;
 
@@ -103,16 +103,9 @@ pub fn matmul_nt_jvp<T: Scalar>(
     c
 }
 
-/// `d(aᵀ b) = daᵀ b + aᵀ db`, neither transpose materialised.
-pub fn matmul_tn_jvp<T: Scalar>(
-    a: &DMatrix<T>,
-    da: &DMatrix<T>,
-    b: &DMatrix<T>,
-    db: &DMatrix<T>,
-) -> DMatrix<T> {
-    let mut c = matmul(da, true, b, false);
-    c += matmul(a, true, db, false);
-    c
+/// `d(aᵀ b) = daᵀ b + aᵀ db`, neither transpose materialised (`b` a matrix or a vector).
+pub fn matmul_tn_jvp<A: TnProduct<B>, B>(a: &A, da: &A, b: &B, db: &B) -> A::Output {
+    a.tn_jvp(da, b, db)
 }
 
 /// `d(a .* b) = da .* b + a .* db`.

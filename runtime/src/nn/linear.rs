@@ -1,34 +1,39 @@
+use crate::ad::linalg::Scalar;
 use crate::ops::{
     add_bias, add_bias_fwd, add_bias_pullback, add_bias_relu, add_bias_relu_pullback, matmul_nt,
     matmul_nt_pullback,
 };
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
+use rand::distributions::uniform::SampleUniform;
 use symgrad_macro::{Params, differentiable};
 
-/// A fully connected layer `y = x Wᵀ + b`, laid out as PyTorch's `nn.Linear`.
+/// A fully connected layer `y = x Wᵀ + b`, laid out as PyTorch's `nn.Linear`, of element
+/// type `T`: `Linear` is `Linear<f32>`; `Linear<f64>` is the same layer in double precision.
 ///
 /// `weight` is `[out_features, in_features]` and `bias` is `[out_features]`, so the tensors
 /// map one-to-one to a PyTorch `state_dict` (`layer1.weight`, `layer1.bias`). A batch `x`
 /// has one sample per row.
 #[derive(Clone, Debug, PartialEq, Params)]
 #[params(crate = crate)]
-pub struct Linear {
+pub struct Linear<T = f32> {
     /// `[out_features, in_features]`
-    pub weight: DMatrix<f32>,
+    pub weight: DMatrix<T>,
     /// `[out_features]`
-    pub bias: DVector<f32>,
+    pub bias: DVector<T>,
 }
 
-impl Linear {
+impl<T: Scalar + SampleUniform> Linear<T> {
     /// PyTorch's default initialisation: weight and bias uniform in ±1/√in_features
     /// (`kaiming_uniform_(a=√5)` reduces to that bound), drawn from `rng`.
     ///
     /// # Panics
     /// If `in_features` is 0.
+    /// (For `f32`, the draws are those of earlier versions, which computed in `f32` only.)
     pub fn new<R: Rng + ?Sized>(in_features: usize, out_features: usize, rng: &mut R) -> Self {
         assert!(in_features > 0, "Linear::new: in_features must be positive");
-        let bound = 1.0 / (in_features as f32).sqrt();
+        let n: T = nalgebra::convert(in_features as f64);
+        let bound = T::one() / n.sqrt();
         let weight = DMatrix::from_fn(out_features, in_features, |_, _| {
             rng.gen_range(-bound..bound)
         });
@@ -40,7 +45,7 @@ impl Linear {
     ///
     /// # Panics
     /// If the bias length is not the weight's number of rows.
-    pub fn from_parts(weight: DMatrix<f32>, bias: DVector<f32>) -> Self {
+    pub fn from_parts(weight: DMatrix<T>, bias: DVector<T>) -> Self {
         assert_eq!(
             weight.nrows(),
             bias.len(),
@@ -61,56 +66,66 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.nrows()
     }
-
-    /// `x Wᵀ + b` for a batch `x` (one sample per row), on the runtime's GEMM with a
-    /// transpose flag. Its gradient, `forward_pullback`, is generated from the pullbacks of
-    /// `matmul_nt` and `add_bias`: `dW = dYᵀ x`, `db = column sums of dY`, `dx = dY W`
-    /// (skipped when the caller does not need it, as for the input data).
-    #[differentiable(crate = crate)]
-    pub fn forward(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
-        add_bias(&matmul_nt(x, &self.weight), &self.bias)
-    }
-
-    /// [`Linear::forward`] and its tangent (forward mode) along a tangent `d_self` of the
-    /// layer (a `Linear` of weight and bias tangents) and `d_x` of the input:
-    /// `dx Wᵀ + x dWᵀ + db`.
-    pub fn forward_jvp(
-        &self,
-        x: &DMatrix<f32>,
-        d_self: &Self,
-        d_x: &DMatrix<f32>,
-    ) -> (DMatrix<f32>, DMatrix<f32>) {
-        self.forward_fwd(x, Some(d_self), Some(d_x))
-    }
-
-    /// [`Linear::forward`] in the forward-mode protocol: `None` is a zero tangent, for which
-    /// no product is computed (the input data of a network, usually).
-    #[doc(hidden)]
-    pub fn forward_fwd(
-        &self,
-        x: &DMatrix<f32>,
-        d_self: Option<&Self>,
-        d_x: Option<&DMatrix<f32>>,
-    ) -> (DMatrix<f32>, DMatrix<f32>) {
-        let xw = matmul_nt(x, &self.weight);
-        let t = match (d_self, d_x) {
-            (Some(d), Some(dx)) => {
-                crate::ad::tangent::matmul_nt_jvp(x, dx, &self.weight, &d.weight)
-            }
-            (Some(d), None) => matmul_nt(x, &d.weight),
-            (None, Some(dx)) => matmul_nt(dx, &self.weight),
-            (None, None) => DMatrix::zeros(xw.nrows(), xw.ncols()),
-        };
-        add_bias_fwd(&xw, &self.bias, Some(&t), d_self.map(|d| &d.bias))
-    }
-
-    /// `relu(x Wᵀ + b)`: the layer followed by a ReLU, with the bias and the ReLU fused into
-    /// one pass over the product ([`add_bias_relu`]) and, in the gradient, the ReLU mask and
-    /// the bias gradient fused into one pass over the seed. The value equals
-    /// `relu(&self.forward(x))` bit for bit, and so do the gradients of `x` and the weight; the
-    /// bias gradient's column sums are added in another order (up to rounding).
-    #[differentiable(crate = crate)]
-    pub fn forward_relu(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
-        add_bias_relu(&matmul_nt(x, &self.weight), &self.bias)
-    }
 }
+
+/// The differentiable methods, for `f32` and `f64` (the macro writes them for one concrete
+/// element type at a time).
+macro_rules! linear_methods {
+    ($t:ident) => {
+        impl Linear<$t> {
+            /// `x Wᵀ + b` for a batch `x` (one sample per row), on the runtime's GEMM with a
+            /// transpose flag. Its gradient, `forward_pullback`, is generated from the pullbacks of
+            /// `matmul_nt` and `add_bias`: `dW = dYᵀ x`, `db = column sums of dY`, `dx = dY W`
+            /// (skipped when the caller does not need it, as for the input data).
+            #[differentiable(crate = crate)]
+            pub fn forward(&self, x: &DMatrix<$t>) -> DMatrix<$t> {
+                add_bias(&matmul_nt(x, &self.weight), &self.bias)
+            }
+
+            /// [`Linear::forward`] and its tangent (forward mode) along a tangent `d_self` of the
+            /// layer (a `Linear` of weight and bias tangents) and `d_x` of the input:
+            /// `dx Wᵀ + x dWᵀ + db`.
+            pub fn forward_jvp(
+                &self,
+                x: &DMatrix<$t>,
+                d_self: &Self,
+                d_x: &DMatrix<$t>,
+            ) -> (DMatrix<$t>, DMatrix<$t>) {
+                self.forward_fwd(x, Some(d_self), Some(d_x))
+            }
+
+            /// [`Linear::forward`] in the forward-mode protocol: `None` is a zero tangent, for which
+            /// no product is computed (the input data of a network, usually).
+            #[doc(hidden)]
+            pub fn forward_fwd(
+                &self,
+                x: &DMatrix<$t>,
+                d_self: Option<&Self>,
+                d_x: Option<&DMatrix<$t>>,
+            ) -> (DMatrix<$t>, DMatrix<$t>) {
+                let xw = matmul_nt(x, &self.weight);
+                let t = match (d_self, d_x) {
+                    (Some(d), Some(dx)) => {
+                        crate::ad::tangent::matmul_nt_jvp(x, dx, &self.weight, &d.weight)
+                    }
+                    (Some(d), None) => matmul_nt(x, &d.weight),
+                    (None, Some(dx)) => matmul_nt(dx, &self.weight),
+                    (None, None) => DMatrix::zeros(xw.nrows(), xw.ncols()),
+                };
+                add_bias_fwd(&xw, &self.bias, Some(&t), d_self.map(|d| &d.bias))
+            }
+
+            /// `relu(x Wᵀ + b)`: the layer followed by a ReLU, with the bias and the ReLU fused into
+            /// one pass over the product ([`add_bias_relu`]) and, in the gradient, the ReLU mask and
+            /// the bias gradient fused into one pass over the seed. The value equals
+            /// `relu(&self.forward(x))` bit for bit, and so do the gradients of `x` and the weight; the
+            /// bias gradient's column sums are added in another order (up to rounding).
+            #[differentiable(crate = crate)]
+            pub fn forward_relu(&self, x: &DMatrix<$t>) -> DMatrix<$t> {
+                add_bias_relu(&matmul_nt(x, &self.weight), &self.bias)
+            }
+        }
+    };
+}
+linear_methods!(f32);
+linear_methods!(f64);

@@ -14,6 +14,7 @@ use super::{
     add_bias, add_col_bias, dropout, l2_penalty, leaky_relu, lit, mse, relu, sigmoid, tanh,
 };
 use crate::ad::linalg::{Scalar, matmul_nt, matmul_tn};
+use crate::ad::matrix::Elements;
 use crate::ad::tangent::{ConstantParameter, matmul_nt_jvp as nt_jvp, matmul_tn_jvp as tn_jvp};
 
 /// Panics unless a tangent has its value's shape.
@@ -63,17 +64,18 @@ fn unary<T: RealField + Copy>(
     (y, t)
 }
 
-/// [`relu`] and its tangent: `dx` where `x > 0`, 0 where `x <= 0`.
-pub fn relu_jvp<T: RealField + Copy>(x: &DMatrix<T>, dx: &DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
+/// [`relu`] and its tangent: `dx` where `x > 0`, 0 where `x <= 0` (`DMatrix` or `DVector`).
+pub fn relu_jvp<M: Elements>(x: &M, dx: &M) -> (M, M) {
     relu_fwd(x, Some(dx))
 }
 /// [`relu`] in the forward protocol.
-pub fn relu_fwd<T: RealField + Copy>(
-    x: &DMatrix<T>,
-    dx: Option<&DMatrix<T>>,
-) -> (DMatrix<T>, DMatrix<T>) {
-    unary("relu", x, dx, relu, |x, _| {
-        if x > T::zero() { T::one() } else { T::zero() }
+pub fn relu_fwd<M: Elements>(x: &M, dx: Option<&M>) -> (M, M) {
+    unary_elems("relu", x, dx, relu, |x, _| {
+        if x > lit::<M::Elem>(0.0) {
+            lit::<M::Elem>(1.0)
+        } else {
+            lit::<M::Elem>(0.0)
+        }
     })
 }
 
@@ -101,31 +103,51 @@ pub fn leaky_relu_fwd<T: RealField + Copy>(
     )
 }
 
-/// [`sigmoid`] and its tangent `dx .* y .* (1 - y)`.
-pub fn sigmoid_jvp<T: RealField + Copy>(
-    x: &DMatrix<T>,
-    dx: &DMatrix<T>,
-) -> (DMatrix<T>, DMatrix<T>) {
+/// [`sigmoid`] and its tangent `dx .* y .* (1 - y)` (`DMatrix` or `DVector`).
+pub fn sigmoid_jvp<M: Elements>(x: &M, dx: &M) -> (M, M) {
     sigmoid_fwd(x, Some(dx))
 }
 /// [`sigmoid`] in the forward protocol.
-pub fn sigmoid_fwd<T: RealField + Copy>(
-    x: &DMatrix<T>,
-    dx: Option<&DMatrix<T>>,
-) -> (DMatrix<T>, DMatrix<T>) {
-    unary("sigmoid", x, dx, sigmoid, |_, y| y * (T::one() - y))
+pub fn sigmoid_fwd<M: Elements>(x: &M, dx: Option<&M>) -> (M, M) {
+    unary_elems("sigmoid", x, dx, sigmoid, |_, y| {
+        y * (lit::<M::Elem>(1.0) - y)
+    })
 }
 
-/// [`tanh`] and its tangent `dx .* (1 - y²)`.
-pub fn tanh_jvp<T: RealField + Copy>(x: &DMatrix<T>, dx: &DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
+/// [`tanh`] and its tangent `dx .* (1 - y²)` (`DMatrix` or `DVector`).
+pub fn tanh_jvp<M: Elements>(x: &M, dx: &M) -> (M, M) {
     tanh_fwd(x, Some(dx))
 }
 /// [`tanh`] in the forward protocol.
-pub fn tanh_fwd<T: RealField + Copy>(
-    x: &DMatrix<T>,
-    dx: Option<&DMatrix<T>>,
-) -> (DMatrix<T>, DMatrix<T>) {
-    unary("tanh", x, dx, tanh, |_, y| T::one() - y * y)
+pub fn tanh_fwd<M: Elements>(x: &M, dx: Option<&M>) -> (M, M) {
+    unary_elems("tanh", x, dx, tanh, |_, y| lit::<M::Elem>(1.0) - y * y)
+}
+
+/// The value of a one-input activation on a matrix or vector and its tangent (zero for
+/// `None`).
+fn unary_elems<M: Elements>(
+    op: &str,
+    x: &M,
+    dx: Option<&M>,
+    value: impl Fn(&M) -> M,
+    slope: impl Fn(M::Elem, M::Elem) -> M::Elem,
+) -> (M, M) {
+    let y = value(x);
+    let t = match dx {
+        Some(dx) => {
+            if x.dims() != dx.dims() {
+                let ((a, b), (c, d)) = (dx.dims(), x.dims());
+                panic!("{op}: the tangent of x is {a}x{b} but x is {c}x{d}");
+            }
+            let mut t = dx.clone();
+            for ((t, &x), &y) in t.elems_mut().iter_mut().zip(x.elems()).zip(y.elems()) {
+                *t *= slope(x, y);
+            }
+            t
+        }
+        None => M::zeros_of(y.dims()),
+    };
+    (y, t)
 }
 
 /// `sum_k p_ik dx_ik` for each row `i`.

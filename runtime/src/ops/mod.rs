@@ -57,6 +57,7 @@
 mod activation;
 mod bias;
 mod dropout;
+mod elementwise;
 mod forward;
 mod linalg;
 mod loss;
@@ -72,6 +73,13 @@ pub use bias::{
     add_bias_vjp, add_col_bias, add_col_bias_pullback, add_col_bias_vjp,
 };
 pub use dropout::{dropout, dropout_mask, dropout_pullback, dropout_vjp};
+pub use elementwise::{
+    abs, abs_fwd, abs_jvp, abs_pullback, abs_vjp, cos, cos_fwd, cos_jvp, cos_pullback, cos_vjp,
+    exp, exp_fwd, exp_jvp, exp_pullback, exp_vjp, gelu, gelu_fwd, gelu_jvp, gelu_pullback,
+    gelu_vjp, ln, ln_fwd, ln_jvp, ln_pullback, ln_vjp, powi, powi_fwd, powi_jvp, powi_pullback,
+    powi_vjp, sin, sin_fwd, sin_jvp, sin_pullback, sin_vjp, softplus, softplus_fwd, softplus_jvp,
+    softplus_pullback, softplus_vjp, sqrt, sqrt_fwd, sqrt_jvp, sqrt_pullback, sqrt_vjp,
+};
 pub use forward::{
     add_bias_fwd, add_bias_jvp, add_col_bias_fwd, add_col_bias_jvp, cross_entropy_fwd,
     cross_entropy_jvp, dropout_fwd, dropout_jvp, l2_penalty_fwd, l2_penalty_jvp, leaky_relu_fwd,

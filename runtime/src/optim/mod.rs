@@ -22,12 +22,14 @@
 
 mod adam;
 mod any;
+mod plain;
 mod schedule;
 mod sgd;
 mod state;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
 pub use any::AnyOptimizer;
+pub use plain::gradient_step;
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
 pub use state::{OptimStateError, OptimizerState, StatefulOptimizer};

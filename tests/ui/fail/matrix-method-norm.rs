@@ -2,7 +2,7 @@ use symgrad::prelude::*;
 
 #[differentiable]
 fn f(w: &DMatrix<f64>) -> f64 {
-    w.norm()
+    w.normalize().sum()
 }
 
 fn main() {}
