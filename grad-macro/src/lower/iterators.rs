@@ -105,6 +105,12 @@ pub(super) fn inactive_marker(c: &syn::ExprCall) -> Option<&Expr> {
 /// An iterator chain (not a container: `m.sum()` on a matrix is not a chain).
 pub(super) fn is_chain(e: &Expr) -> bool {
     match strip_paren(e) {
+        // `map`, `copied` and `cloned` of a matrix or an array are not iterator adaptors.
+        Expr::MethodCall(m)
+            if matches!(m.method.to_string().as_str(), "map" | "copied" | "cloned") =>
+        {
+            is_chain(&m.receiver)
+        }
         Expr::MethodCall(m) => ITER_METHODS.contains(&m.method.to_string().as_str()),
         Expr::Range(r) => r.start.is_some() && r.end.is_some(),
         _ => false,
