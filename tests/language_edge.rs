@@ -16,14 +16,12 @@
 
 use symgrad::differentiable;
 
-fn fd1(f: &dyn Fn(f64) -> f64, x: f64) -> f64 {
-    let h = 1e-6 * x.abs().max(1.0);
-    (f(x + h) - f(x - h)) / (2.0 * h)
-}
+mod common;
+use common::{close, fd1};
 
 fn assert_close(what: &str, got: f64, want: f64) {
     assert!(
-        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+        close(got, want, 1e-5),
         "{what}: {got} against finite differences {want}"
     );
 }

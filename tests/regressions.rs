@@ -22,24 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use symgrad::prelude::DMatrix;
 
-fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
-    let mut xp = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let hi = h * x[i].abs().max(1.0);
-            xp[i] = x[i] + hi;
-            let fp = f(&xp);
-            xp[i] = x[i] - hi;
-            let fm = f(&xp);
-            xp[i] = x[i];
-            (fp - fm) / (2.0 * hi)
-        })
-        .collect()
-}
-
-fn close(a: f64, b: f64, rtol: f64) -> bool {
-    (a - b).abs() <= rtol * (1.0 + a.abs().max(b.abs()))
-}
+mod common;
+use common::{close, fd};
 
 type F<'a> = &'a dyn Fn(&[f64]) -> f64;
 type G<'a> = &'a dyn Fn(&[f64]) -> (f64, Vec<f64>);

@@ -765,15 +765,7 @@ impl Lowerer {
                 let v = self.expr(&a.right);
                 self.assign_to(&a.left, v);
             }
-            Expr::Binary(b)
-                if matches!(
-                    b.op,
-                    BinOp::AddAssign(_)
-                        | BinOp::SubAssign(_)
-                        | BinOp::MulAssign(_)
-                        | BinOp::DivAssign(_)
-                ) =>
-            {
+            Expr::Binary(b) if is_compound_assign(&b.op) => {
                 let Some(cur) = self.target(&b.left) else {
                     return;
                 };
@@ -1724,10 +1716,7 @@ fn is_valueless(e: &Expr) -> bool {
             Expr::Block(b) => !block_has_value(&b.block),
             e => is_valueless(e),
         }),
-        Expr::Binary(b) => matches!(
-            b.op,
-            BinOp::AddAssign(_) | BinOp::SubAssign(_) | BinOp::MulAssign(_) | BinOp::DivAssign(_)
-        ),
+        Expr::Binary(b) => is_compound_assign(&b.op),
         _ => false,
     }
 }
@@ -1763,6 +1752,14 @@ pub(crate) fn float_type_params(g: &syn::Generics) -> Vec<String> {
         })
         .map(|t| t.ident.to_string())
         .collect()
+}
+
+/// `+=`, `-=`, `*=` or `/=`: the compound assignments the lowering supports.
+pub(crate) fn is_compound_assign(op: &BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::AddAssign(_) | BinOp::SubAssign(_) | BinOp::MulAssign(_) | BinOp::DivAssign(_)
+    )
 }
 
 /// `f32`, `f64` or a float type parameter, possibly behind references or parentheses.

@@ -296,15 +296,7 @@ pub(super) fn check_closure(c: &syn::ExprClosure) -> Result<(), syn::Error> {
                         "a closure that assigns is not supported in a #[differentiable] fn; compute the new value as the closure's result",
                     ));
                 }
-                Expr::Binary(b)
-                    if matches!(
-                        b.op,
-                        BinOp::AddAssign(_)
-                            | BinOp::SubAssign(_)
-                            | BinOp::MulAssign(_)
-                            | BinOp::DivAssign(_)
-                    ) =>
-                {
+                Expr::Binary(b) if is_compound_assign(&b.op) => {
                     self.0 = Some(error(
                         b,
                         "a closure that assigns is not supported in a #[differentiable] fn; compute the new value as the closure's result",
