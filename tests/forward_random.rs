@@ -11,7 +11,7 @@
 //! - `cargo test --release --test forward_random -- --ignored regenerate_forward` rewrites it
 //!   (`FUZZ_SKIP=1,2` leaves programs out).
 
-#![allow(unused, clippy::all)]
+#![allow(unused, unused_comparisons, clippy::all)]
 
 #[path = "random/check.rs"]
 mod check;

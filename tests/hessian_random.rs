@@ -12,7 +12,7 @@
 //! - `cargo test --release --test hessian_random` checks the set;
 //! - `cargo test --release --test hessian_random -- --ignored regenerate_hessian` rewrites it.
 
-#![allow(unused, clippy::all)]
+#![allow(unused, unused_comparisons, clippy::all)]
 
 #[path = "random/check.rs"]
 mod check;

@@ -3,7 +3,9 @@
 //! `tests/random/generator.rs` writes random scalar functions (nested `if`/`else` as
 //! statements and expressions, `else if` chains, `for` loops with carried values and nested
 //! loops, early returns, compound assignment, shadowing, slices, arrays, calls, constants,
-//! f64 and f32); `tests/random/check.rs` compares their `_grad` and `_vjp` with finite
+//! f64 and f32; and Rust as people write it: `while`, `break`, `continue`, labeled breaks,
+//! `loop` with `break value`, `match` on integers and on floats with guards, `if let`,
+//! `for` over iterator chains, `map`/`sum`/`product`/`fold`/`count` chains, closures); `tests/random/check.rs` compares their `_grad` and `_vjp` with finite
 //! differences of the original, skipping points whose stencil crosses a branch boundary.
 //!
 //! - `cargo test --release --test random_programs` checks the fixed set checked in as
@@ -20,7 +22,7 @@
 //!   error), runs the checks, and prints the failures per construct with the seed and source
 //!   of each failing program; the full report is `target/fuzz-scratch/report.md`.
 
-#![allow(unused, clippy::all)]
+#![allow(unused, unused_comparisons, clippy::all)]
 
 #[path = "random/check.rs"]
 mod check;

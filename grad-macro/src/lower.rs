@@ -717,6 +717,24 @@ impl Lowerer {
             }
             Operand::Const(_) => false,
         };
+        // A merged constant value (`let o: Option<f64> = if c { Some(1.0) } else { None };`)
+        // gets the written type through a typed copy.
+        if let (Some(t), Operand::Var(v), false) = (&ty, &op, fresh) {
+            if !self.vars[*v].active && !self.types.contains_key(v) && !matches!(t, Type::Infer(_))
+            {
+                self.named.insert(*v);
+                let id = self.vars[*v].ident.clone();
+                let dst =
+                    self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
+                self.cur.push(Stmt::Assign(Assign {
+                    dst,
+                    op: Op::Inactive(quote!(#id)),
+                    span: init.expr.span(),
+                }));
+                self.types.insert(dst, t.clone());
+                op = Operand::Var(dst);
+            }
+        }
         if let (Some(ty), Operand::Const(c)) = (&ty, &op) {
             let dst = self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
             self.cur.push(Stmt::Assign(Assign {

@@ -62,12 +62,41 @@ pub enum Construct {
     F32,
     /// an integer parameter `n: usize` used as a loop bound.
     IntBound,
+    /// `while ⟦k < K && cond⟧ { k += 1; .. }`: a counter bound and/or a condition on active
+    /// values (the counter is incremented first, so the loop always terminates).
+    While,
+    /// `if ⟦cond⟧ { break; }` in `for`/`while`/`loop` bodies.
+    Break,
+    /// `if ⟦cond⟧ { continue; }` in `for`/`while`/`loop` bodies.
+    Continue,
+    /// `'l: for ..` with `break 'l`/`continue 'l` from a nested loop.
+    LabeledBreak,
+    /// `loop { k += 1; if ⟦k > K⟧ { break e; } .. }`, as `let r = loop {..};` with
+    /// `break value` or as a statement with plain `break`.
+    LoopBreakValue,
+    /// `match` on inactive integers (loop indices `i % m`, counters, `n`): literals,
+    /// or-patterns, ranges, guards, bindings, `_`; arms as expressions, blocks, `return`.
+    Match,
+    /// `match` on active values: a float scrutinee with guards on a binding
+    /// (`v if ⟦v < c⟧ => ..`), and `match ⟦cond⟧ { true => .., false => .. }`.
+    MatchActive,
+    /// `if let 0 = i % 2`, `if let 1..=2 = n`, `if let Some(q) = o` on a local `Option`.
+    IfLet,
+    /// `for` over slice/array parameters: `for &x in xs`, `for x in xs.iter()`,
+    /// `enumerate`, `zip`, `rev`, `skip`, `take`, `step_by`, and over `(0..K).rev()`.
+    IterFor,
+    /// iterator chains in expressions: `map`/`sum`/`product`/`fold`/`count` over
+    /// `zip`/`enumerate`/`rev`/`skip`/`take`/`step_by` of slices, arrays and ranges.
+    IterConsume,
+    /// `let f = |t: f64| ..;` (and `move`) capturing active locals, called as `f(e)` and
+    /// passed to `map`.
+    Closure,
 }
 
 pub use Construct as C;
 
 /// Every construct, in declaration order.
-pub const ALL: [C; 18] = [
+pub const ALL: [C; 29] = [
     C::IfStmt,
     C::IfExpr,
     C::ElseIf,
@@ -86,6 +115,17 @@ pub const ALL: [C; 18] = [
     C::Const,
     C::F32,
     C::IntBound,
+    C::While,
+    C::Break,
+    C::Continue,
+    C::LabeledBreak,
+    C::LoopBreakValue,
+    C::Match,
+    C::MatchActive,
+    C::IfLet,
+    C::IterFor,
+    C::IterConsume,
+    C::Closure,
 ];
 
 impl Construct {
@@ -110,6 +150,17 @@ impl Construct {
             C::Const => "const",
             C::F32 => "f32",
             C::IntBound => "int_bound",
+            C::While => "while",
+            C::Break => "break",
+            C::Continue => "continue",
+            C::LabeledBreak => "labeled_break",
+            C::LoopBreakValue => "loop_break_value",
+            C::Match => "match",
+            C::MatchActive => "match_active",
+            C::IfLet => "if_let",
+            C::IterFor => "iter_for",
+            C::IterConsume => "iter_consume",
+            C::Closure => "closure",
         }
     }
 
@@ -248,6 +299,25 @@ enum Kind {
     Int {
         value: usize,
     },
+    /// a `&f64` loop variable (`for x in xs.iter()`), read as `*x`
+    Ref,
+    /// a closure `|t| ..` taking `arity` floats bounded by `CLOSURE_ARG`; `bound` is that
+    /// of its value
+    Closure {
+        arity: usize,
+    },
+    /// a local `Option<f64>` of a constant
+    Opt,
+}
+
+/// What a loop needs to know about the loops around a `break`/`continue`.
+#[derive(Clone, Debug)]
+struct Frame {
+    /// `'l3`, if the loop may be named by a labeled `break`/`continue`
+    label: Option<String>,
+    label_used: bool,
+    /// a `loop` whose `break` carries a value; the bound of the values broken with
+    value: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -283,6 +353,8 @@ impl E {
 }
 
 const PRODUCT_CAP: f64 = 40.0;
+/// Closure arguments are bounded by this (larger ones go through `tanh`).
+const CLOSURE_ARG: f64 = 4.0;
 
 struct Gen {
     rng: ChaCha8Rng,
@@ -300,6 +372,14 @@ struct Gen {
     consts: Vec<(String, f64)>,
     /// statements generated so far in the function (caps the size)
     budget: i32,
+    /// the loops around the current statement, innermost last
+    frames: Vec<Frame>,
+    /// inside a closure body (no nested closures or iterator consumers)
+    closure: usize,
+    /// inside a `let`-bound closure: no conditions or calls (its instrumented copy cannot
+    /// hold `h` while `h` is used elsewhere), and no mutable locals unless `move`
+    no_h: bool,
+    immutable_only: bool,
 }
 
 /// Generates program number `index` of the set seeded by `seed`.
@@ -320,6 +400,10 @@ pub fn program(seed: u64, index: usize, cfg: &Config) -> Program {
         callee: None,
         consts: vec![],
         budget: 0,
+        frames: vec![],
+        closure: 0,
+        no_h: false,
+        immutable_only: false,
     };
     if g.on(C::F32) && g.rng.gen_bool(0.15) {
         g.ty = "f32";
@@ -388,7 +472,7 @@ pub fn program(seed: u64, index: usize, cfg: &Config) -> Program {
             param: true,
         });
     }
-    if g.on(C::Slice) && g.rng.gen_bool(0.3) {
+    if g.on(C::Slice) && g.rng.gen_bool(0.4) {
         let len = g.rng.gen_range(1..=4);
         params.push(Var {
             name: "xs".into(),
@@ -398,7 +482,7 @@ pub fn program(seed: u64, index: usize, cfg: &Config) -> Program {
             param: true,
         });
     }
-    if g.on(C::Array) && g.rng.gen_bool(0.3) {
+    if g.on(C::Array) && g.rng.gen_bool(0.4) {
         let len = g.rng.gen_range(1..=4);
         params.push(Var {
             name: "w".into(),
@@ -563,7 +647,7 @@ impl Gen {
         let mut out = Vec::new();
         for scope in self.scopes.iter().rev() {
             for v in scope.iter().rev() {
-                if seen.insert(v.name.clone()) {
+                if seen.insert(v.name.clone()) && !(self.immutable_only && v.mutable) {
                     out.push(v.clone());
                 }
             }
@@ -640,6 +724,13 @@ impl Gen {
                         typed: true,
                     });
                 }
+                Kind::Ref => cands.push(E {
+                    s: format!("*{}", v.name),
+                    b: 2.0,
+                    atom: false,
+                    active: true,
+                    typed: true,
+                }),
                 Kind::Index { trip } if !want_active => cands.push(E {
                     s: format!("({} as {})", v.name, self.ty),
                     b: *trip as f64,
@@ -694,6 +785,23 @@ impl Gen {
             } else {
                 self.leaf(false)
             };
+        }
+        if self.closure == 0 && self.on(C::IterConsume) && self.coin(0.06) {
+            return self.iter_consume(depth);
+        }
+        if self.coin(0.12) {
+            if let Some(e) = self.closure_call(depth) {
+                return e;
+            }
+        }
+        if self.on(C::MatchActive)
+            && !self.no_h
+            && self.ifs < 2
+            && self.budget > 0
+            && self.coin(0.03)
+        {
+            self.budget -= 1;
+            return self.bool_match_expr(depth - 1);
         }
         let r = self.rng.gen_range(0..100);
         match r {
@@ -831,7 +939,7 @@ impl Gen {
                     typed: true,
                 }
             }
-            85..=91 if self.on(C::IfExpr) && self.ifs < 2 && self.budget > 0 => {
+            85..=91 if self.on(C::IfExpr) && !self.no_h && self.ifs < 2 && self.budget > 0 => {
                 self.budget -= 1;
                 let e = self.if_expr(depth - 1);
                 E {
@@ -839,7 +947,7 @@ impl Gen {
                     ..e
                 }
             }
-            92..=96 if self.callee.is_some() => {
+            92..=96 if self.callee.is_some() && !self.no_h => {
                 let (name, arity, bound) = self.callee.clone().unwrap();
                 let args: Vec<E> = (0..arity).map(|_| self.expr(depth - 1)).collect();
                 // the callee was generated for arguments bounded by 20
@@ -903,8 +1011,14 @@ impl Gen {
         }
     }
 
-    /// A branch condition.
+    /// A branch condition, instrumented (`⟦c⟧`).
     fn cond(&mut self) -> String {
+        let c = self.cond_raw();
+        format!("⟦{c}⟧")
+    }
+
+    /// A branch condition, without the instrumentation brackets.
+    fn cond_raw(&mut self) -> String {
         let vars = self.vars();
         let has_index = vars.iter().any(|v| matches!(v.kind, Kind::Index { .. }));
         if has_index && self.coin(0.15) {
@@ -917,7 +1031,7 @@ impl Gen {
                 unreachable!()
             };
             let k = self.rng.gen_range(0..trip.max(1));
-            return format!("⟦{} > {k}⟧", v.name);
+            return format!("{} > {k}", v.name);
         }
         let d = if self.coin(0.5) { 0 } else { 1 };
         let a = self.expr(d);
@@ -928,7 +1042,7 @@ impl Gen {
         } else {
             self.leaf(true).s
         };
-        format!("⟦{} {op} {rhs}⟧", a.s)
+        format!("{} {op} {rhs}", a.s)
     }
 
     /// `if c { e } else if c2 { e2 } else { e3 }` (text without outer parentheses).
@@ -1102,6 +1216,11 @@ impl Gen {
 
     /// One statement (a line or a compound statement), at nesting `depth`.
     fn stmt(&mut self, depth: usize) -> String {
+        if self.coin(0.35) {
+            if let Some(s) = self.new_stmt(depth) {
+                return s;
+            }
+        }
         let r = self.rng.gen_range(0..100);
         match r {
             0..=17 => self.let_stmt(),
@@ -1331,16 +1450,8 @@ impl Gen {
             }
         }
         let (range, trip) = ranges[self.rng.gen_range(0..ranges.len())].clone();
-        // values assigned in the body may grow by about 1 per iteration
-        let grow = trip.max(1) as f64;
-        for scope in self.scopes.iter_mut() {
-            for v in scope.iter_mut() {
-                if v.mutable && matches!(v.kind, Kind::Active | Kind::Inactive) {
-                    v.bound += grow;
-                }
-            }
-        }
         let idx = self.fresh("i");
+        self.enter_loop(trip, false);
         self.scopes.push(vec![Var {
             name: idx.clone(),
             kind: Kind::Index { trip },
@@ -1348,12 +1459,11 @@ impl Gen {
             bound: 0.0,
             param: false,
         }]);
-        self.loops += 1;
         let n = self.rng.gen_range(1..=3);
         let body = self.stmt_block(depth, n);
-        self.loops -= 1;
         self.scopes.pop();
-        format!("for {idx} in {range} {{\n{body}}}\n")
+        let label = self.leave_loop();
+        format!("{label}for {idx} in {range} {{\n{body}}}\n")
     }
 
     fn return_stmt(&mut self, depth: usize) -> String {
@@ -1366,5 +1476,972 @@ impl Gen {
         let e = self.expr(2);
         let _ = depth;
         format!("if {c} {{\nreturn {};\n}}\n", e.s)
+    }
+}
+
+// -------------------------------------------------------------------- loops, exits, match,
+// if let, iterators and closures
+
+impl Gen {
+    /// Whether a loop may start here (nesting limits).
+    fn loop_ok(&self, depth: usize) -> bool {
+        depth < 3 && (self.loops == 0 || (self.on(C::NestedLoop) && self.loops < 2))
+    }
+
+    /// Values assigned in a loop body may grow by about 1 per iteration; the loop frame
+    /// (maybe with a label for `break 'l`/`continue 'l`).
+    fn enter_loop(&mut self, trip: usize, value: bool) {
+        if self.loops > 0 {
+            self.used.insert(C::NestedLoop);
+        }
+        let grow = trip.max(1) as f64;
+        for scope in self.scopes.iter_mut() {
+            for v in scope.iter_mut() {
+                if v.mutable && matches!(v.kind, Kind::Active | Kind::Inactive) {
+                    v.bound += grow;
+                }
+            }
+        }
+        let label = if self.on(C::LabeledBreak) && self.coin(0.5) {
+            Some(format!("'{}", self.fresh("l")))
+        } else {
+            None
+        };
+        self.frames.push(Frame {
+            label,
+            label_used: false,
+            value: if value { Some(0.0) } else { None },
+        });
+        self.loops += 1;
+    }
+
+    /// Pops the frame; returns the label prefix (`'l3: `) if a `break`/`continue` named it.
+    fn leave_loop(&mut self) -> String {
+        self.loops -= 1;
+        let f = self.frames.pop().expect("a loop frame");
+        match f.label {
+            Some(l) if f.label_used => format!("{l}: "),
+            _ => String::new(),
+        }
+    }
+
+    /// One of the statements of the newer constructs, if one is switched on and fits here.
+    fn new_stmt(&mut self, depth: usize) -> Option<String> {
+        let lo = self.loop_ok(depth);
+        let mut c: Vec<u8> = Vec::new();
+        if self.on(C::While) && lo {
+            c.push(0);
+        }
+        if self.on(C::LoopBreakValue) && lo {
+            c.push(1);
+        }
+        if self.loops > 0
+            && (self.on(C::Break) || self.on(C::Continue) || self.on(C::LabeledBreak))
+            && self.ifs < 3
+        {
+            c.extend([2, 2]);
+        }
+        if self.on(C::Match) && depth < 3 && self.ifs < 3 {
+            c.push(3);
+        }
+        if self.on(C::MatchActive) && depth < 3 && self.ifs < 3 {
+            c.push(4);
+        }
+        if self.on(C::IfLet) && depth < 3 && self.ifs < 3 {
+            c.push(5);
+        }
+        if self.on(C::IterFor) && lo {
+            c.push(6);
+        }
+        if self.on(C::Closure) && self.closure == 0 {
+            c.push(7);
+        }
+        if c.is_empty() {
+            return None;
+        }
+        Some(match c[self.rng.gen_range(0..c.len())] {
+            0 => self.while_stmt(depth),
+            1 => self.loop_stmt(depth),
+            2 => self.break_stmt()?,
+            3 => self.match_stmt(depth),
+            4 => self.match_active_stmt(depth),
+            5 => self.if_let_stmt(depth),
+            6 => self.iter_for_stmt(depth),
+            _ => self.closure_stmt(),
+        })
+    }
+
+    /// An expression of at most `cap` (through `tanh` if larger).
+    fn capped(&mut self, depth: u32, cap: f64) -> E {
+        let e = self.expr(depth);
+        if e.b <= cap {
+            e
+        } else {
+            self.method(e, "tanh")
+        }
+    }
+
+    /// `let mut k = 0; while ⟦k < K && c⟧ { k += 1; .. }`.
+    fn while_stmt(&mut self, depth: usize) -> String {
+        self.used.insert(C::While);
+        let k = self.fresh("k");
+        let kk = self.rng.gen_range(1..=5);
+        self.enter_loop(kk, false);
+        // the counter: at most `kk` after the loop, `1..=kk` in the body
+        self.push(Var {
+            name: k.clone(),
+            kind: Kind::Index { trip: kk + 1 },
+            mutable: true,
+            bound: 0.0,
+            param: false,
+        });
+        let cond = match self.rng.gen_range(0..4) {
+            0 => format!("{k} < {kk}"),
+            1 => {
+                let c = self.cond_raw();
+                format!("{k} < {kk} && {c}")
+            }
+            2 => {
+                let c = self.cond_raw();
+                format!("{c} && {k} < {kk}")
+            }
+            _ => {
+                let cands: Vec<Var> = self
+                    .vars()
+                    .into_iter()
+                    .filter(|v| v.kind == Kind::Active)
+                    .collect();
+                if cands.is_empty() {
+                    format!("{k} < {kk}")
+                } else {
+                    let v = cands[self.rng.gen_range(0..cands.len())].name.clone();
+                    let b = lit(self.rng.gen_range(0.5..4.0));
+                    format!("{k} < {kk} && {v}.abs() < {b}")
+                }
+            }
+        };
+        let n = self.rng.gen_range(1..=3);
+        let body = self.stmt_block(depth, n);
+        let label = self.leave_loop();
+        format!("let mut {k} = 0;\n{label}while ⟦{cond}⟧ {{\n{k} += 1;\n{body}}}\n")
+    }
+
+    /// `let r = loop { k += 1; if ⟦k > K⟧ { break e; } .. };` or the same statement with a
+    /// plain `break`.
+    fn loop_stmt(&mut self, depth: usize) -> String {
+        self.used.insert(C::LoopBreakValue);
+        let k = self.fresh("k");
+        let kk = self.rng.gen_range(1..=5);
+        let value = self.coin(0.6);
+        self.enter_loop(kk, value);
+        self.scopes.push(vec![Var {
+            name: k.clone(),
+            kind: Kind::Index { trip: kk + 2 },
+            mutable: true,
+            bound: 0.0,
+            param: false,
+        }]);
+        let exit = if value {
+            let e = self.capped(2, 20.0);
+            let f = self.frames.last_mut().unwrap();
+            f.value = Some(f.value.unwrap_or(0.0).max(e.b));
+            format!("break {};", e.s)
+        } else {
+            "break;".to_string()
+        };
+        let n = self.rng.gen_range(1..=3);
+        let body = self.stmt_block(depth, n);
+        let bound = self.frames.last().unwrap().value;
+        let label = self.leave_loop();
+        self.scopes.pop();
+        // the counter is declared before the loop
+        self.push(Var {
+            name: k.clone(),
+            kind: Kind::Index { trip: kk + 2 },
+            mutable: true,
+            bound: 0.0,
+            param: false,
+        });
+        let head = format!(
+            "let mut {k} = 0;\n{{LET}}{label}loop {{\n{k} += 1;\nif ⟦{k} > {kk}⟧ {{\n{exit}\n}}\n{body}}}"
+        );
+        match bound {
+            Some(b) => {
+                let r = self.fresh("r");
+                let mutable = self.coin(0.3);
+                self.push(Var {
+                    name: r.clone(),
+                    kind: Kind::Active,
+                    mutable,
+                    bound: b,
+                    param: false,
+                });
+                let m = if mutable { "mut " } else { "" };
+                head.replace("{LET}", &format!("let {m}{r} = ")) + ";\n"
+            }
+            None => head.replace("{LET}", "") + "\n",
+        }
+    }
+
+    /// `if ⟦c⟧ { break; }`, `continue`, `break e` (in a `loop` with a value), labeled.
+    fn break_stmt(&mut self) -> Option<String> {
+        let n = self.frames.len();
+        let mut plain = Vec::new();
+        if self.on(C::Break) {
+            plain.push(true);
+        }
+        if self.on(C::Continue) {
+            plain.push(false);
+        }
+        let labeled: Vec<usize> = if self.on(C::LabeledBreak) {
+            (0..n).filter(|&i| self.frames[i].label.is_some()).collect()
+        } else {
+            vec![]
+        };
+        let (target, is_break, lab) = if !labeled.is_empty() && (plain.is_empty() || self.coin(0.4))
+        {
+            let t = labeled[self.rng.gen_range(0..labeled.len())];
+            self.frames[t].label_used = true;
+            self.used.insert(C::LabeledBreak);
+            let l = self.frames[t].label.clone().unwrap();
+            (t, self.coin(0.5), format!(" {l}"))
+        } else if !plain.is_empty() {
+            let b = plain[self.rng.gen_range(0..plain.len())];
+            self.used.insert(if b { C::Break } else { C::Continue });
+            (n - 1, b, String::new())
+        } else {
+            return None;
+        };
+        let c = self.cond();
+        let text = if !is_break {
+            format!("continue{lab}")
+        } else if self.frames[target].value.is_some() {
+            let e = self.capped(1, 20.0);
+            let f = &mut self.frames[target];
+            f.value = Some(f.value.unwrap_or(0.0).max(e.b));
+            format!("break{lab} {}", e.s)
+        } else {
+            format!("break{lab}")
+        };
+        Some(format!("if {c} {{\n{text};\n}}\n"))
+    }
+
+    /// Whether `return` may be written here.
+    fn return_ok(&self) -> bool {
+        self.ifs < 3
+            && if self.loops > 0 {
+                self.on(C::ReturnInLoop)
+            } else {
+                self.on(C::Return)
+            }
+    }
+
+    /// An inactive integer to match on: `(text, values 0..m it takes)`.
+    fn int_scrutinee(&mut self) -> Option<(String, usize)> {
+        let mut cands = Vec::new();
+        for v in self.vars() {
+            match v.kind {
+                Kind::Index { trip } => {
+                    let m = self.rng.gen_range(2..=4);
+                    if self.coin(0.6) {
+                        cands.push((format!("{} % {m}", v.name), m));
+                    } else {
+                        cands.push((v.name.clone(), trip.max(1)));
+                    }
+                }
+                Kind::Int { .. } => cands.push((v.name.clone(), 5)),
+                _ => {}
+            }
+        }
+        if cands.is_empty() {
+            return None;
+        }
+        Some(cands[self.rng.gen_range(0..cands.len())].clone())
+    }
+
+    /// Patterns covering some of `0..m` without overlap (`0`, `1 | 3`, `2..=3`); `_` last.
+    fn int_patterns(&mut self, m: usize) -> Vec<String> {
+        let mut vals: Vec<usize> = (0..m + 1).collect();
+        // shuffle
+        for i in (1..vals.len()).rev() {
+            let j = self.rng.gen_range(0..=i);
+            vals.swap(i, j);
+        }
+        let take = self.rng.gen_range(1..=vals.len().min(4));
+        let mut pats = Vec::new();
+        let mut rest = &vals[..take];
+        while !rest.is_empty() {
+            let g = self.rng.gen_range(1..=rest.len().min(2));
+            let mut grp = rest[..g].to_vec();
+            rest = &rest[g..];
+            grp.sort();
+            pats.push(match grp.as_slice() {
+                [a] => format!("{a}"),
+                [a, b] if b - a == 1 && self.coin(0.6) => format!("{a}..={b}"),
+                _ => grp
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            });
+        }
+        pats
+    }
+
+    /// A value arm: an expression, a block with a value, or `return e`.
+    fn value_arm(&mut self, depth: u32, may_return: bool) -> (String, Option<f64>) {
+        let r = self.rng.gen_range(0..10);
+        if may_return && r == 0 && self.return_ok() {
+            self.used.insert(if self.loops > 0 {
+                C::ReturnInLoop
+            } else {
+                C::Return
+            });
+            let e = self.expr(2);
+            return (format!("return {}", e.s), None);
+        }
+        if r < 4 {
+            let (text, b) = self.value_block(depth);
+            return (format!("{{\n{text}}}"), Some(b));
+        }
+        let e = self.expr(depth);
+        (e.s, Some(e.b))
+    }
+
+    /// A statement arm: `s += e`, a block of statements, or `{}`.
+    fn stmt_arm(&mut self, depth: usize) -> String {
+        match self.rng.gen_range(0..6) {
+            0 => "{}".to_string(),
+            1 | 2 => {
+                let st = self.assign_or_let();
+                let st = st.trim();
+                if st.starts_with("let ") {
+                    format!("{{\n{st}\n}}")
+                } else {
+                    st.trim_end_matches(';').to_string()
+                }
+            }
+            _ => {
+                let n = self.rng.gen_range(1..=2);
+                let body = self.stmt_block(depth, n);
+                format!("{{\n{body}}}")
+            }
+        }
+    }
+
+    /// Arms of a match; `pats` are `(pattern, binding)`; the last arm must not be `return`.
+    /// Returns the arms' text and the bound of the values (`None` for statement arms).
+    fn arms(
+        &mut self,
+        pats: Vec<(String, Option<Var>)>,
+        value: bool,
+        depth: usize,
+    ) -> (String, f64) {
+        self.ifs += 1;
+        let mut s = String::new();
+        let mut b: f64 = 0.0;
+        let k = pats.len();
+        for (j, (pat, bind)) in pats.into_iter().enumerate() {
+            self.scopes.push(bind.into_iter().collect());
+            let arm = if value {
+                let (text, ab) = self.value_arm(1, j + 1 < k);
+                b = b.max(ab.unwrap_or(0.0));
+                text
+            } else {
+                self.stmt_arm(depth)
+            };
+            self.scopes.pop();
+            let sep = if arm.ends_with('}') { "" } else { "," };
+            writeln!(s, "{pat} => {arm}{sep}").unwrap();
+        }
+        self.ifs -= 1;
+        (s, b)
+    }
+
+    /// `let t = match ..;` or `match .. { .. }` on an inactive integer (or, without one, on
+    /// a condition).
+    fn match_stmt(&mut self, depth: usize) -> String {
+        let Some((scrut, m)) = self.int_scrutinee() else {
+            return self.match_active_stmt(depth);
+        };
+        self.used.insert(C::Match);
+        let mut pats: Vec<(String, Option<Var>)> = Vec::new();
+        for p in self.int_patterns(m) {
+            if self.coin(0.25) {
+                let c = self.cond();
+                pats.push((format!("{p} if {c}"), None));
+            } else {
+                pats.push((p, None));
+            }
+        }
+        if self.coin(0.25) {
+            let bname = self.fresh("b");
+            let t = self.rng.gen_range(0..m.max(1));
+            pats.push((
+                format!("{bname} if {bname} >= {t}"),
+                Some(Var {
+                    name: bname,
+                    kind: Kind::Index { trip: m + 1 },
+                    mutable: false,
+                    bound: 0.0,
+                    param: false,
+                }),
+            ));
+        }
+        pats.push(("_".to_string(), None));
+        self.finish_match(format!("match {scrut}"), pats, depth)
+    }
+
+    fn finish_match(
+        &mut self,
+        head: String,
+        pats: Vec<(String, Option<Var>)>,
+        depth: usize,
+    ) -> String {
+        if self.coin(0.55) {
+            let (arms, b) = self.arms(pats, true, depth);
+            let name = self.fresh("v");
+            let mutable = self.coin(0.3);
+            self.push(Var {
+                name: name.clone(),
+                kind: Kind::Active,
+                mutable,
+                bound: b,
+                param: false,
+            });
+            let m = if mutable { "mut " } else { "" };
+            format!("let {m}{name} = {head} {{\n{arms}}};\n")
+        } else {
+            let (arms, _) = self.arms(pats, false, depth);
+            format!("{head} {{\n{arms}}}\n")
+        }
+    }
+
+    /// `match e { v if ⟦v < c⟧ => .., v => .. }` on an active float, or
+    /// `match ⟦c⟧ { true => .., false => .. }`.
+    fn match_active_stmt(&mut self, depth: usize) -> String {
+        self.used.insert(C::MatchActive);
+        if self.coin(0.3) {
+            let c = self.cond();
+            let pats = vec![("true".to_string(), None), ("false".to_string(), None)];
+            return self.finish_match(format!("match {c}"), pats, depth);
+        }
+        let e = self.capped(2, 20.0);
+        let v = self.fresh("m");
+        let bind = Var {
+            name: v.clone(),
+            kind: Kind::Active,
+            mutable: false,
+            bound: e.b,
+            param: false,
+        };
+        let mut pats = Vec::new();
+        for _ in 0..self.rng.gen_range(1..=3) {
+            let op = ["<", ">", "<=", ">="][self.rng.gen_range(0..4)];
+            let t = lit(self.rng.gen_range(-1.0..1.0) * e.b.clamp(0.5, 2.0));
+            pats.push((format!("{v} if ⟦{v} {op} {t}⟧"), Some(bind.clone())));
+        }
+        if self.coin(0.5) {
+            pats.push((v.clone(), Some(bind)));
+        } else {
+            pats.push(("_".to_string(), None));
+        }
+        let head = format!("match {}", e.s);
+        self.finish_match(head, pats, depth)
+    }
+
+    /// `(match ⟦c⟧ { true => a, false => b })` inside an expression.
+    fn bool_match_expr(&mut self, depth: u32) -> E {
+        self.used.insert(C::MatchActive);
+        let c = self.cond();
+        self.ifs += 1;
+        let a = self.expr(depth);
+        let b = self.expr(depth);
+        self.ifs -= 1;
+        E {
+            s: format!("(match {c} {{\ntrue => {},\nfalse => {},\n}})", a.s, b.s),
+            b: a.b.max(b.b),
+            atom: true,
+            active: true,
+            typed: true,
+        }
+    }
+
+    /// `if let 0 = i % 2 {..}`, `if let 1..=2 = n {..}`, or
+    /// `let o = ..Some(c)..; if let Some(q) = o {..} else if ⟦c⟧ {..} else {..}`.
+    fn if_let_stmt(&mut self, depth: usize) -> String {
+        self.used.insert(C::IfLet);
+        let mut pre = String::new();
+        let mut bind = None;
+        let head = match self.int_scrutinee() {
+            Some((scrut, m)) if self.coin(0.5) => {
+                let p = self.int_patterns(m).remove(0);
+                format!("if let {p} = {scrut}")
+            }
+            sc => {
+                let o = self.fresh("o");
+                let v = self.rng.gen_range(-1.5..1.5);
+                let ty = self.ty;
+                match sc {
+                    Some((scrut, m)) => {
+                        let t = self.rng.gen_range(0..m);
+                        writeln!(
+                            pre,
+                            "let {o}: Option<{ty}> = if {scrut} == {t} {{ Some({}) }} else {{ None }};",
+                            lit(v)
+                        )
+                        .unwrap();
+                    }
+                    None if self.coin(0.8) => {
+                        writeln!(pre, "let {o}: Option<{ty}> = Some({});", lit(v)).unwrap()
+                    }
+                    None => writeln!(pre, "let {o}: Option<{ty}> = None;").unwrap(),
+                }
+                let q = self.fresh("q");
+                bind = Some(Var {
+                    name: q.clone(),
+                    kind: Kind::Inactive,
+                    mutable: false,
+                    bound: v.abs(),
+                    param: false,
+                });
+                format!("if let Some({q}) = {o}")
+            }
+        };
+        self.ifs += 1;
+        self.scopes.push(bind.into_iter().collect());
+        let n = self.rng.gen_range(1..=2);
+        let body = self.stmt_block(depth, n);
+        self.scopes.pop();
+        let mut s = format!("{pre}{head} {{\n{body}}}");
+        if self.on(C::ElseIf) && self.coin(0.3) {
+            let c = self.cond();
+            let n = self.rng.gen_range(1..=2);
+            let body = self.stmt_block(depth, n);
+            write!(s, " else if {c} {{\n{body}}}").unwrap();
+        }
+        if self.coin(0.5) {
+            let n = self.rng.gen_range(1..=2);
+            let body = self.stmt_block(depth, n);
+            write!(s, " else {{\n{body}}}").unwrap();
+        }
+        self.ifs -= 1;
+        s.push('\n');
+        s
+    }
+
+    /// Slice and array parameters: `(name, len, is_array)`.
+    fn sequences(&self) -> Vec<(String, usize, bool)> {
+        self.vars()
+            .into_iter()
+            .filter_map(|v| match v.kind {
+                Kind::Slice { len } => Some((v.name, len, false)),
+                Kind::Array { len } => Some((v.name, len, true)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `.rev()`, `.skip(n)`, `.take(n)`, `.step_by(k)`, each maybe.
+    fn adapters(&mut self) -> String {
+        let mut s = String::new();
+        if self.coin(0.3) {
+            s.push_str(".rev()");
+        }
+        if self.coin(0.2) {
+            write!(s, ".skip({})", self.rng.gen_range(0..=2)).unwrap();
+        }
+        if self.coin(0.2) {
+            write!(s, ".take({})", self.rng.gen_range(1..=3)).unwrap();
+        }
+        if self.coin(0.2) {
+            write!(s, ".step_by({})", self.rng.gen_range(1..=3)).unwrap();
+        }
+        s
+    }
+
+    /// `xs.iter()` with adapters: the chain and an upper bound of its length.
+    fn chain(&mut self) -> Option<(String, usize)> {
+        let seqs = self.sequences();
+        if seqs.is_empty() {
+            return None;
+        }
+        let (name, len, _) = seqs[self.rng.gen_range(0..seqs.len())].clone();
+        let a = self.adapters();
+        Some((format!("{name}.iter(){a}"), len))
+    }
+
+    fn float_var(&self, name: String, kind: Kind) -> Var {
+        Var {
+            name,
+            kind,
+            mutable: false,
+            bound: 2.0,
+            param: false,
+        }
+    }
+
+    /// `for` over an iterator: slices and arrays (by reference, by value, `enumerate`,
+    /// `zip`, adapters) or a range with adapters.
+    fn iter_for_stmt(&mut self, depth: usize) -> String {
+        self.used.insert(C::IterFor);
+        let seqs = self.sequences();
+        let x = self.fresh("x");
+        let mut vars = Vec::new();
+        let (head, trip) = if seqs.is_empty() || self.coin(0.15) {
+            let k = self.rng.gen_range(1..=4);
+            let i = self.fresh("i");
+            let a = match self.rng.gen_range(0..3) {
+                0 => ".rev()".to_string(),
+                1 => format!(".step_by({})", self.rng.gen_range(1..=2)),
+                _ => format!(".skip(1).rev().take({})", self.rng.gen_range(1..=3)),
+            };
+            vars.push(Var {
+                name: i.clone(),
+                kind: Kind::Index { trip: k },
+                mutable: false,
+                bound: 0.0,
+                param: false,
+            });
+            (format!("{i} in (0..{k}){a}"), k)
+        } else {
+            let (name, len, array) = seqs[self.rng.gen_range(0..seqs.len())].clone();
+            match self.rng.gen_range(0..5) {
+                0 => {
+                    vars.push(self.float_var(x.clone(), Kind::Active));
+                    let src = match (array, self.coin(0.5)) {
+                        (false, _) => name,
+                        (true, true) => format!("&{name}"),
+                        (true, false) => {
+                            return self.finish_for(format!("{x} in {name}"), len, vars, depth);
+                        }
+                    };
+                    (format!("&{x} in {src}"), len)
+                }
+                1 | 2 => {
+                    let a = self.adapters();
+                    let (pat, kind) = if self.coin(0.5) {
+                        (format!("&{x}"), Kind::Active)
+                    } else {
+                        (x.clone(), Kind::Ref)
+                    };
+                    vars.push(self.float_var(x.clone(), kind));
+                    (format!("{pat} in {name}.iter(){a}"), len)
+                }
+                3 => {
+                    let a = self.adapters();
+                    let i = self.fresh("i");
+                    let (pat, kind) = if self.coin(0.5) {
+                        (format!("&{x}"), Kind::Active)
+                    } else {
+                        (x.clone(), Kind::Ref)
+                    };
+                    vars.push(self.float_var(x.clone(), kind));
+                    vars.push(Var {
+                        name: i.clone(),
+                        kind: Kind::Index { trip: len },
+                        mutable: false,
+                        bound: 0.0,
+                        param: false,
+                    });
+                    (format!("({i}, {pat}) in {name}.iter(){a}.enumerate()"), len)
+                }
+                _ => {
+                    let (n2, l2, _) = seqs[self.rng.gen_range(0..seqs.len())].clone();
+                    let y = self.fresh("y");
+                    let a = self.adapters();
+                    let (px, py, kind) = if self.coin(0.5) {
+                        (format!("&{x}"), format!("&{y}"), Kind::Active)
+                    } else {
+                        (x.clone(), y.clone(), Kind::Ref)
+                    };
+                    vars.push(self.float_var(x.clone(), kind.clone()));
+                    vars.push(self.float_var(y, kind));
+                    (
+                        format!("({px}, {py}) in {name}.iter(){a}.zip({n2}.iter())"),
+                        len.min(l2),
+                    )
+                }
+            }
+        };
+        self.finish_for(head, trip, vars, depth)
+    }
+
+    fn finish_for(&mut self, head: String, trip: usize, vars: Vec<Var>, depth: usize) -> String {
+        self.enter_loop(trip, false);
+        self.scopes.push(vars);
+        let n = self.rng.gen_range(1..=3);
+        let body = self.stmt_block(depth, n);
+        self.scopes.pop();
+        let label = self.leave_loop();
+        format!("{label}for {head} {{\n{body}}}\n")
+    }
+
+    /// The body of an inline or `let` closure with the given parameters.
+    fn closure_body(&mut self, params: Vec<Var>, depth: u32) -> E {
+        self.closure += 1;
+        self.scopes.push(params);
+        let e = self.expr(depth);
+        self.scopes.pop();
+        self.closure -= 1;
+        e
+    }
+
+    /// A consumer of an iterator chain: `map(..).sum()`, `product`, `fold`, `count`, over
+    /// slices, arrays (`zip`, `enumerate`, adapters) and ranges.
+    fn iter_consume(&mut self, depth: u32) -> E {
+        self.used.insert(C::IterConsume);
+        let ty = self.ty;
+        let d = depth - 1;
+        let t = self.fresh("t");
+        let chain = self.chain();
+        let r = self.rng.gen_range(0..8);
+        let Some((ch, len)) = chain else {
+            return self.range_sum(d);
+        };
+        let len_f = len as f64;
+        match r {
+            0 | 1 => {
+                let (pat, kind) = if self.coin(0.7) {
+                    (format!("&{t}"), Kind::Active)
+                } else {
+                    (t.clone(), Kind::Ref)
+                };
+                let e = self.closure_body(vec![self.float_var(t.clone(), kind)], d);
+                E {
+                    s: format!("{ch}.map(|{pat}| {}).sum::<{ty}>()", e.s),
+                    b: len_f * e.b,
+                    atom: true,
+                    active: true,
+                    typed: true,
+                }
+            }
+            2 => {
+                let tv = self.float_var(t.clone(), Kind::Active);
+                self.closure += 1;
+                self.scopes.push(vec![tv]);
+                let e = self.small(d);
+                self.scopes.pop();
+                self.closure -= 1;
+                E {
+                    s: format!("{ch}.map(|&{t}| 1.0 + 0.3 * {}).product::<{ty}>()", e.p()),
+                    b: 1.3f64.powi(len as i32),
+                    atom: true,
+                    active: true,
+                    typed: true,
+                }
+            }
+            3 => {
+                let init = self.capped(d, 20.0);
+                let acc = self.fresh("acc");
+                let mut accv = self.float_var(acc.clone(), Kind::Active);
+                accv.bound = init.b + 2.0;
+                let tv = self.float_var(t.clone(), Kind::Active);
+                self.closure += 1;
+                self.scopes.push(vec![accv, tv]);
+                let e = self.small(d);
+                self.scopes.pop();
+                self.closure -= 1;
+                E {
+                    s: format!(
+                        "{ch}.fold({}, |{acc}, &{t}| 0.5 * {acc} + {})",
+                        init.s,
+                        e.p()
+                    ),
+                    b: init.b + 2.0,
+                    atom: true,
+                    active: true,
+                    typed: true,
+                }
+            }
+            4 => {
+                let Some((ch2, len2)) = self.chain() else {
+                    unreachable!()
+                };
+                let u = self.fresh("u");
+                let e = self.closure_body(
+                    vec![
+                        self.float_var(t.clone(), Kind::Active),
+                        self.float_var(u.clone(), Kind::Active),
+                    ],
+                    d,
+                );
+                E {
+                    s: format!("{ch}.zip({ch2}).map(|(&{t}, &{u})| {}).sum::<{ty}>()", e.s),
+                    b: len.min(len2) as f64 * e.b,
+                    atom: true,
+                    active: true,
+                    typed: true,
+                }
+            }
+            5 => {
+                let i = self.fresh("i");
+                let e = self.closure_body(
+                    vec![
+                        self.float_var(t.clone(), Kind::Active),
+                        Var {
+                            name: i.clone(),
+                            kind: Kind::Index { trip: len },
+                            mutable: false,
+                            bound: 0.0,
+                            param: false,
+                        },
+                    ],
+                    d,
+                );
+                E {
+                    s: format!("{ch}.enumerate().map(|({i}, &{t})| {}).sum::<{ty}>()", e.s),
+                    b: len_f * e.b,
+                    atom: true,
+                    active: true,
+                    typed: true,
+                }
+            }
+            6 => {
+                // a `let` closure passed to `map`
+                let fs: Vec<Var> = self
+                    .vars()
+                    .into_iter()
+                    .filter(|v| v.kind == Kind::Closure { arity: 1 })
+                    .collect();
+                if fs.is_empty() {
+                    return E {
+                        s: format!("({ch}.count() as {ty})"),
+                        b: len_f,
+                        atom: true,
+                        active: false,
+                        typed: true,
+                    };
+                }
+                let f = fs[self.rng.gen_range(0..fs.len())].clone();
+                self.used.insert(C::Closure);
+                E {
+                    s: format!("{ch}.copied().map({}).sum::<{ty}>()", f.name),
+                    b: len_f * f.bound,
+                    atom: true,
+                    active: true,
+                    typed: true,
+                }
+            }
+            _ => self.range_sum(d),
+        }
+    }
+
+    /// `(0..K).map(|i| ..).sum()` (maybe `.rev()`, `.step_by(2)`).
+    fn range_sum(&mut self, d: u32) -> E {
+        let ty = self.ty;
+        let k = self.rng.gen_range(1..=4);
+        let i = self.fresh("i");
+        let a = ["", ".rev()", ".step_by(2)"][self.rng.gen_range(0..3)];
+        let e = self.closure_body(
+            vec![Var {
+                name: i.clone(),
+                kind: Kind::Index { trip: k },
+                mutable: false,
+                bound: 0.0,
+                param: false,
+            }],
+            d,
+        );
+        E {
+            s: format!("(0..{k}){a}.map(|{i}| {}).sum::<{ty}>()", e.s),
+            b: k as f64 * e.b,
+            atom: true,
+            active: true,
+            typed: true,
+        }
+    }
+
+    /// `let f = |t: f64| ..;` (or `move |t: f64, u: f64| ..`) capturing values in scope; no
+    /// conditions inside (see `no_h`).
+    fn closure_stmt(&mut self) -> String {
+        self.used.insert(C::Closure);
+        let mv = self.coin(0.4);
+        let arity = if self.coin(0.75) { 1 } else { 2 };
+        let params: Vec<Var> = (0..arity)
+            .map(|_| Var {
+                name: self.fresh("t"),
+                kind: Kind::Active,
+                mutable: false,
+                bound: CLOSURE_ARG,
+                param: true,
+            })
+            .collect();
+        let saved = (self.no_h, self.immutable_only);
+        self.no_h = true;
+        self.immutable_only = !mv;
+        let d = self.rng.gen_range(1..=2);
+        let e = self.closure_body(params.clone(), d);
+        (self.no_h, self.immutable_only) = saved;
+        let name = self.fresh("f");
+        let ty = self.ty;
+        let sig = params
+            .iter()
+            .map(|p| format!("{}: {ty}", p.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.push(Var {
+            name: name.clone(),
+            kind: Kind::Closure { arity },
+            mutable: false,
+            bound: e.b,
+            param: false,
+        });
+        let m = if mv { "move " } else { "" };
+        let mut s = format!("let {name} = {m}|{sig}| {};\n", e.s);
+        // and a use right away (more uses come from `closure_call`)
+        let args: Vec<String> = (0..arity).map(|_| self.capped(1, CLOSURE_ARG).s).collect();
+        let call = format!("{name}({})", args.join(", "));
+        let targets = self.assignable(true);
+        if !targets.is_empty() && self.coin(0.5) {
+            let t = targets[self.rng.gen_range(0..targets.len())].clone();
+            let nb = t.bound + e.b.min(1.0);
+            let use_ = if e.b <= 1.0 {
+                call
+            } else {
+                format!("{call}.tanh()")
+            };
+            writeln!(s, "{} += {use_};", t.name).unwrap();
+            if let Some(v) = self.lookup_mut(&t.name) {
+                v.bound = v.bound.max(nb);
+            }
+        } else {
+            let v = self.fresh("v");
+            writeln!(s, "let {v} = {call};").unwrap();
+            self.push(Var {
+                name: v,
+                kind: Kind::Active,
+                mutable: false,
+                bound: e.b,
+                param: false,
+            });
+        }
+        s
+    }
+
+    /// `f(a, ..)` for a `let` closure in scope.
+    fn closure_call(&mut self, depth: u32) -> Option<E> {
+        let fs: Vec<Var> = self
+            .vars()
+            .into_iter()
+            .filter(|v| matches!(v.kind, Kind::Closure { .. }))
+            .collect();
+        if fs.is_empty() {
+            return None;
+        }
+        let f = fs[self.rng.gen_range(0..fs.len())].clone();
+        let Kind::Closure { arity } = f.kind else {
+            unreachable!()
+        };
+        let args: Vec<String> = (0..arity)
+            .map(|_| self.capped(depth - 1, CLOSURE_ARG).s)
+            .collect();
+        Some(E {
+            s: format!("{}({})", f.name, args.join(", ")),
+            b: f.bound,
+            atom: true,
+            active: true,
+            typed: true,
+        })
     }
 }

@@ -166,6 +166,28 @@ impl<'a> Rewrite<'a> {
                     out.extend(more);
                     return (out, any || sets);
                 }
+                Stmt::Local(l)
+                    if l.init.as_ref().is_some_and(|i| {
+                        i.diverge.is_none()
+                            && matches!(&*i.expr, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_))
+                            && self.contains_exit(&i.expr)
+                    }) =>
+                {
+                    // `let v = loop { .. break 'outer; .. };`: the nested loop's exits to this
+                    // loop, as for a loop statement; the rest runs under the guard.
+                    let mut l = l.clone();
+                    let init = l.init.as_mut().unwrap();
+                    let (e, sets) = self.nested_loop(&init.expr);
+                    *init.expr = e;
+                    out.push(Stmt::Local(l));
+                    any |= sets;
+                    if sets && !rest.is_empty() {
+                        let (rest, _) = self.stmts(rest);
+                        let guard = self.guard();
+                        out.push(parse_quote!(if #guard { #(#rest)* }));
+                        return (out, true);
+                    }
+                }
                 Stmt::Local(l) => {
                     if let Some(init) = &l.init {
                         if self.contains_exit(&init.expr) {
