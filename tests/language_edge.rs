@@ -427,3 +427,41 @@ fn every_construct_in_f32_and_f64() {
         }
     }
 }
+
+/// Random-set findings: a labeled break out of a loop that is a `let`'s value, and a typed
+/// `let` of a merged constant (`Option<f64>`) read through `if let`.
+#[differentiable]
+fn let_loop_labeled_break(x: f64, n: usize) -> f64 {
+    let mut s = x;
+    let o: Option<f64> = if n == 1 { Some(0.37) } else { None };
+    'outer: for i in 0..4 {
+        let mut k = 0;
+        let r = loop {
+            k += 1;
+            if k > 2 {
+                break s * x + i as f64;
+            }
+            if s > 3.0 {
+                break 'outer;
+            }
+        };
+        s = r * 0.5;
+        if let Some(q) = o {
+            if q.sin() > 0.3 {
+                s += q * x;
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn labeled_break_from_a_let_loop_and_a_typed_option() {
+    for n in [0, 1] {
+        for x in [0.4, 1.3, 2.2] {
+            let (_, g) = let_loop_labeled_break_grad(x, n);
+            let f = |t: f64| let_loop_labeled_break(t, n);
+            assert_close("let_loop_labeled_break", g, fd1(&f, x));
+        }
+    }
+}
