@@ -647,7 +647,7 @@ impl<'a> Gen<'a> {
                     } else {
                         quote!(#ends #push)
                     };
-                    let check = fl.cond.as_ref().map(|c| quote!(if !(#c) { break; }));
+                    let check = fl.exit_check();
                     out.extend(quote! {
                         #pre
                         let #iter_var = #iter;

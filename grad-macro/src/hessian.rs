@@ -1006,7 +1006,7 @@ impl Dir<'_> {
             ends
         };
         // A `while`, or a loop left by `break`: its condition, checked at the top.
-        let check = fl.cond.as_ref().map(|c| quote!(if !(#c) { break; }));
+        let check = fl.exit_check();
         quote! {
             #pre
             for #index in #iter {

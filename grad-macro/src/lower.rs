@@ -462,21 +462,11 @@ impl Lowerer {
 
     /// The window a name is bound to.
     fn view_of(&self, e: &Expr) -> Option<std::rc::Rc<iterators::View>> {
-        match strip_paren(e) {
-            Expr::Path(p) => p
-                .path
-                .get_ident()
-                .and_then(|id| self.lookup(&id.to_string()))
-                .and_then(|b| b.view.clone()),
-            _ => None,
-        }
+        named_binding(&self.scopes, e).and_then(|b| b.view.clone())
     }
 
     fn lookup(&self, name: &str) -> Option<&Binding> {
-        self.scopes
-            .iter()
-            .rev()
-            .find_map(|s| s.iter().rev().find(|(n, _)| n == name).map(|(_, b)| b))
+        lookup_in(&self.scopes, name)
     }
 
     fn bind(&mut self, name: String, op: Operand, mutable: bool) {
@@ -1374,14 +1364,9 @@ impl Lowerer {
             if p.path.get_ident().is_some_and(|id| *id == self.fn_name) {
                 return self.unsupported_node(&c.func, "recursion is not supported in a #[differentiable] fn; write the recursion as a loop (`while`, `loop`), or give the function a hand-written `#[custom_vjp]`");
             }
-            let def = p
-                .path
-                .get_ident()
-                .and_then(|id| self.lookup(&id.to_string()))
-                .and_then(|b| b.closure.clone());
-            if let Some(def) = def {
-                return self.inline_closure(&def, &c.args, e);
-            }
+        }
+        if let Some(def) = named_binding(&self.scopes, &c.func).and_then(|b| b.closure.clone()) {
+            return self.inline_closure(&def, &c.args, e);
         }
         let Expr::Path(p) = strip_paren(&c.func) else {
             return self.unsupported_node(
@@ -1770,6 +1755,25 @@ pub(crate) fn float_type_params(g: &syn::Generics) -> Vec<String> {
         })
         .map(|t| t.ident.to_string())
         .collect()
+}
+
+/// The innermost binding of `name` in `scopes`.
+fn lookup_in<'s>(scopes: &'s Scopes, name: &str) -> Option<&'s Binding> {
+    scopes
+        .iter()
+        .rev()
+        .find_map(|s| s.iter().rev().find(|(n, _)| n == name).map(|(_, b)| b))
+}
+
+/// The binding of `e` when it is a plain name (`x`, not `x.y` or `x[i]`).
+fn named_binding<'s>(scopes: &'s Scopes, e: &Expr) -> Option<&'s Binding> {
+    match strip_paren(e) {
+        Expr::Path(p) => p
+            .path
+            .get_ident()
+            .and_then(|id| lookup_in(scopes, &id.to_string())),
+        _ => None,
+    }
 }
 
 /// `+=`, `-=`, `*=` or `/=`: the compound assignments the lowering supports.

@@ -308,7 +308,7 @@ impl Fwd<'_> {
         } else {
             quote!(#ends #tends)
         };
-        let check = fl.cond.as_ref().map(|c| quote!(if !(#c) { break; }));
+        let check = fl.exit_check();
         out.extend(quote! {
             #pre
             for #index in #iter {

@@ -258,6 +258,16 @@ pub struct For {
     pub carried: Vec<Carried>,
 }
 
+impl For {
+    /// `if !(cond) { break; }`, the check at the top of each iteration (every emitter
+    /// writes the loop with it), if the loop has a condition.
+    pub fn exit_check(&self) -> Option<TokenStream> {
+        self.cond
+            .as_ref()
+            .map(|c| quote::quote!(if !(#c) { break; }))
+    }
+}
+
 #[derive(Clone)]
 pub enum Stmt {
     Assign(Assign),

@@ -6,14 +6,8 @@ use super::*;
 impl Lowerer {
     /// `e` names a local `let mut` (an array or a `Vec`; rustc checks which on the original).
     pub(super) fn local_array(&self, e: &Expr) -> bool {
-        match strip_paren(e) {
-            Expr::Path(p) => p
-                .path
-                .get_ident()
-                .and_then(|id| self.lookup(&id.to_string()))
-                .is_some_and(|b| b.mutable && !b.is_param && b.closure.is_none()),
-            _ => false,
-        }
+        named_binding(&self.scopes, e)
+            .is_some_and(|b| b.mutable && !b.is_param && b.closure.is_none())
     }
 
     pub(super) fn array_lit<'e>(

@@ -19,25 +19,16 @@ impl Lowerer {
             named: Vec<VarId>,
         }
         impl<'a> Renamer<'a> {
+            fn scopes(&self) -> &'a Scopes {
+                self.scopes.unwrap_or(&self.l.scopes)
+            }
+
             fn view_of(&self, e: &Expr) -> Option<&'a iterators::View> {
-                match strip_paren(e) {
-                    Expr::Path(p) => p
-                        .path
-                        .get_ident()
-                        .and_then(|id| self.lookup(&id.to_string()))
-                        .and_then(|b| b.view.as_deref()),
-                    _ => None,
-                }
+                named_binding(self.scopes(), e).and_then(|b| b.view.as_deref())
             }
 
             fn lookup(&self, name: &str) -> Option<&'a Binding> {
-                match self.scopes {
-                    Some(s) => s
-                        .iter()
-                        .rev()
-                        .find_map(|s| s.iter().rev().find(|(n, _)| n == name).map(|(_, b)| b)),
-                    None => self.l.lookup(name),
-                }
+                lookup_in(self.scopes(), name)
             }
 
             /// `f(args)` of a closure bound with `let`: its body, inline.
@@ -89,14 +80,8 @@ impl Lowerer {
                         *e = paren(inner);
                         return self.visit_expr_mut(e);
                     }
-                    let def = match strip_paren(&c.func) {
-                        Expr::Path(p) => p
-                            .path
-                            .get_ident()
-                            .and_then(|id| self.lookup(&id.to_string()))
-                            .and_then(|b| b.closure.as_deref()),
-                        _ => None,
-                    };
+                    let def =
+                        named_binding(self.scopes(), &c.func).and_then(|b| b.closure.as_deref());
                     if let Some(def) = def {
                         let c = c.clone();
                         *e = self.inline_closure(def, &c);
