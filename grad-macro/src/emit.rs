@@ -107,6 +107,10 @@ pub struct Gen<'a> {
     /// Arities of the `__call_pb{n}` helpers used (a pullback taken from a tape is called
     /// through a generic function, so rustc need not know its type at the call).
     call_arities: std::collections::BTreeSet<usize>,
+    /// The defining assignment of each value.
+    defs: HashMap<VarId, &'a Assign>,
+    /// By loop id, what each iteration's adjoint recomputes instead of taping.
+    remat: HashMap<usize, Vec<VarId>>,
 }
 
 fn lit(x: f64) -> TokenStream {
@@ -125,6 +129,17 @@ impl<'a> Gen<'a> {
             .params
             .iter()
             .fold(Deps::default(), |d, p| d.union(&f.vars[p.var].deps));
+        let defs = analysis::defs(&f.body);
+        let params: Vec<(VarId, &syn::Type)> = f.params.iter().map(|p| (p.var, &p.ty)).collect();
+        let scalars = analysis::scalars(&params, &f.body);
+        let remat = analysis::remat_all(
+            &f.body,
+            &f.vars,
+            mode == Mode::Pullback,
+            &all_deps,
+            &defs,
+            &scalars,
+        );
         Gen {
             f,
             root,
@@ -139,6 +154,19 @@ impl<'a> Gen<'a> {
             in_closure: false,
             in_tape: 0,
             call_arities: std::collections::BTreeSet::new(),
+            defs,
+            remat,
+        }
+    }
+
+    /// What the reverse rules depend on, for the analyses.
+    fn cx(&self) -> analysis::RevCtx<'_> {
+        analysis::RevCtx {
+            vars: &self.f.vars,
+            masked: self.mode == Mode::Pullback,
+            all_deps: &self.all_deps,
+            remat: &self.remat,
+            defs: &self.defs,
         }
     }
 
@@ -416,20 +444,30 @@ impl<'a> Gen<'a> {
         &mut self,
         key: (usize, u8),
         b: &'a Block,
-        extra: &[VarId],
-        seeds: &[VarId],
+        keep: &[VarId],
+        own: &[VarId],
     ) -> Vec<Ident> {
         if let Some(s) = self.stash_cache.get(&key) {
             return s.clone();
         }
         let mut kept = BTreeSet::new();
-        analysis::reverse_reads(b, &|v| self.f.vars[v].active, &mut kept);
-        // The loop's own index and heads, and the values the sweep is seeded through (a
-        // branch's phi inputs, a loop's carried ends), are read by the sweep of `b` too.
-        kept.extend(extra.iter().chain(seeds).map(|v| analysis::Kept::Var(*v)));
+        analysis::reverse_reads(b, &self.cx(), &mut kept);
+        // A loop's active heads (the adjoint makes zeros from them), and what its iterations
+        // recompute from; not what they recompute.
+        kept.extend(keep.iter().map(|v| analysis::Kept::Var(*v)));
+        let remat = if key.1 == 2 {
+            self.remat.get(&key.0).cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for v in &remat {
+            let reads = analysis::remat_reads(self.defs[v], &self.f.vars);
+            kept.extend(reads.into_iter().map(analysis::Kept::Var));
+        }
         let mut names: BTreeMap<String, Ident> = BTreeMap::new();
         for k in kept {
             let id = match k {
+                analysis::Kept::Var(v) if remat.contains(&v) => continue,
                 analysis::Kept::Var(mut v) => {
                     // A field borrow is recomputed from its base.
                     while let Some((base, _)) = self.fields.get(&v) {
@@ -444,7 +482,7 @@ impl<'a> Gen<'a> {
             names.insert(id.to_string(), id);
         }
         let mut local = self.local_names(b);
-        local.extend(extra.iter().map(|v| self.id(*v).to_string()));
+        local.extend(own.iter().map(|v| self.id(*v).to_string()));
         let stash: Vec<Ident> = names
             .into_iter()
             .filter(|(n, _)| local.contains(n))
@@ -454,19 +492,20 @@ impl<'a> Gen<'a> {
         stash
     }
 
+    fn active_heads(&self, f: &For) -> Vec<VarId> {
+        f.carried
+            .iter()
+            .map(|c| c.head)
+            .filter(|h| self.f.vars[*h].active)
+            .collect()
+    }
+
     /// What each branch of `i` keeps for its adjoint (the branch's values its adjoint reads,
     /// seeded through the phis).
     fn branch_stashes(&mut self, i: &'a If) -> (Vec<Ident>, Vec<Ident>) {
-        let seeds = |g: &Self, then: bool| -> Vec<VarId> {
-            i.phis
-                .iter()
-                .filter_map(|p| g.active(if then { &p.then_v } else { &p.else_v }))
-                .collect()
-        };
-        let (then_seeds, else_seeds) = (seeds(self, true), seeds(self, false));
         (
-            self.stash_of((i.id, 0), &i.then_b, &[], &then_seeds),
-            self.stash_of((i.id, 1), &i.else_b, &[], &else_seeds),
+            self.stash_of((i.id, 0), &i.then_b, &[], &[]),
+            self.stash_of((i.id, 1), &i.else_b, &[], &[]),
         )
     }
 
@@ -581,13 +620,8 @@ impl<'a> Gen<'a> {
                     let taped = fl.carried.iter().any(|c| self.f.vars[c.head].active);
                     let mut extra = vec![fl.index];
                     extra.extend(fl.carried.iter().map(|c| c.head));
-                    let seeds: Vec<VarId> = fl
-                        .carried
-                        .iter()
-                        .filter_map(|c| self.active(&c.end))
-                        .collect();
                     let stash = if taped {
-                        self.stash_of((fl.id, 2), &fl.body, &extra, &seeds)
+                        self.stash_of((fl.id, 2), &fl.body, &self.active_heads(fl), &extra)
                     } else {
                         Vec::new()
                     };
@@ -694,9 +728,7 @@ impl<'a> Gen<'a> {
     /// Wraps the contribution to `v` so that the pullback skips it when the caller does not
     /// need any gradient that flows through `v`.
     fn guard(&mut self, v: VarId, from: VarId, c: Contrib) -> Contrib {
-        let deps = &self.f.vars[v].deps;
-        if self.mode != Mode::Pullback || *deps == self.f.vars[from].deps || *deps == self.all_deps
-        {
+        if !self.cx().guarded(v, from) {
             return c;
         }
         match c {
@@ -1218,12 +1250,7 @@ impl<'a> Gen<'a> {
         self.read_ident(&tape);
         let mut extra = vec![f.index];
         extra.extend(f.carried.iter().map(|c| c.head));
-        let seeds: Vec<VarId> = f
-            .carried
-            .iter()
-            .filter_map(|c| self.active(&c.end))
-            .collect();
-        let stash = self.stash_of((f.id, 2), &f.body, &extra, &seeds);
+        let stash = self.stash_of((f.id, 2), &f.body, &self.active_heads(f), &extra);
         if init.iter().all(|a| a.is_none()) {
             return;
         }
@@ -1291,6 +1318,14 @@ impl<'a> Gen<'a> {
         let mut body = TokenStream::new();
         let mut scratch = st.clone();
         let outer_reads = self.reads.clone();
+        // What the iteration's adjoint recomputes instead of reading it from the tape.
+        for v in self.remat.get(&f.id).cloned().unwrap_or_default() {
+            let a = self.defs[&v];
+            for u in analysis::remat_reads(a, &self.f.vars) {
+                self.read(u);
+            }
+            body.extend(self.fwd_assign(a));
+        }
         self.in_tape += 1;
         iteration(self, &mut scratch, &mut body);
         self.in_tape -= 1;
