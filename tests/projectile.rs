@@ -180,3 +180,21 @@ fn the_examples_default_targets_are_hit() {
     }];
     assert!(!fit(&far, 30f64.to_radians(), 0.0, HEIGHT, DT, 1e-6, 50).converged);
 }
+
+#[test]
+fn the_checks_can_fail() {
+    // The tolerance of the finite-difference check rejects a gradient off by 1e-4, and the
+    // drag-free range check a range off by one step.
+    let p = [0.7, 25.0, 0.01];
+    let want = fd(&f(HEIGHT, DT), &p, 1e-7);
+    let (_, (da, ds, dk)) = landing_grad(p[0], p[1], p[2], HEIGHT, DT);
+    for (got, want) in [(da, want[0]), (ds, want[1]), (dk, want[2])] {
+        assert!(close(got, want, 1e-5));
+        assert!(!close(got * (1.0 + 1e-4), want, 1e-5));
+    }
+    let (th, v, dt) = (0.5f64, 20.0, 1e-4);
+    let r = landing(th, v, 0.0, 1e-12, dt);
+    let by_hand = v * v * (2.0 * th).sin() / G - v * th.cos() * dt;
+    assert!((r - by_hand).abs() < 1e-6 * v * v / G);
+    assert!((r + v * th.cos() * dt - by_hand).abs() > 1e-6 * v * v / G);
+}
