@@ -5,6 +5,9 @@
 //! * `while_projectile`: `examples/common/projectile.rs`, a `while y > 0.0` loop with a
 //!   data-dependent exit (40°, 30 m/s, drag 0.01/m, dt = 1 ms: 3,508 steps), gradient with
 //!   respect to the angle, speed and drag.
+//! * `while_newton_cbrt1000`: Newton's method for the cube root of each of 1,000 numbers, each
+//!   `while` its own relative tolerance is not met (a data-dependent exit in a `for` over a
+//!   slice), gradient with respect to the slice.
 //! * `chain_cauchy1000`: `xs.iter().zip(ys).map(|(a, b)| ..).sum()` over 1,000 elements (the
 //!   Cauchy loss `Σ ln(1 + (a - b)²)`), gradient with respect to `xs` (a `Vec`).
 //! * `chain_fold1000`: `.fold(0.0, |acc, (a, b)| ..)` over 1,000 elements, cheaper arithmetic
@@ -196,6 +199,52 @@ fn landing_hand(angle: f64, speed: f64, drag: f64, height: f64, dt: f64) -> (f64
     (value, (ga, gs, gk))
 }
 
+/// Newton's method for the cube root of every element, each to a relative tolerance: a
+/// `while` with a data-dependent exit inside a `for` over a slice, many short loops.
+#[differentiable(wrt(xs))]
+fn cbrt_sum(xs: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for &a in xs {
+        let mut y = 1.0;
+        let mut it = 0;
+        while (y * y * y - a).abs() > 1e-12 * a && it < 50 {
+            y -= (y * y * y - a) / (3.0 * y * y);
+            it += 1;
+        }
+        s += y;
+    }
+    s
+}
+
+/// `cbrt_sum` and its gradient by hand: each element's step derivatives on a stack array, then
+/// its reverse sweep. With `r = 1 / 3y²` and `q = (y³ - a) r` (one division a step, as in the
+/// function), `y' = y - q` has `dy'/da = r` and `dy'/dy = 2q / y = 6 q y r`, so the sweep
+/// divides nothing.
+fn cbrt_sum_hand(xs: &[f64]) -> (f64, Vec<f64>) {
+    let mut s = 0.0;
+    let mut g = Vec::with_capacity(xs.len());
+    let mut trail = [[0.0f64; 2]; 50];
+    for &a in xs {
+        let mut y = 1.0;
+        let mut n = 0;
+        while (y * y * y - a).abs() > 1e-12 * a && n < 50 {
+            let r = 1.0 / (3.0 * y * y);
+            let q = (y * y * y - a) * r;
+            trail[n] = [r, 6.0 * q * y * r];
+            n += 1;
+            y -= q;
+        }
+        s += y;
+        let (mut gy, mut ga) = (1.0, 0.0);
+        for &[dyda, dydy] in trail[..n].iter().rev() {
+            ga += gy * dyda;
+            gy *= dydy;
+        }
+        g.push(ga);
+    }
+    (s, g)
+}
+
 // ----- (b) iterator chains over 1,000 elements -----
 
 /// The Cauchy loss of the residuals `xs - ys`: a zip, a map with a closure and a sum.
@@ -344,8 +393,69 @@ fn bench(cr: &mut Criterion) {
     });
     grp.finish();
 
-    // (b) Iterator chains over 1,000 elements.
     const N: usize = 1000;
+    // Newton's cube roots of 1,000 numbers in 0.5..8 (4 to 7 iterations each).
+    let pos: Vec<f64> = (0..N)
+        .map(|i| 0.5 + 7.5 * (0.5 + 0.5 * ((i as f64) * 0.37).sin()))
+        .collect();
+    let (v1, g1) = cbrt_sum_grad(&pos);
+    let (v2, g2) = cbrt_sum_hand(&pos);
+    assert!(close(v1, v2), "cbrt_sum: {v1} against {v2}");
+    assert!(g1.len() == N && g1.iter().zip(&g2).all(|(a, b)| close(*a, *b)));
+    // And both against the limit's derivative, d cbrt(a) / da = 1 / (3 cbrt(a)²).
+    assert!(
+        pos.iter()
+            .zip(&g2)
+            .all(|(a, g)| (g - 1.0 / (3.0 * a.cbrt().powi(2))).abs() < 1e-9)
+    );
+    let iters: usize = pos
+        .iter()
+        .map(|&a| {
+            let (mut y, mut it) = (1.0f64, 0);
+            while (y * y * y - a).abs() > 1e-12 * a && it < 50 {
+                y -= (y * y * y - a) / (3.0 * y * y);
+                it += 1;
+            }
+            it
+        })
+        .sum();
+    let ((_, g), peak, n) = peak_bytes(|| cbrt_sum_grad(&pos));
+    let mem_gen = (peak - g.capacity() * size_of::<f64>(), n - 1);
+    let ((_, g), peak, n) = peak_bytes(|| cbrt_sum_hand(&pos));
+    let mem_hand = (peak - g.capacity() * size_of::<f64>(), n - 1);
+    print_memory(
+        "while_newton_cbrt1000",
+        mem_gen,
+        mem_hand,
+        &format!(", {iters} Newton steps in all; less the 8,000-byte gradient and its allocation"),
+    );
+    interleaved(
+        "while_newton_cbrt1000",
+        20,
+        &|| {
+            black_box(cbrt_sum(black_box(&pos)));
+        },
+        &|| {
+            black_box(cbrt_sum_grad(black_box(&pos)));
+        },
+        &|| {
+            black_box(cbrt_sum_hand(black_box(&pos)));
+        },
+    );
+
+    let mut grp = cr.benchmark_group("while_newton_cbrt1000");
+    grp.bench_function(BenchmarkId::new("function", ""), |b| {
+        b.iter(|| cbrt_sum(black_box(&pos)))
+    });
+    grp.bench_function(BenchmarkId::new("generated_grad", ""), |b| {
+        b.iter(|| cbrt_sum_grad(black_box(&pos)))
+    });
+    grp.bench_function(BenchmarkId::new("hand_grad", ""), |b| {
+        b.iter(|| cbrt_sum_hand(black_box(&pos)))
+    });
+    grp.finish();
+
+    // (b) Iterator chains over 1,000 elements.
     let xs: Vec<f64> = (0..N).map(|i| ((i as f64) * 0.37).sin()).collect();
     let ys: Vec<f64> = (0..N).map(|i| ((i as f64) * 0.11).cos()).collect();
     let w = 0.7;
