@@ -800,3 +800,53 @@ fn statement_macros_run_and_leave_the_gradient_alone() {
         "the assert! in the forward pass did not run"
     );
 }
+
+// A copy of one loop-carried local into another that starts with the same constant, the copy
+// taken before the source changes in the same iteration (found writing examples/projectile.rs:
+// `py` was not seen as carried, "cannot find value").
+#[symgrad::differentiable]
+fn previous_copy(s: f64) -> f64 {
+    let mut y = 1.0;
+    let mut py = 1.0;
+    for _ in 0..3 {
+        py = y;
+        y -= s;
+    }
+    py * y
+}
+
+#[symgrad::differentiable]
+fn previous_copy_while(s: f64, h: f64) -> f64 {
+    let mut y = h;
+    let mut py = h;
+    let mut n = 0;
+    while y > 0.0 {
+        py = y;
+        y -= s * (1.0 + 0.1 * py);
+        n += 1;
+    }
+    py + y * (n as f64)
+}
+
+#[test]
+fn a_copy_of_a_carried_value_is_carried_too() {
+    // py = 1 - 2s, y = 1 - 3s: d(py y)/ds = -2 (1 - 3s) - 3 (1 - 2s) = -5 + 12 s.
+    for s in [0.1, 0.5, -2.0] {
+        let (v, g) = previous_copy_grad(s);
+        assert!(
+            close(v, (1.0 - 2.0 * s) * (1.0 - 3.0 * s), 1e-12),
+            "{v} at {s}"
+        );
+        assert!(close(g, -5.0 + 12.0 * s, 1e-12), "{g} at {s}");
+    }
+    let f = |p: &[f64]| previous_copy_while(p[0], p[1]);
+    let g = |p: &[f64]| {
+        let (v, (a, b)) = previous_copy_while_grad(p[0], p[1]);
+        (v, vec![a, b])
+    };
+    let v = |p: &[f64], s: f64| {
+        let (v, (a, b)) = previous_copy_while_vjp(p[0], p[1], s);
+        (v, vec![a, b])
+    };
+    check("previous_copy_while", 21, 2, 0.2, 1.5, 1e-6, &f, &g, &v);
+}

@@ -25,19 +25,18 @@ pub fn landing(angle: f64, speed: f64, drag: f64, height: f64, dt: f64) -> f64 {
     let mut vy = speed * angle.sin();
     let mut x = 0.0;
     let mut y = height;
+    // The last point above the ground.
+    let mut px = x;
+    let mut py = y;
     while y > 0.0 {
+        px = x;
+        py = y;
         let v = (vx * vx + vy * vy).sqrt();
         vx -= drag * v * vx * dt;
         vy -= (G + drag * v * vy) * dt;
         x += vx * dt;
         y += vy * dt;
     }
-    // The last point above the ground is one step back along the velocity of the last step
-    // (semi-implicit Euler moves by the new velocity). Keeping it in the loop instead
-    // (`px = x; py = y;` before the step) does not compile yet: a macro bug with a copy of a
-    // loop-carried value that is updated later in the same iteration.
-    let px = x - vx * dt;
-    let py = y - vy * dt;
     if py > y {
         // y <= 0 < py: where the segment crosses the ground.
         px + (x - px) * py / (py - y)

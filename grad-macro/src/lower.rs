@@ -1570,11 +1570,28 @@ impl Lowerer {
             .iter()
             .map(|n| (n.clone(), Operand::Var(index)))
             .collect();
+        // Each mutable name starts pass 1 as a value of its own, so that any assignment in
+        // the body shows as a change, also one that assigns a value equal to the one before
+        // the loop (`py = y;` with both starting at 1.0).
+        for (si, scope) in before.iter().enumerate() {
+            for (bi, (name, b)) in scope.iter().enumerate() {
+                if !b.mutable {
+                    continue;
+                }
+                let is_ref = matches!(b.op, Operand::Var(v) if self.vars[v].is_ref);
+                let v = self.new_var(name, self.active(&b.op), self.deps(&b.op), is_ref);
+                if self.is_scalar(&b.op) {
+                    self.scalars.insert(v);
+                }
+                self.scopes[si][bi].1.op = Operand::Var(v);
+            }
+        }
+        let starts = self.scopes.clone();
         let (_, _) = self.sub_block(stmts, extra.clone());
         let mut carried: Vec<(usize, usize, String, Operand)> = Vec::new();
         for (si, scope) in before.iter().enumerate() {
             for (bi, (name, b)) in scope.iter().enumerate() {
-                if !Self::same(&b.op, &self.scopes[si][bi].1.op) {
+                if !Self::same(&starts[si][bi].1.op, &self.scopes[si][bi].1.op) {
                     carried.push((si, bi, name.clone(), b.op.clone()));
                 }
             }
