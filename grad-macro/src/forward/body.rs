@@ -266,6 +266,13 @@ impl<'a> Fwd<'a> {
                 )
                 .unwrap()
             }
+            Op::Tuple(xs) => crate::emit::tuple_value(xs, |o| match self.t(o, Form::Ref) {
+                Some(t) => quote!(::core::clone::Clone::clone(#t)),
+                None => {
+                    let v = self.val(o, Form::Ref);
+                    quote!(#root::zero_tangent(#v))
+                }
+            }),
             Op::Inactive(_) | Op::Call(..) | Op::Map(..) => {
                 unreachable!("inactive or handled above")
             }
@@ -355,6 +362,10 @@ impl<'a> Fwd<'a> {
                 quote_spanned!(span=> #root::map_pullback(#x, #closure).0)
             }
             Op::Inactive(ts) => ts.clone(),
+            Op::Tuple(xs) => crate::emit::tuple_value(xs, |o| {
+                let r = self.val(o, Form::Ref);
+                quote!(::core::clone::Clone::clone(#r))
+            }),
             op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
                 crate::arrays::value(
                     op,
