@@ -379,3 +379,95 @@ fn an_unused_part_has_a_zero_adjoint() {
     assert!(close(dr, 2.0 * y * t.sin(), 1e-12));
     assert!(close(dt, 2.0 * y * r * t.cos(), 1e-12));
 }
+
+// ---------------------------------------------------------------------------------------
+// Forward mode
+// ---------------------------------------------------------------------------------------
+
+#[differentiable(forward, reverse)]
+fn polar_fm(r: f64, t: f64) -> (f64, f64) {
+    (r * t.cos(), r * t.sin())
+}
+
+#[differentiable(forward)]
+fn polar_fm32(r: f32, t: f32) -> (f32, f32) {
+    (r * t.cos(), r * t.sin())
+}
+
+/// A tuple-valued fn of a tuple-valued call, in forward mode; one part inactive.
+#[differentiable(forward)]
+fn rotate_fm(r: f64, t: f64, k: usize) -> (f64, (f64, f64)) {
+    let (x, y) = polar_fm(r, t);
+    let p = if x > 0.0 { (x + y, x * y) } else { (y, x) };
+    let mut s = 0.0;
+    for i in 0..k {
+        s += p.0 * i as f64;
+    }
+    (s, (p.1, 2.0))
+}
+
+#[differentiable(forward)]
+fn caller_fm(r: f64, t: f64) -> f64 {
+    let (x, _) = polar_fm(r, t);
+    let q = polar_fm(x, r);
+    x * q.1 + q.0
+}
+
+/// The tangent of polar along (dr, dt) is J (dr, dt), with J derived by hand.
+#[test]
+fn polar_jvp_is_the_jacobian() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..50 {
+        let (r, t): (f64, f64) = (rng.gen_range(0.1..3.0), rng.gen_range(-3.0..3.0));
+        let (dr, dt): (f64, f64) = (rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
+        let (v, (tx, ty)) = polar_fm_jvp(r, t, dr, dt);
+        assert_eq!(v, polar(r, t));
+        let want_x = t.cos() * dr - r * t.sin() * dt;
+        let want_y = t.sin() * dr + r * t.cos() * dt;
+        assert!(close(tx, want_x, 1e-12) && close(ty, want_y, 1e-12));
+        let (_, (tx32, ty32)) = polar_fm32_jvp(r as f32, t as f32, dr as f32, dt as f32);
+        assert!(close(f64::from(tx32), want_x, 1e-4) && close(f64::from(ty32), want_y, 1e-4));
+        // <u, J v> = <Jᵀ u, v> with the reverse mode of the same function.
+        let (u0, u1): (f64, f64) = (rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
+        let (_, (gr, gt)) = polar_fm_vjp(r, t, (u0, u1));
+        assert!(close(u0 * tx + u1 * ty, gr * dr + gt * dt, 1e-12));
+    }
+}
+
+/// Tangents of tuple-valued and scalar forward-mode fns against finite differences of the
+/// original functions along the same direction.
+#[test]
+fn forward_tuples_against_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let h = 1e-6;
+    let mut used = 0;
+    for _ in 0..40 {
+        let (r, t): (f64, f64) = (rng.gen_range(-2.0..2.0), rng.gen_range(-2.0..2.0));
+        let (dr, dt): (f64, f64) = (rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
+        let along = |s: f64| rotate_fm(r + s * dr, t + s * dt, 4);
+        let (p, m) = (along(h), along(-h));
+        let fd3 = [
+            (p.0 - m.0) / (2.0 * h),
+            ((p.1).0 - (m.1).0) / (2.0 * h),
+            ((p.1).1 - (m.1).1) / (2.0 * h),
+        ];
+        // A point at the branch (`x > 0`) is skipped: two step sizes disagree there.
+        let (p2, m2) = (along(1e-4), along(-1e-4));
+        if !close(fd3[0], (p2.0 - m2.0) / 2e-4, 1e-3) {
+            continue;
+        }
+        used += 1;
+        let (v, (t0, (t1, t2))) = rotate_fm_jvp(r, t, 4, dr, dt);
+        assert_eq!(v, rotate_fm(r, t, 4));
+        assert!(close(t0, fd3[0], 1e-5), "{t0} {}", fd3[0]);
+        assert!(close(t1, fd3[1], 1e-5), "{t1} {}", fd3[1]);
+        assert_eq!(t2, 0.0);
+        assert!(close(fd3[2], 0.0, 1e-9));
+
+        let c = |s: f64| caller_fm(r + s * dr, t + s * dt);
+        let want = (c(h) - c(-h)) / (2.0 * h);
+        let (_, got) = caller_fm_jvp(r, t, dr, dt);
+        assert!(close(got, want, 1e-5), "{got} {want}");
+    }
+    assert!(used >= 20, "only {used} points usable");
+}
