@@ -7,6 +7,14 @@ use quote::{format_ident, quote, quote_spanned};
 use std::collections::{HashMap, HashSet};
 use syn::{Ident, Type};
 
+/// A zero scalar tangent: `0.0`, or `T::zero()` in a fn generic over its float type `T`.
+pub(super) fn zero_scalar() -> TokenStream {
+    match crate::lower::generic_float() {
+        Some(t) => quote!(#t::zero()),
+        None => quote!(0.0),
+    }
+}
+
 /// A value's tangent: its name, and whether it is a reference.
 #[derive(Clone)]
 pub(super) struct Tan {
@@ -394,7 +402,7 @@ impl<'a> Fwd<'a> {
         // An inactive argument's tangent is zero (its type follows from the others).
         let d: Vec<TokenStream> = args
             .iter()
-            .map(|a| self.t(a, Form::Val).unwrap_or_else(|| quote!(0.0)))
+            .map(|a| self.t(a, Form::Val).unwrap_or_else(zero_scalar))
             .collect();
         match m {
             Powi => {

@@ -237,15 +237,17 @@ pub fn acc_index<T, G: IndexedGrad<T>>(grad: &mut G, len: usize, i: usize, g: T)
 }
 
 /// A float type a generic `#[differentiable]` fn can be instantiated with (`f32`, `f64`):
-/// `num_traits::Float` and the operations the derivative rules use. The generated functions
-/// of `fn f<T: Float>` carry the bound `T: Real`.
+/// `num_traits::Float` and the operations the derivative rules (reverse and forward) use.
+/// The generated functions of `fn f<T: Float>` carry the bound `T: Real`.
 pub trait Real:
     num_traits::Float
     + scalar::Float
     + Differentiable<Grad = Self>
+    + GradOf<Self>
     + Accumulate
     + linalg::Mul2<Self, Output = Self>
     + linalg::Div2<Self, Output = Self>
+    + tangent::DivTangent<Self>
     + linalg::AddSub<Self, Output = Self>
     + Default
     + core::fmt::Debug
