@@ -181,6 +181,25 @@ fn branch_tuples(a: f64, b: f64) -> f64 {
     p.0 * 3.0 - p.1 * c
 }
 
+/// A method returning a tuple, and a caller of it.
+struct Lens {
+    k: f64,
+}
+
+impl Lens {
+    #[differentiable(wrt(r, t))]
+    fn project(&self, r: f64, t: f64) -> (f64, f64) {
+        (self.k * r * t.cos(), r * t.sin())
+    }
+}
+
+#[differentiable(wrt(r, t))]
+fn method_caller(lens: &Lens, r: f64, t: f64) -> f64 {
+    let (x, y) = lens.project(r, t);
+    let p = lens.project(y, x);
+    x * y + p.1
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks
 // ---------------------------------------------------------------------------------------
@@ -362,6 +381,20 @@ fn callers_against_finite_differences() {
     check2("returns_caller", returns_caller, returns_caller_grad);
     check2("local_tuple", local_tuple, local_tuple_grad);
     check2("branch_tuples", branch_tuples, branch_tuples_grad);
+    let lens = Lens { k: 1.7 };
+    check(
+        "method_caller",
+        2,
+        -2.0,
+        2.0,
+        1e-6,
+        1e-4,
+        &|x| method_caller(&lens, x[0], x[1]),
+        &|x| {
+            let (v, (a, b)) = method_caller_grad(&lens, x[0], x[1]);
+            (v, vec![a, b])
+        },
+    );
 }
 
 #[test]
