@@ -39,6 +39,7 @@ pub fn op_reads(op: &Op) -> Vec<VarId> {
             push(i);
         }
         Op::ArrayLit(xs, _) => xs.iter().for_each(&mut push),
+        Op::Tuple(xs) => xs.iter().for_each(&mut push),
         Op::Repeat(x, ..) => push(x),
         Op::SetIndex(b, i, v) => {
             push(&Operand::Var(*b));

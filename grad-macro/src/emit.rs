@@ -405,6 +405,10 @@ impl<'a> Gen<'a> {
                 return quote_spanned!(span=> let (#t, #pb) = #root::map_pullback(#x, #closure););
             }
             Op::Inactive(ts) => ts.clone(),
+            Op::Tuple(xs) => tuple_value(xs, |o| {
+                let r = self.fwd_ref(o);
+                quote!(::core::clone::Clone::clone(#r))
+            }),
             op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
                 crate::arrays::value(op, &|o| self.fwd_plain(o), &|v| self.id(v).clone(), span)
                     .unwrap()
@@ -1034,6 +1038,16 @@ impl<'a> Gen<'a> {
                     }
                 }
             }
+            Op::Tuple(xs) => {
+                // The adjoint of a tuple is the tuple of its parts' adjoints.
+                for (k, x) in xs.iter().enumerate() {
+                    if let Some(v) = self.active(x) {
+                        let k = syn::Index::from(k);
+                        let c = Contrib::Ts(quote!(::core::clone::Clone::clone(&#gt.#k)));
+                        self.contribute(st, out, v, c);
+                    }
+                }
+            }
             Op::Repeat(x, ..) => {
                 if let Some(v) = self.active(x) {
                     self.contribute(st, out, v, Contrib::Ts(quote!(#root::grad_sum(&#gt))));
@@ -1508,6 +1522,13 @@ fn field_defs(b: &Block) -> HashMap<VarId, (VarId, syn::Member)> {
     }
     walk(b, &mut out);
     out
+}
+
+/// `(a, b, ..)`: a tuple of the operands, each written by `part` (a one-element tuple keeps
+/// its comma).
+pub(crate) fn tuple_value(xs: &[Operand], part: impl Fn(&Operand) -> TokenStream) -> TokenStream {
+    let parts: Vec<TokenStream> = xs.iter().map(part).collect();
+    quote!((#(#parts,)*))
 }
 
 /// The name of the pullback closure that a call returned along with the value `t`.

@@ -633,6 +633,10 @@ impl Dir<'_> {
                 self.unsupported(span, "a `map` of a matrix");
                 return TokenStream::new();
             }
+            Op::Tuple(_) => {
+                self.unsupported(span, "a tuple value");
+                return TokenStream::new();
+            }
             Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..) => {
                 self.unsupported(span, "a local array or `Vec`");
                 return TokenStream::new();

@@ -39,7 +39,7 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// - `f_grad(args..) -> (value, gradients)` for an `f32`/`f64` result: one gradient per
 ///   active parameter, in declaration order (a bare gradient for one active parameter);
 /// - `f_vjp(args.., seed) -> (value, gradients)`: the gradients of `seed * f(..)`, for any
-///   result type (a matrix result takes a matrix seed);
+///   result type (a matrix result takes a matrix seed, a tuple result a tuple of seeds);
 /// - `f_pullback(args..)` (hidden): the value and a closure computing the gradients later;
 ///   what the code generated for a caller of `f` calls.
 ///
@@ -63,7 +63,10 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// `powi`, `max`, ...), matrix `*`, `transpose`, `sum`, `mean`, `component_mul`, indexing,
 /// fields, casts of integers, calls of other `#[differentiable]` or `#[custom_vjp]`
 /// functions, statement macros (`println!`, `assert!`, `debug_assert!`, ...), which run in
-/// the forward pass, and a generic float type (`fn f<T: Float>`, reverse mode).
+/// the forward pass, and a generic float type (`fn f<T: Float>`, reverse and forward mode).
+/// A function may return a tuple of floats (`-> (f64, f64)`, nested tuples too): its `_vjp`
+/// takes a tuple seed, its `_jvp` returns a tuple tangent, it has no `_grad`, and callers
+/// destructure it (`let (a, _) = f(..);`) or read its parts (`p.0`).
 ///
 /// Limits: no recursion, `while let`, other macros, trait objects, `unsafe` or `async`;
 /// parameters are read-only. Each rejected construct is a compile error on its own tokens.
@@ -191,10 +194,10 @@ fn expand(args: &args::Args, func: &ItemFn) -> Result<TokenStream2, Vec<syn::Err
     #[cfg(debug_assertions)]
     ir::show::check(&f);
     let root = root(args);
-    if (args.forward || args.hessian) && !func.sig.generics.params.is_empty() {
+    if args.hessian && !func.sig.generics.params.is_empty() {
         return Err(vec![syn::Error::new_spanned(
             &func.sig.generics,
-            "forward mode and second order of generic functions are not supported yet; use reverse mode (`#[differentiable]`) or write the function for f32 or f64",
+            "second order (`hessian`) of generic functions is not supported yet; use reverse or forward mode (`#[differentiable(forward, reverse)]`) or write the function for f32 or f64",
         )]);
     }
     let fwd = if args.forward {

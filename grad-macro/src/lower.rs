@@ -252,6 +252,9 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         l.errors
             .push(err(v.span(), "variadic functions are not supported"));
     }
+    if let ReturnType::Type(_, t) = &sig.output {
+        check_tuple_result(t, &mut l.errors);
+    }
     if let ReturnType::Default = sig.output {
         l.errors.push(err(
             sig.ident.span(),
@@ -1056,6 +1059,10 @@ impl Lowerer {
             Expr::Field(f) => {
                 let base = self.expr(&f.base);
                 match base {
+                    // `p.0`: a part of a tuple, by value.
+                    Operand::Var(v) if matches!(f.member, syn::Member::Unnamed(_)) => {
+                        self.tuple_field(v, f.member.clone(), "", e.span())
+                    }
                     Operand::Var(v) => {
                         let (active, deps) = (self.vars[v].active, self.vars[v].deps.clone());
                         let dst = self.new_var(&member_name(&f.member), active, deps, true);
@@ -1121,7 +1128,8 @@ impl Lowerer {
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
             Expr::Await(a) => self.unsupported(a.await_token.span, "`.await` is not supported in a #[differentiable] fn"),
-            Expr::Tuple(t) => self.unsupported_node(&t, "a tuple value is not supported in a #[differentiable] fn; destructure it where it is made (`let (a, b) = (x, y);`) and return one value"),
+            Expr::Tuple(t) if t.elems.is_empty() => self.unsupported_node(&t, "the unit value `()` is not supported in a #[differentiable] fn"),
+            Expr::Tuple(t) => self.tuple(t, e),
             Expr::Array(a) => self.array_lit(a.elems.iter(), e, false),
             Expr::Repeat(r) => self.repeat(&r.expr, &r.len, e, false),
             Expr::Assign(a) => self.unsupported(a.eq_token.span, "an assignment is a statement, not a value; end it with `;`"),
@@ -1815,6 +1823,25 @@ pub(crate) fn is_float_type(ty: &Type) -> bool {
                     }))
         }
         _ => false,
+    }
+}
+
+/// A tuple result (`-> (f64, f64)`) holds floats or tuples of floats only: its adjoint (the
+/// seed of `_vjp`) is a tuple of the parts' adjoints.
+fn check_tuple_result(ty: &Type, errors: &mut Vec<syn::Error>) {
+    let Type::Tuple(t) = ty else { return };
+    if t.elems.is_empty() {
+        return;
+    }
+    for e in &t.elems {
+        match e {
+            Type::Tuple(_) => check_tuple_result(e, errors),
+            e if matches!(e, Type::Path(_)) && is_float_type(e) => {}
+            other => errors.push(err_node(other, format!(
+                "a #[differentiable] fn can return a tuple of floats only (`-> (f64, f64)`, nested tuples of f32/f64 or of its float type parameter); `{}` is not a float: return it from a separate function, or leave it out of the result",
+                other.to_token_stream()
+            ))),
+        }
     }
 }
 

@@ -7,6 +7,14 @@ use quote::{format_ident, quote, quote_spanned};
 use std::collections::{HashMap, HashSet};
 use syn::{Ident, Type};
 
+/// A zero scalar tangent: `0.0`, or `T::zero()` in a fn generic over its float type `T`.
+pub(super) fn zero_scalar() -> TokenStream {
+    match crate::lower::generic_float() {
+        Some(t) => quote!(#t::zero()),
+        None => quote!(0.0),
+    }
+}
+
 /// A value's tangent: its name, and whether it is a reference.
 #[derive(Clone)]
 pub(super) struct Tan {
@@ -266,6 +274,13 @@ impl<'a> Fwd<'a> {
                 )
                 .unwrap()
             }
+            Op::Tuple(xs) => crate::emit::tuple_value(xs, |o| match self.t(o, Form::Ref) {
+                Some(t) => quote!(::core::clone::Clone::clone(#t)),
+                None => {
+                    let v = self.val(o, Form::Ref);
+                    quote!(#root::zero_tangent(#v))
+                }
+            }),
             Op::Inactive(_) | Op::Call(..) | Op::Map(..) => {
                 unreachable!("inactive or handled above")
             }
@@ -355,6 +370,10 @@ impl<'a> Fwd<'a> {
                 quote_spanned!(span=> #root::map_pullback(#x, #closure).0)
             }
             Op::Inactive(ts) => ts.clone(),
+            Op::Tuple(xs) => crate::emit::tuple_value(xs, |o| {
+                let r = self.val(o, Form::Ref);
+                quote!(::core::clone::Clone::clone(#r))
+            }),
             op @ (Op::ArrayLit(..) | Op::Repeat(..) | Op::SetIndex(..) | Op::Push(..)) => {
                 crate::arrays::value(
                     op,
@@ -383,7 +402,7 @@ impl<'a> Fwd<'a> {
         // An inactive argument's tangent is zero (its type follows from the others).
         let d: Vec<TokenStream> = args
             .iter()
-            .map(|a| self.t(a, Form::Val).unwrap_or_else(|| quote!(0.0)))
+            .map(|a| self.t(a, Form::Val).unwrap_or_else(zero_scalar))
             .collect();
         match m {
             Powi => {

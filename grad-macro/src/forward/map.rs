@@ -26,7 +26,7 @@ impl Fwd<'_> {
             .iter()
             .map(|c| {
                 self.t(&Operand::Var(*c), Form::Val)
-                    .unwrap_or_else(|| quote!(0.0))
+                    .unwrap_or_else(super::body::zero_scalar)
             })
             .collect();
         let tid = self.tan_ident(a.dst);

@@ -92,12 +92,15 @@ pub fn expand(
         })
         .collect();
     let (slots, prologue) = slots_and_prologue(&slot_params, root);
+    // A fn generic over its float type `T` keeps its generics, `T` also bound by `Real`.
+    let (generics, _) = crate::generated_generics(func, root);
+    let (generic_params, _, _) = generics.split_for_impl();
 
     Ok(quote! {
         #[doc = #jvp_doc]
         #[allow(#allows)]
         #[inline]
-        #vis fn #jvp(#(#inputs,)* #(#tnames: #ttys),*) -> (#ret_ty, #ret_ty) {
+        #vis fn #jvp #generic_params (#(#inputs,)* #(#tnames: #ttys),*) -> (#ret_ty, #ret_ty) {
             #(#items)*
             #body
         }
@@ -106,7 +109,7 @@ pub fn expand(
         #[doc(hidden)]
         #[allow(#allows)]
         #[inline]
-        #vis fn #fwd(#(#inputs,)* #(#slots),*) -> (#ret_ty, #ret_ty) {
+        #vis fn #fwd #generic_params (#(#inputs,)* #(#slots),*) -> (#ret_ty, #ret_ty) {
             #(#items)*
             #prologue
             #body
@@ -215,8 +218,9 @@ pub(crate) fn type_text(ty: &Type) -> String {
         .replace(" ;", ";")
 }
 
+/// f32, f64, or the fn's float type parameter (`T` of `fn f<T: Float>`).
 fn is_float(ty: &Type) -> bool {
-    matches!(ty, Type::Path(p) if p.qself.is_none() && (p.path.is_ident("f32") || p.path.is_ident("f64")))
+    matches!(ty, Type::Path(_)) && crate::lower::is_float_type(ty)
 }
 
 fn tangent_type_ok(ty: &Type) -> bool {

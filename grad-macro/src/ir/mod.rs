@@ -201,6 +201,9 @@ pub enum Op {
     ComponentMul(Operand, Operand),
     /// `[a, b, c]`, or `vec![a, b, c]` when the flag is set.
     ArrayLit(Vec<Operand>, bool),
+    /// `(a, b, ..)`: a tuple of values (a function's result, or a local destructured or
+    /// read by field, `p.0`, later).
+    Tuple(Vec<Operand>),
     /// `[x; n]` (`vec![x; n]`); the count is constant code.
     Repeat(Operand, TokenStream, bool),
     /// The array `base` with element `index` set to `value` (`a[i] = v` on a local).

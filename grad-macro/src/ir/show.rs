@@ -77,6 +77,10 @@ fn op_text(f: &Function, op: &Op) -> String {
                 xs.join(", ")
             )
         }
+        Op::Tuple(xs) => {
+            let xs: Vec<String> = xs.iter().map(o).collect();
+            format!("tuple ({})", xs.join(", "))
+        }
         Op::Repeat(x, n, vec) => {
             format!("repeat{} [{}; {n}]", if *vec { " vec" } else { "" }, o(x))
         }

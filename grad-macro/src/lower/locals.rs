@@ -93,6 +93,74 @@ impl Lowerer {
         self.rebind(&name, new);
     }
 
+    /// `(a, b, ..)` as a value: a tuple (a function's result, a local read by `p.0`).
+    pub(super) fn tuple(&mut self, t: &syn::ExprTuple, e: &Expr) -> Operand {
+        let ops: Vec<Operand> = t.elems.iter().map(|x| self.expr(x)).collect();
+        if !ops.iter().any(|o| self.active(o)) {
+            return self.inactive(e, true);
+        }
+        let refs: Vec<&Operand> = ops.iter().collect();
+        self.assign(Op::Tuple(ops.clone()), &refs, e.span(), false)
+    }
+
+    /// `base.k`: a part of a tuple that carries a gradient, as an owned value (a copy of
+    /// the field borrow, so that it can flow into branches, loops and the result).
+    pub(super) fn tuple_field(
+        &mut self,
+        base: VarId,
+        member: syn::Member,
+        name: &str,
+        span: proc_macro2::Span,
+    ) -> Operand {
+        let (active, deps) = (self.vars[base].active, self.vars[base].deps.clone());
+        let field = self.new_var("", active, deps.clone(), true);
+        self.vars[field].is_place = true;
+        self.cur.push(Stmt::Assign(Assign {
+            dst: field,
+            op: Op::Field(base, member),
+            span,
+        }));
+        let dst = self.new_var(name, active, deps, false);
+        self.cur.push(Stmt::Assign(Assign {
+            dst,
+            op: Op::Clone(Operand::Var(field)),
+            span,
+        }));
+        Operand::Var(dst)
+    }
+
+    /// `let pat = v;` for a tuple value `v` that carries a gradient (the result of a call):
+    /// each name is bound to its part, `_` parts are skipped.
+    fn destructure(&mut self, pat: &Pat, v: VarId, out: &mut Vec<(String, Operand, bool)>) {
+        let Pat::Tuple(pt) = pat else {
+            return;
+        };
+        for (k, p) in pt.elems.iter().enumerate() {
+            let p = match p {
+                Pat::Type(t) => &*t.pat,
+                p => p,
+            };
+            let member = syn::Member::Unnamed(syn::Index {
+                index: k as u32,
+                span: p.span(),
+            });
+            match p {
+                Pat::Wild(_) => {}
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    let name = pi.ident.to_string();
+                    let part = self.tuple_field(v, member, &name, pi.span());
+                    out.push((name, part, pi.mutability.is_some()));
+                }
+                Pat::Tuple(_) => {
+                    if let Operand::Var(part) = self.tuple_field(v, member, "", p.span()) {
+                        self.destructure(p, part, out);
+                    }
+                }
+                other => self.errors.push(err_node(other, "a tuple that carries gradients can be destructured into names, `_` and nested tuples only (`let (a, (b, _)) = f(x);`)")),
+            }
+        }
+    }
+
     /// `let (a, b) = (x, y);` (names bound after every element is computed), or a tuple
     /// of constants destructured (`let (i, n) = pair;`).
     pub(super) fn let_tuple(&mut self, pat: &Pat, init: &Expr) {
@@ -122,8 +190,14 @@ impl Lowerer {
                 // A value that carries no gradient: each name is its part, taken with a
                 // `match` on it.
                 let v = self.expr(e);
+                if let (Operand::Var(id), true) = (&v, self.active(&v)) {
+                    if matches!(p, Pat::Tuple(_)) {
+                        self.destructure(p, *id, out);
+                        return;
+                    }
+                }
                 if self.active(&v) {
-                    self.errors.push(err_node(e, "only tuples written out (`(x, y)`) can be destructured when they carry gradients; bind the parts with separate `let`s"));
+                    self.errors.push(err_node(e, "only tuples can be destructured when they carry gradients (`let (a, b) = f(x);`); bind the parts with separate `let`s"));
                     return;
                 }
                 for (name, ts) in self.pattern_parts(&v, p) {

@@ -130,6 +130,39 @@ impl<T: Accumulate + Copy> Accumulate for Vec<T> {
     }
 }
 
+/// Tuples (the results of functions that return several values, `-> (f64, f64)`): the
+/// gradient is the tuple of the parts' gradients, each part lazy on its own.
+macro_rules! tuple_grads {
+    ($(($($t:ident $i:tt),+)),*) => {$(
+        impl<$($t: Differentiable),+> Differentiable for ($($t,)+) {
+            type Grad = ($($t::Grad,)+);
+            #[inline(always)]
+            fn lazy_zero(&self) -> Self::Grad {
+                ($(self.$i.lazy_zero(),)+)
+            }
+            #[inline(always)]
+            fn finalize(&self, g: Self::Grad) -> Self::Grad {
+                ($(self.$i.finalize(g.$i),)+)
+            }
+        }
+
+        impl<$($t: Accumulate),+> Accumulate for ($($t,)+) {
+            #[inline(always)]
+            fn accumulate(&mut self, other: Self) {
+                $(self.$i.accumulate(other.$i);)+
+            }
+        }
+    )*};
+}
+tuple_grads!(
+    (A 0),
+    (A 0, B 1),
+    (A 0, B 1, C 2),
+    (A 0, B 1, C 2, D 3),
+    (A 0, B 1, C 2, D 3, E 4),
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+);
+
 /// Gradients of nalgebra's dynamic matrices and vectors: an empty one is the lazy zero.
 macro_rules! matrix_grads {
     ($ty:ident, $empty:expr) => {
@@ -204,15 +237,17 @@ pub fn acc_index<T, G: IndexedGrad<T>>(grad: &mut G, len: usize, i: usize, g: T)
 }
 
 /// A float type a generic `#[differentiable]` fn can be instantiated with (`f32`, `f64`):
-/// `num_traits::Float` and the operations the derivative rules use. The generated functions
-/// of `fn f<T: Float>` carry the bound `T: Real`.
+/// `num_traits::Float` and the operations the derivative rules (reverse and forward) use.
+/// The generated functions of `fn f<T: Float>` carry the bound `T: Real`.
 pub trait Real:
     num_traits::Float
     + scalar::Float
     + Differentiable<Grad = Self>
+    + GradOf<Self>
     + Accumulate
     + linalg::Mul2<Self, Output = Self>
     + linalg::Div2<Self, Output = Self>
+    + tangent::DivTangent<Self>
     + linalg::AddSub<Self, Output = Self>
     + Default
     + core::fmt::Debug

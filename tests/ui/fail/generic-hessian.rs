@@ -1,7 +1,7 @@
 use symgrad::differentiable;
 use symgrad::num_traits::Float;
 
-#[differentiable(forward)]
+#[differentiable(hessian)]
 fn f<T: Float>(x: T) -> T {
     x * x
 }
