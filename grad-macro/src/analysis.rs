@@ -262,7 +262,12 @@ fn op_reverse_reads(a: &Assign, cx: &RevCtx, out: &mut BTreeSet<Kept>) {
         }
     };
     match &a.op {
-        Op::Clone(_) | Op::Neg(_) | Op::Transpose(_) | Op::ArrayLit(..) | Op::Repeat(..) => {}
+        Op::Clone(_)
+        | Op::Neg(_)
+        | Op::Transpose(_)
+        | Op::ArrayLit(..)
+        | Op::Repeat(..)
+        | Op::Tuple(_) => {}
         Op::Add(x, y) | Op::Sub(x, y) => {
             guard(x, &mut read);
             guard(y, &mut read);
