@@ -158,6 +158,8 @@ pub struct RevCtx<'a> {
     pub remat: &'a RematMap,
     /// The defining assignment of each value defined by one.
     pub defs: &'a HashMap<VarId, &'a Assign>,
+    /// Values known to be scalars: their zero adjoints are `0.0`, made from no value.
+    pub scalars: &'a HashSet<VarId>,
 }
 
 impl RevCtx<'_> {
@@ -228,9 +230,13 @@ pub fn reverse_reads(b: &Block, cx: &RevCtx, out: &mut BTreeSet<Kept>) {
                     .filter(|c| cx.active(c.head))
                     .filter_map(|c| cx.active_op(&c.end))
                     .collect();
+                // Zero adjoints of the carried values are made from them (not for scalars).
                 for c in f.carried.iter().filter(|c| cx.active(c.head)) {
-                    out.insert(Kept::Var(c.head));
-                    out.insert(Kept::Var(c.after));
+                    for v in [c.head, c.after] {
+                        if !cx.scalars.contains(&v) {
+                            out.insert(Kept::Var(v));
+                        }
+                    }
                 }
                 for v in adjoint_targets(&f.body, &ends, &extra, |v| cx.active(v)) {
                     out.insert(Kept::Var(v));
@@ -432,9 +438,9 @@ pub fn scalars(params: &[(VarId, &syn::Type)], body: &Block) -> HashSet<VarId> {
     out
 }
 
-/// The identifiers of constant code that is plain arithmetic on values (`i + 1`,
-/// `n - 1 - i`, `k as f64`): no calls, methods, macros or paths; names of values, upper-case
-/// constants and primitive type names only. `None` for anything else.
+/// The identifiers of constant code that is plain arithmetic on values and element reads
+/// (`i + 1`, `n - 1 - i`, `k as f64`, `ys[i]`): no calls, methods, macros or paths; names of
+/// values, upper-case constants and primitive type names only. `None` for anything else.
 fn int_code(ts: &proc_macro2::TokenStream) -> Option<Vec<proc_macro2::Ident>> {
     const PRIM: &[&str] = &[
         "as", "usize", "isize", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f32", "f64",
@@ -454,8 +460,14 @@ fn int_code(ts: &proc_macro2::TokenStream) -> Option<Vec<proc_macro2::Ident>> {
                 prev_ident = true;
             }
             proc_macro2::TokenTree::Group(g) => {
-                // `f(..)`, `a[..]`, `S { .. }` after a name: a call or a place, not arithmetic.
-                if prev_ident || g.delimiter() != proc_macro2::Delimiter::Parenthesis {
+                // `a[i]` after a name: an element read; `f(..)` or `S { .. }` after a name, or
+                // a bracket or brace anywhere else: a call, a literal or a block.
+                let ok = match g.delimiter() {
+                    proc_macro2::Delimiter::Parenthesis => !prev_ident,
+                    proc_macro2::Delimiter::Bracket => prev_ident,
+                    _ => false,
+                };
+                if !ok {
                     return None;
                 }
                 names.extend(int_code(&g.stream())?);
@@ -597,6 +609,7 @@ pub fn remat_all(
             all_deps,
             remat: map,
             defs,
+            scalars,
         };
         let mut reads = BTreeSet::new();
         reverse_reads(&f.body, &cx, &mut reads);

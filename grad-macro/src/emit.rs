@@ -111,6 +111,8 @@ pub struct Gen<'a> {
     defs: HashMap<VarId, &'a Assign>,
     /// By loop id, what each iteration's adjoint recomputes instead of taping.
     remat: HashMap<usize, Vec<VarId>>,
+    /// Values known to be scalars (a zero adjoint is `0.0`, made from no value).
+    scalars: std::collections::HashSet<VarId>,
 }
 
 fn lit(x: f64) -> TokenStream {
@@ -156,6 +158,7 @@ impl<'a> Gen<'a> {
             call_arities: std::collections::BTreeSet::new(),
             defs,
             remat,
+            scalars,
         }
     }
 
@@ -167,6 +170,7 @@ impl<'a> Gen<'a> {
             all_deps: &self.all_deps,
             remat: &self.remat,
             defs: &self.defs,
+            scalars: &self.scalars,
         }
     }
 
@@ -496,11 +500,13 @@ impl<'a> Gen<'a> {
         stash
     }
 
+    /// The heads of a loop an iteration's adjoint may make a zero adjoint from (active
+    /// values not known to be scalars).
     fn active_heads(&self, f: &For) -> Vec<VarId> {
         f.carried
             .iter()
             .map(|c| c.head)
-            .filter(|h| self.f.vars[*h].active)
+            .filter(|h| self.f.vars[*h].active && !self.scalars.contains(h))
             .collect()
     }
 
@@ -1293,6 +1299,7 @@ impl<'a> Gen<'a> {
                 let v = match g.take(st, c.head) {
                     Some(Adj::Var(i)) => quote!(#i),
                     Some(Adj::Lit(x)) => lit(x),
+                    None if g.scalars.contains(&c.head) => lit(0.0),
                     None => {
                         let r = g.r(&Operand::Var(c.head));
                         quote!(#root::zero(#r))
@@ -1323,8 +1330,13 @@ impl<'a> Gen<'a> {
                 Some(Adj::Var(i)) => quote!(#i),
                 Some(Adj::Lit(x)) => lit(x),
                 None => {
-                    let r = self.r(&Operand::Var(if in_iteration { c.head } else { c.after }));
-                    quote!(#root::zero(#r))
+                    let v = if in_iteration { c.head } else { c.after };
+                    if self.scalars.contains(&v) {
+                        lit(0.0)
+                    } else {
+                        let r = self.r(&Operand::Var(v));
+                        quote!(#root::zero(#r))
+                    }
                 }
             };
             out.extend(quote!(let mut #gc = #v;));
