@@ -500,6 +500,34 @@ impl<'a> Gen<'a> {
         stash
     }
 
+    /// Whether the loop's "tape" is a copy of its range: it keeps nothing but the index
+    /// (`stash`), it iterates over a range written `a..b`, and every iteration runs to its
+    /// end (no condition, no `break` flag, no `return` inside), so its adjoint can run the
+    /// range backwards, with no allocation and nothing written per iteration.
+    fn range_tape(&self, f: &For, stash: &[Ident]) -> bool {
+        fn returns(b: &Block) -> bool {
+            b.stmts.iter().any(|s| match s {
+                Stmt::Return(..) => true,
+                Stmt::If(i) => returns(&i.then_b) || returns(&i.else_b),
+                Stmt::For(f) => returns(&f.body),
+                Stmt::Assign(_) => false,
+            })
+        }
+        let index = self.id(f.index);
+        f.cond.is_none()
+            && stash.iter().all(|s| s == index)
+            && !returns(&f.body)
+            && matches!(
+                syn::parse2::<syn::ExprRange>(f.iter.clone()),
+                Ok(syn::ExprRange {
+                    start: Some(_),
+                    end: Some(_),
+                    limits: syn::RangeLimits::HalfOpen(_),
+                    ..
+                })
+            )
+    }
+
     /// The heads of a loop an iteration's adjoint may make a zero adjoint from (active
     /// values not known to be scalars).
     fn active_heads(&self, f: &For) -> Vec<VarId> {
@@ -678,7 +706,11 @@ impl<'a> Gen<'a> {
                     let body = self.fwd_block(&fl.body, frames);
                     frames.pop();
                     let t = Self::tuple(&stash);
-                    let (tape_decl, push) = if taped {
+                    let (tape_decl, push) = if taped && self.range_tape(fl, &stash) {
+                        // The iterations' indices are the range's: keep the range.
+                        let it = quote!(::core::clone::Clone::clone(&#iter_var));
+                        (quote!(let #tape = #it;), TokenStream::new())
+                    } else if taped {
                         (
                             quote!(let mut #tape = #root::tape_for(&#iter_var);),
                             quote!(#root::tape_push(&mut #tape, #t);),
@@ -1358,11 +1390,20 @@ impl<'a> Gen<'a> {
         self.reads
             .retain(|n, _| !locals.contains(n) || outer_reads.contains_key(n));
         let t = Self::tuple(&stash);
-        out.extend(quote! {
-            for #t in #root::tape_rev(#tape) {
-                #body
-            }
-        });
+        if self.range_tape(f, &stash) {
+            let index = self.id(f.index);
+            out.extend(quote! {
+                for #index in ::core::iter::Iterator::rev(#tape) {
+                    #body
+                }
+            });
+        } else {
+            out.extend(quote! {
+                for #t in #root::tape_rev(#tape) {
+                    #body
+                }
+            });
+        }
         for (c, gc) in f.carried.iter().zip(&gcs) {
             if !self.f.vars[c.head].active {
                 continue;
