@@ -620,6 +620,31 @@ pub fn remat_all(
     map
 }
 
+/// The values read element by element (`Op::Index` bases) inside a loop.
+pub fn indexed_in_loops(b: &Block) -> HashSet<VarId> {
+    fn walk(b: &Block, in_loop: bool, out: &mut HashSet<VarId>) {
+        for s in &b.stmts {
+            match s {
+                Stmt::Assign(Assign {
+                    op: Op::Index(base, _),
+                    ..
+                }) if in_loop => {
+                    out.insert(*base);
+                }
+                Stmt::If(i) => {
+                    walk(&i.then_b, in_loop, out);
+                    walk(&i.else_b, in_loop, out);
+                }
+                Stmt::For(f) => walk(&f.body, true, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = HashSet::new();
+    walk(b, false, &mut out);
+    out
+}
+
 /// The defining assignment of every value defined by one, nested blocks included.
 pub fn defs(b: &Block) -> HashMap<VarId, &Assign> {
     fn walk<'a>(b: &'a Block, out: &mut HashMap<VarId, &'a Assign>) {

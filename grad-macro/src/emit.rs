@@ -113,6 +113,8 @@ pub struct Gen<'a> {
     remat: HashMap<usize, Vec<VarId>>,
     /// Values known to be scalars (a zero adjoint is `0.0`, made from no value).
     scalars: std::collections::HashSet<VarId>,
+    /// Active values read element by element inside a loop (`x[i]`).
+    indexed: std::collections::HashSet<VarId>,
 }
 
 fn lit(x: f64) -> TokenStream {
@@ -132,6 +134,7 @@ impl<'a> Gen<'a> {
             .iter()
             .fold(Deps::default(), |d, p| d.union(&f.vars[p.var].deps));
         let defs = analysis::defs(&f.body);
+        let indexed = analysis::indexed_in_loops(&f.body);
         let params: Vec<(VarId, &syn::Type)> = f.params.iter().map(|p| (p.var, &p.ty)).collect();
         let scalars = analysis::scalars(&params, &f.body);
         let remat = analysis::remat_all(
@@ -159,6 +162,7 @@ impl<'a> Gen<'a> {
             defs,
             remat,
             scalars,
+            indexed,
         }
     }
 
@@ -826,6 +830,15 @@ impl<'a> Gen<'a> {
             Some(Adj::Lit(x)) => {
                 let x = lit(x);
                 out.extend(quote!(let mut #g = #x;));
+                st.adj.insert(v, Adj::Var(g.clone()));
+                g
+            }
+            // The adjoint of a value whose elements are read one at a time (`x[i]`) is
+            // allocated at its full size at once, so that adding to an element needs no size
+            // check (a lazy zero would be grown at the first element added).
+            None if self.indexed.contains(&v) => {
+                let r = self.r(&Operand::Var(v));
+                out.extend(quote!(let mut #g = #root::finalize(#r, #root::zero(#r));));
                 st.adj.insert(v, Adj::Var(g.clone()));
                 g
             }
