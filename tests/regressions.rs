@@ -850,3 +850,34 @@ fn a_copy_of_a_carried_value_is_carried_too() {
     };
     check("previous_copy_while", 21, 2, 0.2, 1.5, 1e-6, &f, &g, &v);
 }
+
+// A closure passed by name to `map` inside a condition (random programs, seed 12, p00032:
+// "the closure `f` cannot be called here").
+#[symgrad::differentiable]
+fn closure_by_name_in_condition(x: f64, w: &[f64]) -> f64 {
+    let f = |t: f64| t * x + 0.5;
+    let s = if w.iter().rev().copied().map(f).sum::<f64>() <= 1.5 {
+        x * x
+    } else {
+        3.0 * x
+    };
+    s + w.iter().copied().map(f).sum::<f64>()
+}
+
+#[test]
+fn a_closure_passed_by_name_in_a_condition() {
+    let f = |p: &[f64]| closure_by_name_in_condition(p[0], &p[1..]);
+    let g = |p: &[f64]| {
+        let (v, (a, b)) = closure_by_name_in_condition_grad(p[0], &p[1..]);
+        let mut out = vec![a];
+        out.extend(b);
+        (v, out)
+    };
+    let v = |p: &[f64], s: f64| {
+        let (v, (a, b)) = closure_by_name_in_condition_vjp(p[0], &p[1..], s);
+        let mut out = vec![a];
+        out.extend(b);
+        (v, out)
+    };
+    check("closure_by_name", 22, 4, -1.0, 1.0, 1e-6, &f, &g, &v);
+}

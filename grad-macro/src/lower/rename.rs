@@ -122,12 +122,15 @@ impl Lowerer {
                     if p.qself.is_none() && p.path.segments.len() == 1 {
                         let name = p.path.segments[0].ident.to_string();
                         if let Some(b) = self.lookup(&name) {
-                            if b.closure.is_some() {
-                                self.errors.push(err(
-                                    p.span(),
-                                    format!("the closure `{name}` cannot be called here; compute its value in a `let` first"),
-                                ));
-                                return;
+                            if let Some(def) = &b.closure {
+                                // Passed by name (`.map(f)`): as `|a| f(a)`, whose call is
+                                // inlined like any other.
+                                let args: Vec<syn::Ident> = (0..def.closure.inputs.len())
+                                    .map(|k| format_ident!("__cl_arg{}", k))
+                                    .collect();
+                                let func = &p.path.segments[0].ident;
+                                *e = parse_quote!(|#(#args),*| #func(#(#args),*));
+                                return self.visit_expr_mut(e);
                             }
                             match &b.op {
                                 Operand::Var(v) => {
