@@ -1,5 +1,8 @@
 //! GFLOP/s of `symgrad_runtime::gemm` against `matrixmultiply::sgemm`, the `gemm` crate and
-//! nalgebra's `*` on the MLP shapes and some squares, f32, 1 and 2 threads.
+//! nalgebra's `*` on the MLP shapes and some squares, f32, 1 and 2 threads; beside them the
+//! single-core FMA peak of the machine (`fma_peak/avx2_fma_1core`, and `avx512_fma_1core` on
+//! CPUs with AVX-512F). `symgrad` is the kernel `auto` picks; on an AVX-512 CPU
+//! `symgrad-avx2` is the 256-bit kernel on the same shape.
 //!
 //! Throughput is `Elements(2 m n k)`, so criterion's "elem/s" is FLOP/s.
 //! Run: `cargo bench -p symgrad-runtime --bench gemm` (filter e.g. `-- 64x784x128`).
@@ -8,10 +11,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use nalgebra::DMatrix;
 use std::hint::black_box;
 use std::time::Duration;
-use symgrad_runtime::gemm::{GemmOptions, KernelChoice, Trans, gemm_with};
+use symgrad_runtime::gemm::{GemmOptions, KernelChoice, Trans, avx512_available, gemm_with};
 
 /// (label, m, k, n, ta, tb): C (m x n) = op(A) (m x k) * op(B) (k x n), all column-major.
-const SHAPES: [(&str, usize, usize, usize, Trans, Trans); 11] = [
+const SHAPES: [(&str, usize, usize, usize, Trans, Trans); 12] = [
     ("64x784x128_AB", 64, 784, 128, Trans::No, Trans::No),
     ("64x128x64_AB", 64, 128, 64, Trans::No, Trans::No),
     ("64x64x10_AB", 64, 64, 10, Trans::No, Trans::No),
@@ -23,6 +26,7 @@ const SHAPES: [(&str, usize, usize, usize, Trans, Trans); 11] = [
     ("256sq", 256, 256, 256, Trans::No, Trans::No),
     ("512sq", 512, 512, 512, Trans::No, Trans::No),
     ("1024sq", 1024, 1024, 1024, Trans::No, Trans::No),
+    ("2048sq", 2048, 2048, 2048, Trans::No, Trans::No),
 ];
 
 fn stored(rows: usize, cols: usize, t: Trans) -> DMatrix<f32> {
@@ -47,26 +51,32 @@ fn shapes(c: &mut Criterion, squares: &[(&str, usize, usize, usize, Trans, Trans
         let mut out = DMatrix::<f32>::zeros(m, n);
         let mut g = c.benchmark_group(label);
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        let mut kernels = vec![("symgrad", KernelChoice::Auto)];
+        if avx512_available() {
+            kernels.push(("symgrad-avx2", KernelChoice::Avx2Fma));
+        }
         for threads in [1usize, 2] {
-            let opts = GemmOptions {
-                kernel: KernelChoice::Auto,
-                threads: Some(threads),
-            };
-            g.bench_function(BenchmarkId::new("symgrad", threads), |bch| {
-                bch.iter(|| {
-                    gemm_with(
-                        &opts,
-                        1.0,
-                        a.as_view(),
-                        ta,
-                        b.as_view(),
-                        tb,
-                        0.0,
-                        out.as_view_mut(),
-                    );
-                    black_box(&out);
-                })
-            });
+            for &(id, kernel) in &kernels {
+                let opts = GemmOptions {
+                    kernel,
+                    threads: Some(threads),
+                };
+                g.bench_function(BenchmarkId::new(id, threads), |bch| {
+                    bch.iter(|| {
+                        gemm_with(
+                            &opts,
+                            1.0,
+                            a.as_view(),
+                            ta,
+                            b.as_view(),
+                            tb,
+                            0.0,
+                            out.as_view_mut(),
+                        );
+                        black_box(&out);
+                    })
+                });
+            }
             let par = if threads == 1 {
                 gemm::Parallelism::None
             } else {
@@ -151,7 +161,8 @@ fn mlp_and_squares(c: &mut Criterion) {
     shapes(c, &SHAPES);
 }
 
-/// Peak FMA throughput of one core: 12 independent chains of 8-lane f32 FMAs.
+/// Peak FMA throughput of one core: 12 independent chains of 8-lane (16-lane with AVX-512)
+/// f32 FMAs.
 fn fma_peak(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -176,12 +187,40 @@ fn fma_peak(c: &mut Criterion) {
             }
             _mm_cvtss_f32(_mm256_castps256_ps128(s))
         }
+        /// # Safety
+        ///
+        /// The CPU must support AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn probe512(x: f32) -> f32 {
+            let mut acc = [_mm512_set1_ps(x); 12];
+            let m = _mm512_set1_ps(0.999_999);
+            let a = _mm512_set1_ps(1e-7);
+            for _ in 0..ITERS {
+                for v in acc.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, m, a);
+                }
+            }
+            let mut s = _mm512_setzero_ps();
+            for v in acc {
+                s = _mm512_add_ps(s, v);
+            }
+            _mm512_reduce_add_ps(s)
+        }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             let mut g = c.benchmark_group("fma_peak");
             g.throughput(Throughput::Elements((ITERS * 12 * 8 * 2) as u64));
             g.bench_function("avx2_fma_1core", |b| {
                 // SAFETY: AVX2 and FMA were detected just above.
                 b.iter(|| black_box(unsafe { probe(black_box(1.0)) }))
+            });
+            g.finish();
+        }
+        if avx512_available() {
+            let mut g = c.benchmark_group("fma_peak");
+            g.throughput(Throughput::Elements((ITERS * 12 * 16 * 2) as u64));
+            g.bench_function("avx512_fma_1core", |b| {
+                // SAFETY: AVX-512F was detected just above.
+                b.iter(|| black_box(unsafe { probe512(black_box(1.0)) }))
             });
             g.finish();
         }

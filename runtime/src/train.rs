@@ -852,7 +852,7 @@ impl<M: ?Sized> Callbacks<M> for ProgressBarCallbacks {
             self.bar.set_length(info.steps_per_epoch as u64);
             self.bar.set_prefix(format!("epoch {}", info.epoch));
         }
-        if info.step_in_epoch % self.update_every.max(1) == 0
+        if info.step_in_epoch.is_multiple_of(self.update_every.max(1))
             || info.step_in_epoch == info.steps_per_epoch
         {
             self.bar.set_position(info.step_in_epoch as u64);
@@ -1041,17 +1041,18 @@ where
                     history: report.history,
                 });
             }
-            if cfg.check_gradients && !finite {
-                if let Some(tensor) = first_non_finite(&grad) {
-                    return Err(TrainError::NonFiniteGradient {
-                        step,
-                        epoch,
-                        step_in_epoch: i + 1,
-                        tensor,
-                        loss,
-                        history: report.history,
-                    });
-                }
+            if cfg.check_gradients
+                && !finite
+                && let Some(tensor) = first_non_finite(&grad)
+            {
+                return Err(TrainError::NonFiniteGradient {
+                    step,
+                    epoch,
+                    step_in_epoch: i + 1,
+                    tensor,
+                    loss,
+                    history: report.history,
+                });
             }
             opt.step(model, &grad);
             drop(_inline_rounds);
@@ -1273,7 +1274,7 @@ impl ShardSchedule {
         }
         self.since_probe += 1;
         let slower = self.since_probe >= 2 * RECENT as u64
-            && self.since_probe % 16 == 0
+            && self.since_probe.is_multiple_of(16)
             && match (
                 Self::mean(&self.recent[cur]),
                 Self::mean(&self.recent[other]),

@@ -5,8 +5,8 @@
 
 use nalgebra::{DMatrix, Dyn};
 use symgrad_runtime::gemm::{
-    GemmOptions, GemmScalar, KernelChoice, MatMut, MatRef, Trans, avx2_fma_available, gemm,
-    gemm_strided_with, gemm_views, gemm_with, matmul,
+    GemmOptions, GemmScalar, KernelChoice, MatMut, MatRef, Trans, avx2_fma_available,
+    avx512_available, gemm, gemm_strided_with, gemm_views, gemm_with, matmul,
 };
 
 /// Deterministic pseudo-random generator (SplitMix64).
@@ -202,6 +202,29 @@ fn grid_f64_avx2() {
     }
 }
 
+fn avx512_or_skip(test: &str) -> bool {
+    if avx512_available() {
+        true
+    } else {
+        println!("{test}: skipped, this CPU lacks AVX-512F");
+        false
+    }
+}
+
+#[test]
+fn grid_f32_avx512() {
+    if avx512_or_skip("grid_f32_avx512") {
+        grid::<f32>(KernelChoice::Avx512);
+    }
+}
+
+#[test]
+fn grid_f64_avx512() {
+    if avx512_or_skip("grid_f64_avx512") {
+        grid::<f64>(KernelChoice::Avx512);
+    }
+}
+
 /// The MLP shapes of the project as (m, n, k, ta, tb), plus blocking edges around KC/MC.
 const MLP: [(usize, usize, usize, Trans, Trans); 8] = [
     (64, 128, 784, Trans::No, Trans::No),
@@ -221,7 +244,23 @@ fn kernels() -> Vec<KernelChoice> {
     } else {
         println!("AVX2+FMA kernel not tested: this CPU lacks AVX2+FMA");
     }
+    if avx512_available() {
+        v.push(KernelChoice::Avx512);
+    } else {
+        println!("AVX-512F kernel not tested: this CPU lacks AVX-512F");
+    }
     v
+}
+
+/// The kernel `auto` picks: the widest this CPU runs.
+fn fastest() -> KernelChoice {
+    if avx512_available() {
+        KernelChoice::Avx512
+    } else if avx2_fma_available() {
+        KernelChoice::Avx2Fma
+    } else {
+        KernelChoice::Fallback
+    }
 }
 
 #[test]
@@ -511,11 +550,7 @@ fn process_wide_settings() {
         DMatrix::from_element(3, 3, 3.0)
     );
     force_fallback_kernel(false);
-    let auto = if avx2_fma_available() {
-        KernelChoice::Avx2Fma
-    } else {
-        KernelChoice::Fallback
-    };
+    let auto = fastest();
     if std::env::var("SYMGRAD_GEMM_KERNEL").is_err() {
         assert_eq!(selected_kernel(), auto);
     }
@@ -672,11 +707,7 @@ fn kernel_names() {
     use symgrad_runtime::gemm::kernel_from_name;
     assert_eq!(kernel_from_name("fallback"), Ok(KernelChoice::Fallback));
     assert_eq!(kernel_from_name(" Portable "), Ok(KernelChoice::Fallback));
-    let auto = if avx2_fma_available() {
-        KernelChoice::Avx2Fma
-    } else {
-        KernelChoice::Fallback
-    };
+    let auto = fastest();
     assert_eq!(kernel_from_name(""), Ok(auto));
     assert_eq!(kernel_from_name("AUTO"), Ok(auto));
     if avx2_fma_available() {
@@ -685,11 +716,15 @@ fn kernel_names() {
         let e = kernel_from_name("avx2").unwrap_err();
         assert!(e.contains("lacks AVX2+FMA"), "{e}");
     }
-    let e = kernel_from_name("avx512").unwrap_err();
-    assert!(
-        e.contains("SYMGRAD_GEMM_KERNEL=avx512") && e.contains("no AVX-512 kernel"),
-        "{e}"
-    );
+    if avx512_available() {
+        assert_eq!(kernel_from_name("AVX512"), Ok(KernelChoice::Avx512));
+    } else {
+        let e = kernel_from_name("avx512").unwrap_err();
+        assert!(
+            e.contains("SYMGRAD_GEMM_KERNEL=avx512: this CPU lacks AVX-512F"),
+            "{e}"
+        );
+    }
     let e = kernel_from_name("fastest").unwrap_err();
     assert!(
         e.contains("SYMGRAD_GEMM_KERNEL=fastest: unknown kernel") && e.contains("fallback"),

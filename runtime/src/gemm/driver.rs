@@ -213,7 +213,9 @@ unsafe fn dispatch_pack<T: Elem>(
             4 => pack::<T, 4>(rows, depth, src, rs, cs, dst),
             6 => pack::<T, 6>(rows, depth, src, rs, cs, dst),
             8 => pack::<T, 8>(rows, depth, src, rs, cs, dst),
+            12 => pack::<T, 12>(rows, depth, src, rs, cs, dst),
             16 => pack::<T, 16>(rows, depth, src, rs, cs, dst),
+            32 => pack::<T, 32>(rows, depth, src, rs, cs, dst),
             _ => unreachable!("gemm: no packing routine for panel width {w}"),
         }
     }

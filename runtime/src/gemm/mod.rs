@@ -14,11 +14,13 @@
 //! loop nest is generic over the kernel trait (see `kernel.rs` for its contract), and the kernel
 //! is picked once per process:
 //!
-//! * x86-64 with AVX2+FMA: f32 `16 x 6` and f64 `8 x 6` kernels (`x86.rs`);
+//! * x86-64 with AVX-512F: f32 `32 x 12` and f64 `16 x 12` kernels on `zmm` registers;
+//! * x86-64 with AVX2+FMA (and no AVX-512F): f32 `16 x 6` and f64 `8 x 6` kernels (both in
+//!   `x86.rs`, one macro);
 //! * anywhere else: a portable kernel that LLVM vectorises (there is no hand-written aarch64
 //!   NEON kernel; it could not be built or tested here).
 //!
-//! `SYMGRAD_GEMM_KERNEL=avx2|fallback` (or [`set_kernel`]) forces a kernel; an unknown value,
+//! `SYMGRAD_GEMM_KERNEL=avx512|avx2|fallback` (or [`set_kernel`]) forces a kernel; an unknown value,
 //! or a kernel this CPU cannot run, is an error naming the kernels it supports
 //! ([`kernel_from_name`]). Packing
 //! buffers are per thread and reused, so steady-state calls do not allocate.
@@ -39,6 +41,8 @@ pub(crate) mod pool;
 pub(crate) fn pool_run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     pool::Pool::global().run(n, f);
 }
+#[cfg(test)]
+mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -90,7 +94,7 @@ mod sealed {
 use sealed::Elem;
 
 macro_rules! impl_elem {
-    ($t:ty, $fb:ty, $avx:ident) => {
+    ($t:ty, $fb:ty, $avx:ident, $avx512:ident) => {
         impl Elem for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -104,6 +108,8 @@ macro_rules! impl_elem {
                 match kernel {
                     #[cfg(target_arch = "x86_64")]
                     KernelChoice::Avx2Fma => driver::run::<x86::$avx>(task, threads),
+                    #[cfg(target_arch = "x86_64")]
+                    KernelChoice::Avx512 => driver::run::<x86::$avx512>(task, threads),
                     _ => driver::run::<$fb>(task, threads),
                 }
             }
@@ -111,8 +117,8 @@ macro_rules! impl_elem {
     };
 }
 
-impl_elem!(f32, Fallback<f32, 8, 4>, Avx2F32);
-impl_elem!(f64, Fallback<f64, 4, 4>, Avx2F64);
+impl_elem!(f32, Fallback<f32, 8, 4>, Avx2F32, Avx512F32);
+impl_elem!(f64, Fallback<f64, 4, 4>, Avx2F64, Avx512F64);
 
 /// A validated GEMM problem on raw pointers: every element of `op(A)` (`m x k`), `op(B)`
 /// (`k x n`) and C (`m x n`) at the given strides is in bounds, C is writable and its
@@ -170,6 +176,10 @@ pub enum KernelChoice {
     /// The x86-64 AVX2+FMA kernel. Requesting it on a CPU without AVX2+FMA falls back to the
     /// portable kernel; see [`avx2_fma_available`].
     Avx2Fma,
+    /// The x86-64 AVX-512F kernel (512-bit `zmm` registers). Requesting it on a CPU without
+    /// AVX-512F falls back to the AVX2+FMA kernel, or to the portable one; see
+    /// [`avx512_available`].
+    Avx512,
 }
 
 /// Whether the AVX2+FMA kernels can run on this CPU.
@@ -193,7 +203,39 @@ pub fn avx2_fma_available() -> bool {
     }
 }
 
-/// 0 = not decided yet, 1 = fallback, 2 = AVX2+FMA.
+/// Whether the AVX-512F kernels can run on this CPU (and the OS saves `zmm` state).
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static CACHE: AtomicU8 = AtomicU8::new(0);
+        match CACHE.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => {
+                let yes = x86::avx512_available();
+                CACHE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+                yes
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The fastest kernel this CPU runs.
+fn fastest() -> KernelChoice {
+    if avx512_available() {
+        KernelChoice::Avx512
+    } else if avx2_fma_available() {
+        KernelChoice::Avx2Fma
+    } else {
+        KernelChoice::Fallback
+    }
+}
+
+/// 0 = not decided yet, 1 = fallback, 2 = AVX2+FMA, 3 = AVX-512F.
 static KERNEL: AtomicU8 = AtomicU8::new(0);
 
 fn resolve(choice: KernelChoice) -> KernelChoice {
@@ -201,6 +243,8 @@ fn resolve(choice: KernelChoice) -> KernelChoice {
         KernelChoice::Fallback => KernelChoice::Fallback,
         KernelChoice::Avx2Fma if avx2_fma_available() => KernelChoice::Avx2Fma,
         KernelChoice::Avx2Fma => KernelChoice::Fallback,
+        KernelChoice::Avx512 if avx512_available() => KernelChoice::Avx512,
+        KernelChoice::Avx512 => resolve(KernelChoice::Avx2Fma),
         KernelChoice::Auto => selected_kernel(),
     }
 }
@@ -213,10 +257,12 @@ pub fn set_kernel(choice: KernelChoice) {
         KernelChoice::Auto => detect(),
         other => resolve(other),
     };
-    KERNEL.store(
-        if k == KernelChoice::Avx2Fma { 2 } else { 1 },
-        Ordering::Relaxed,
-    );
+    let code = match k {
+        KernelChoice::Avx2Fma => 2,
+        KernelChoice::Avx512 => 3,
+        _ => 1,
+    };
+    KERNEL.store(code, Ordering::Relaxed);
 }
 
 /// Shorthand for `set_kernel(KernelChoice::Fallback)` (`true`) or `set_kernel(Auto)` (`false`).
@@ -238,6 +284,7 @@ pub fn selected_kernel() -> KernelChoice {
     match KERNEL.load(Ordering::Relaxed) {
         1 => KernelChoice::Fallback,
         2 => KernelChoice::Avx2Fma,
+        3 => KernelChoice::Avx512,
         _ => {
             set_kernel(KernelChoice::Auto);
             selected_kernel()
@@ -251,32 +298,32 @@ fn detect() -> KernelChoice {
 }
 
 /// The kernel a `SYMGRAD_GEMM_KERNEL` value asks for: `""` or `auto` (the fastest this CPU
-/// supports), `avx2` (the AVX2+FMA kernel), `fallback` (the portable one; also `portable`,
-/// `generic`); case-insensitive.
+/// supports), `avx512` (the AVX-512F kernel), `avx2` (the AVX2+FMA kernel), `fallback` (the
+/// portable one; also `portable`, `generic`); case-insensitive.
 ///
 /// # Errors
 /// A message naming the value and the kernels this CPU supports, for an unknown name or a
-/// kernel the CPU cannot run (e.g. `avx2` without AVX2+FMA). The kernel is chosen when the
+/// kernel the CPU cannot run (e.g. `avx512` without AVX-512F). The kernel is chosen when the
 /// first product runs; such a value then panics with this message.
 pub fn kernel_from_name(name: &str) -> Result<KernelChoice, String> {
-    let supported = if avx2_fma_available() {
-        "auto, avx2, fallback"
-    } else {
-        "auto, fallback"
+    let supported = match fastest() {
+        KernelChoice::Avx512 => "auto, avx512, avx2, fallback",
+        KernelChoice::Avx2Fma => "auto, avx2, fallback",
+        _ => "auto, fallback",
+    };
+    let lacks = |what: &str| {
+        Err(format!(
+            "SYMGRAD_GEMM_KERNEL={name}: this CPU lacks {what}; kernels supported here: \
+             {supported}"
+        ))
     };
     match name.trim().to_ascii_lowercase().as_str() {
-        "" | "auto" if avx2_fma_available() => Ok(KernelChoice::Avx2Fma),
-        "" | "auto" => Ok(KernelChoice::Fallback),
+        "" | "auto" => Ok(fastest()),
         "fallback" | "portable" | "generic" => Ok(KernelChoice::Fallback),
         "avx2" | "avx2fma" | "avx2+fma" if avx2_fma_available() => Ok(KernelChoice::Avx2Fma),
-        "avx2" | "avx2fma" | "avx2+fma" => Err(format!(
-            "SYMGRAD_GEMM_KERNEL={name}: this CPU lacks AVX2+FMA; kernels supported here: \
-             {supported}"
-        )),
-        "avx512" | "avx-512" => Err(format!(
-            "SYMGRAD_GEMM_KERNEL={name}: this build has no AVX-512 kernel; kernels supported \
-             here: {supported}"
-        )),
+        "avx2" | "avx2fma" | "avx2+fma" => lacks("AVX2+FMA"),
+        "avx512" | "avx-512" | "avx512f" if avx512_available() => Ok(KernelChoice::Avx512),
+        "avx512" | "avx-512" | "avx512f" => lacks("AVX-512F"),
         _ => Err(format!(
             "SYMGRAD_GEMM_KERNEL={name}: unknown kernel; kernels supported here: {supported}"
         )),
