@@ -421,8 +421,8 @@ mod avx512_f64_kernel {
 
 /// The AVX-512 kernels' geometry (`x 12` tiles, `KC = 128`, their `MC`) built from AVX2
 /// operations, so that the macro's paths for that geometry (twelve columns, the eleven
-/// in-place edge arms, the pack width, masked row edges of `MR - 16` and `MR - 8` rows) are
-/// exercised on machines without AVX-512.
+/// in-place edge arms, the B pack width, masked row edges in the first and the second vector)
+/// are exercised on machines without AVX-512.
 #[cfg(test)]
 pub(crate) mod wide {
     use super::*;
