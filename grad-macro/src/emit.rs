@@ -20,6 +20,8 @@ use quote::{format_ident, quote, quote_spanned};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use syn::Ident;
 
+mod shared;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// `_pullback`: the forward pass returns a closure that runs the adjoint later; the
@@ -115,6 +117,8 @@ pub struct Gen<'a> {
     scalars: std::collections::HashSet<VarId>,
     /// Active values read element by element inside a loop (`x[i]`).
     indexed: std::collections::HashSet<VarId>,
+    /// Ids of the nested loops whose instances share one tape (see `shared.rs`).
+    shared: std::collections::HashSet<usize>,
 }
 
 fn lit(x: f64) -> TokenStream {
@@ -145,7 +149,7 @@ impl<'a> Gen<'a> {
             &defs,
             &scalars,
         );
-        Gen {
+        let mut g = Gen {
             f,
             root,
             mode,
@@ -163,7 +167,10 @@ impl<'a> Gen<'a> {
             remat,
             scalars,
             indexed,
-        }
+            shared: Default::default(),
+        };
+        g.decide_shared();
+        g
     }
 
     /// What the reverse rules depend on, for the analyses.
@@ -441,6 +448,11 @@ impl<'a> Gen<'a> {
                     out.push(pullback_name(self.id(*dst)).to_string());
                 }
                 Stmt::If(i) => out.push(format!("__br_{}", i.id)),
+                Stmt::For(f) if self.is_shared(f.id) => {
+                    let n = shared::names(f.id);
+                    out.push(n.mark.to_string());
+                    out.push(n.end.to_string());
+                }
                 Stmt::For(f) => out.push(format!("__tape_{}", f.id)),
                 _ => {}
             }
@@ -488,6 +500,12 @@ impl<'a> Gen<'a> {
                     self.id(v).clone()
                 }
                 analysis::Kept::Tag(i) => format_ident!("__br_{}", i),
+                analysis::Kept::Tape(i) if self.is_shared(i) => {
+                    // An instance of a loop sharing its tape is its bounds on that tape.
+                    let n = shared::names(i);
+                    names.insert(n.mark.to_string(), n.mark);
+                    n.end
+                }
                 analysis::Kept::Tape(i) => format_ident!("__tape_{}", i),
                 analysis::Kept::Pullback(v) => pullback_name(self.id(v)),
             };
@@ -671,6 +689,7 @@ impl<'a> Gen<'a> {
                     let mut heads = TokenStream::new();
                     let mut ends = TokenStream::new();
                     let mut post = TokenStream::new();
+                    let mut restore = TokenStream::new();
                     let locals = {
                         let mut l = self.local_names(&fl.body);
                         l.extend(extra.iter().map(|v| self.id(*v).to_string()));
@@ -688,6 +707,7 @@ impl<'a> Gen<'a> {
                         pre.extend(quote!(let mut #cur = #init;));
                         let head = self.id(c.head);
                         heads.extend(quote!(let #head = #cur;));
+                        restore.extend(quote!(#cur = #head;));
                         let end = match &c.end {
                             Operand::Var(v) => {
                                 let id = self.id(*v).clone();
@@ -714,6 +734,15 @@ impl<'a> Gen<'a> {
                         // The iterations' indices are the range's: keep the range.
                         let it = quote!(::core::clone::Clone::clone(&#iter_var));
                         (quote!(let #tape = #it;), TokenStream::new())
+                    } else if self.is_shared(fl.id) {
+                        // One tape for all instances (declared at the top): keep this
+                        // instance's bounds on it.
+                        let shared::SharedNames { mark, end, .. } = shared::names(fl.id);
+                        post.extend(quote!(let #end = #tape.len();));
+                        (
+                            quote!(let #mark = #tape.len();),
+                            quote!(#root::tape_push(&mut #tape, #t);),
+                        )
                     } else if taped {
                         (
                             quote!(let mut #tape = #root::tape_for(&#iter_var);),
@@ -727,7 +756,7 @@ impl<'a> Gen<'a> {
                     } else {
                         quote!(#ends #push)
                     };
-                    let check = fl.exit_check();
+                    let check = fl.exit_check(restore);
                     out.extend(quote! {
                         #pre
                         let #iter_var = #iter;
@@ -1410,6 +1439,22 @@ impl<'a> Gen<'a> {
                     #body
                 }
             });
+        } else if self.is_shared(f.id) {
+            // This instance's entries on the shared tape: from its mark to its end, or to the
+            // tape's end for the instance an exit leaves (nothing was pushed after it).
+            let shared::SharedNames { mark, end, .. } = shared::names(f.id);
+            self.read_ident(&mark);
+            let end = if in_iteration {
+                quote!(#tape.len())
+            } else {
+                self.read_ident(&end);
+                quote!(#end)
+            };
+            out.extend(quote! {
+                for #t in #root::tape_range_rev(&#tape, #mark, #end) {
+                    #body
+                }
+            });
         } else {
             out.extend(quote! {
                 for #t in #root::tape_rev(#tape) {
@@ -1499,6 +1544,10 @@ impl<'a> Gen<'a> {
             done: Vec::new(),
         }];
         let fwd = self.fwd_block(&self.f.body, &mut frames);
+        let fwd = {
+            let decls = self.shared_decls();
+            quote!(#decls #fwd)
+        };
         let helpers = self.call_helpers();
         if self.inline() {
             return quote!(#helpers #fwd);

@@ -1010,7 +1010,8 @@ impl Dir<'_> {
             ends
         };
         // A `while`, or a loop left by `break`: its condition, checked at the top.
-        let check = fl.exit_check();
+        // The carried values here are scalars (`Copy`): nothing to move back on exit.
+        let check = fl.exit_check(TokenStream::new());
         quote! {
             #pre
             for #index in #iter {

@@ -56,7 +56,8 @@ pub mod __private {
     };
     pub use crate::ad::{
         Accumulate, Branch, Differentiable, GradOf, Real, acc, acc_index, finalize, grad_at,
-        grad_of, grad_sum, grad_truncate, grad_without, one, tape_for, tape_push, tape_rev, zero,
+        grad_of, grad_sum, grad_truncate, grad_without, one, tape_for, tape_push, tape_range_rev,
+        tape_rev, zero,
     };
     pub use crate::params::{Params, Tensor, join_name};
     pub use nalgebra;

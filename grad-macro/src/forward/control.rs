@@ -205,6 +205,7 @@ impl Fwd<'_> {
         let iter = &fl.iter;
         let mut pre = TokenStream::new();
         let mut heads = TokenStream::new();
+        let mut restore = TokenStream::new();
         let mut ends = TokenStream::new();
         let mut tends = TokenStream::new();
         let mut post = TokenStream::new();
@@ -247,6 +248,7 @@ impl Fwd<'_> {
             pre.extend(quote!(let mut #cur = #init;));
             let head = self.id(c.head);
             heads.extend(quote!(let #head = #cur;));
+            restore.extend(quote!(#cur = #head;));
             if *act {
                 let tinit = match self.active(&c.init) {
                     Some(v) => self.owned(v, false),
@@ -255,6 +257,7 @@ impl Fwd<'_> {
                 pre.extend(quote!(let mut #tcur = #tinit;));
                 let th = &self.tan[&c.head].id;
                 heads.extend(quote!(let #th = #tcur;));
+                restore.extend(quote!(#tcur = #th;));
             }
         }
         let body = self.block(&fl.body);
@@ -308,7 +311,7 @@ impl Fwd<'_> {
         } else {
             quote!(#ends #tends)
         };
-        let check = fl.exit_check();
+        let check = fl.exit_check(restore);
         out.extend(quote! {
             #pre
             for #index in #iter {

@@ -262,12 +262,15 @@ pub struct For {
 }
 
 impl For {
-    /// `if !(cond) { break; }`, the check at the top of each iteration (every emitter
-    /// writes the loop with it), if the loop has a condition.
-    pub fn exit_check(&self) -> Option<TokenStream> {
+    /// `if !(cond) { restore break; }`, the check at the top of each iteration (every
+    /// emitter writes the loop with it), if the loop has a condition. The iteration has
+    /// already moved the carried values into its heads (`let head = cur;`); `restore` moves
+    /// them back (`cur = head;`) before the loop ends, so a carried value that is not `Copy`
+    /// (a matrix) is still there after the loop.
+    pub fn exit_check(&self, restore: TokenStream) -> Option<TokenStream> {
         self.cond
             .as_ref()
-            .map(|c| quote::quote!(if !(#c) { break; }))
+            .map(|c| quote::quote!(if !(#c) { #restore break; }))
     }
 }
 

@@ -373,6 +373,21 @@ pub fn tape_rev<T>(tape: Vec<T>) -> std::iter::Rev<std::vec::IntoIter<T>> {
     tape.into_iter().rev()
 }
 
+/// The entries `start..end` of a tape shared by every instance of a loop nested in another
+/// loop (one instance's iterations), last first. The generated code keeps one such tape per
+/// inner loop instead of one `Vec` per instance, and each instance's bounds in the outer tape.
+///
+/// # Panics
+/// If `start..end` is not a range of `tape` (never, for generated code).
+#[inline(always)]
+pub fn tape_range_rev<T: Clone>(
+    tape: &[T],
+    start: usize,
+    end: usize,
+) -> std::iter::Cloned<std::iter::Rev<std::slice::Iter<'_, T>>> {
+    tape[start..end].iter().rev().cloned()
+}
+
 /// The branch that an `if` took in the forward pass, with the values its adjoint needs.
 pub enum Branch<A, B> {
     /// The `then` block ran.
