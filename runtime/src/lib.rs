@@ -60,4 +60,16 @@ pub mod __private {
     };
     pub use crate::params::{Params, Tensor, join_name};
     pub use nalgebra;
+
+    /// The tensor functions (with their pullbacks) that the directional-derivative functions
+    /// of `#[differentiable(hessian)]` call, by a path that does not depend on the user's
+    /// imports.
+    pub mod hops {
+        pub use crate::ops::{
+            add_bias, add_bias_pullback, add_col_bias, add_col_bias_pullback, cross_entropy_dir,
+            cross_entropy_dir_pullback, matmul_nt, matmul_nt_pullback, matmul_tn,
+            matmul_tn_pullback, relu_dir, relu_dir_pullback, sigmoid_dir, sigmoid_dir_pullback,
+            softmax_dir, softmax_dir_pullback, tanh_dir, tanh_dir_pullback,
+        };
+    }
 }
