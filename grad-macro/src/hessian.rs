@@ -30,6 +30,16 @@
 //! `g`: the argument's tangent, or `dir_zero(arg)` for one that carries none, which is a zero
 //! of the argument's type for a float type and `()` for an integer type (the slot type of a
 //! parameter of an integer type in `__g_hdir`), so the caller needs no knowledge of `g`.
+//!
+//! Matrices and parameter structs (`&DMatrix<T>`, `&Mlp`; `_hvp` only, no dense `_hessian`):
+//! the tangent of a matrix value is a matrix (not annotated with the float type), of a field
+//! `&p.layer1` the same field of the parameter's slot. Linear operations apply to the
+//! tangents as they are (`matmul_nt(x, &dw)`, `add_bias(&dz, &db)`); the nonlinear tensor
+//! functions call the runtime's `NAME_dir` rules (`relu_dir(&y, &dz)`, ...), which have
+//! pullbacks of their own; `Linear::forward`/`forward_relu` are written out as
+//! `x dWᵀ + dx Wᵀ + db` (the `dx` term left out for the data), so that nothing needs a
+//! second-order protocol of its own. A constant parameter's slot in `_hvp` is `dir_empty` (never read; an empty
+//! matrix, not a zero of the data's size).
 
 use crate::args::Args;
 use crate::ir::*;
@@ -100,6 +110,7 @@ pub fn expand(
             }
         })
         .collect();
+    // A constant parameter's slot is never read: an empty value of its tangent type.
     let slots_for = |given: &dyn Fn(usize) -> TokenStream| -> Vec<TokenStream> {
         let mut vi = 0;
         f.params
@@ -111,9 +122,9 @@ pub fn expand(
                     vi += 1;
                     given(vi - 1)
                 } else if is_ref {
-                    quote!(&#root::dir_zero(#id))
+                    quote!(&#root::dir_empty(#id))
                 } else {
-                    quote!(#root::dir_zero(&#id))
+                    quote!(#root::dir_empty(&#id))
                 }
             })
             .collect()
