@@ -1,5 +1,7 @@
 //! Second-order cost: `_hvp` (reverse over forward) against the plain function, `_grad`, and
-//! a hand-written Hessian-vector product, on the N = 1000 Rosenbrock function.
+//! a hand-written Hessian-vector product, on the N = 1000 Rosenbrock function; and `_hvp` of
+//! the MNIST example's MLP loss (784-128-64-10, batch 64, H·v with respect to all the
+//! parameters) against the loss and its `_grad`.
 //!
 //! `cargo bench --bench hessian -- --warm-up-time 1 --measurement-time 3`; medians are in
 //! `target/criterion/<group>/<id>/new/estimates.json`.
@@ -8,6 +10,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 use symgrad::prelude::*;
+use symgrad::rand::{Rng, SeedableRng};
 
 const N: usize = 1000;
 
@@ -20,6 +23,22 @@ fn rosenbrock(x: &[f64]) -> f64 {
         s += 100.0 * a * a + b * b;
     }
     s
+}
+
+#[derive(Clone, Params)]
+struct Mlp {
+    layer1: Linear,
+    layer2: Linear,
+    layer3: Linear,
+}
+
+/// The loss of `examples/common/mod.rs`, with `hessian`.
+#[differentiable(hessian, wrt(model))]
+fn loss(model: &Mlp, x: &DMatrix<f32>, labels: &[u8]) -> f32 {
+    let h1 = model.layer1.forward_relu(x);
+    let h2 = model.layer2.forward_relu(&h1);
+    let logits = model.layer3.forward(&h2);
+    cross_entropy(&logits, labels)
 }
 
 /// Value, gradient and `H v` by hand, in one loop.
@@ -62,6 +81,39 @@ fn bench(cr: &mut Criterion) {
     });
     grp.bench_function(BenchmarkId::new("hand_hvp", ""), |b| {
         b.iter(|| rosenbrock_hvp_hand(black_box(&x), black_box(&v)))
+    });
+    grp.finish();
+
+    let mut rng = symgrad::rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mlp = |rng: &mut symgrad::rand_chacha::ChaCha8Rng| Mlp {
+        layer1: Linear::new(784, 128, rng),
+        layer2: Linear::new(128, 64, rng),
+        layer3: Linear::new(64, 10, rng),
+    };
+    let model = mlp(&mut rng);
+    let dir = mlp(&mut rng);
+    let xb = DMatrix::from_fn(64, 784, |_, _| rng.gen_range(0.0..1.0f32));
+    let labels: Vec<u8> = (0..64).map(|i| (i % 10) as u8).collect();
+    let (l1, g1) = loss_grad(&model, &xb, &labels);
+    let (l2, g2, _) = loss_hvp(&model, &xb, &labels, &dir);
+    assert!((l1 - l2).abs() <= 1e-5 * l1.abs());
+    assert!((&g1.layer1.weight - &g2.layer1.weight).amax() <= 1e-5);
+    let mut grp = cr.benchmark_group("hessian_mlp_loss_b64");
+    grp.bench_function(BenchmarkId::new("function", ""), |b| {
+        b.iter(|| loss(black_box(&model), black_box(&xb), black_box(&labels)))
+    });
+    grp.bench_function(BenchmarkId::new("generated_grad", ""), |b| {
+        b.iter(|| loss_grad(black_box(&model), black_box(&xb), black_box(&labels)))
+    });
+    grp.bench_function(BenchmarkId::new("generated_hvp", ""), |b| {
+        b.iter(|| {
+            loss_hvp(
+                black_box(&model),
+                black_box(&xb),
+                black_box(&labels),
+                black_box(&dir),
+            )
+        })
     });
     grp.finish();
 }

@@ -30,13 +30,23 @@
 //! `g`: the argument's tangent, or `dir_zero(arg)` for one that carries none, which is a zero
 //! of the argument's type for a float type and `()` for an integer type (the slot type of a
 //! parameter of an integer type in `__g_hdir`), so the caller needs no knowledge of `g`.
+//!
+//! Matrices and parameter structs (`&DMatrix<T>`, `&Mlp`; `_hvp` only, no dense `_hessian`):
+//! the tangent of a matrix value is a matrix (not annotated with the float type), of a field
+//! `&p.layer1` the same field of the parameter's slot. Linear operations apply to the
+//! tangents as they are (`matmul_nt(x, &dw)`, `add_bias(&dz, &db)`); the nonlinear tensor
+//! functions call the runtime's `NAME_dir` rules (`relu_dir(&y, &dz)`, ...), which have
+//! pullbacks of their own; `Linear::forward`/`forward_relu` are written out as
+//! `x dWᵀ + dx Wᵀ + db` (the `dx` term left out for the data), so that nothing needs a
+//! second-order protocol of its own. A constant parameter's slot in `_hvp` is `dir_empty` (never read; an empty
+//! matrix, not a zero of the data's size).
 
 use crate::args::Args;
 use crate::ir::*;
 use crate::lower::{Function, is_constant_type};
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syn::{FnArg, Ident, ItemFn, ReturnType, Type};
 
 /// `__f_hdir` (with its reverse functions), `f_hvp` and `f_hessian`.
@@ -100,6 +110,7 @@ pub fn expand(
             }
         })
         .collect();
+    // A constant parameter's slot is never read: an empty value of its tangent type.
     let slots_for = |given: &dyn Fn(usize) -> TokenStream| -> Vec<TokenStream> {
         let mut vi = 0;
         f.params
@@ -111,9 +122,9 @@ pub fn expand(
                     vi += 1;
                     given(vi - 1)
                 } else if is_ref {
-                    quote!(&#root::dir_zero(#id))
+                    quote!(&#root::dir_empty(#id))
                 } else {
-                    quote!(#root::dir_zero(&#id))
+                    quote!(#root::dir_empty(&#id))
                 }
             })
             .collect()
@@ -213,6 +224,40 @@ pub fn expand(
     let hvp_in_loop = call_hvp(&unit_args);
     let nalg = quote!(#root::nalgebra);
 
+    // `_hessian` (dense) for scalars, arrays and slices only: a matrix or a parameter
+    // struct has no flat unit vectors here (its `H v` is `_hvp`'s).
+    let dense = active.iter().all(|p| hessian_param_ok(&p.ty));
+    let hessian_fn = if dense {
+        quote! {
+            #[doc = #hess_doc]
+            #[allow(#allows)]
+            #vis fn #hess_name(#(#inputs),*) -> (#ret_ty, #grads_ty, #nalg::DMatrix<#ret_ty>) {
+                #prologue
+                let mut __h = #nalg::DMatrix::<#ret_ty>::zeros(__n, __n);
+                let mut __vg: ::core::option::Option<(#ret_ty, #grads_ty)> = ::core::option::Option::None;
+                for __j in 0..__n {
+                    #in_unit
+                    let (__value, __grad, __hv) = #hvp_in_loop;
+                    let __col = &mut __h.as_mut_slice()[__j * __n..(__j + 1) * __n];
+                    #(#hv_parts)*
+                    __vg = ::core::option::Option::Some((__value, __grad));
+                }
+                let (__value, __grad) = match __vg {
+                    ::core::option::Option::Some(vg) => vg,
+                    ::core::option::Option::None => {
+                        #zero_unit
+                        let (__value, __grad, _) = #hvp_in_loop;
+                        (__value, __grad)
+                    }
+                };
+                #root::symmetrize(&mut __h);
+                (__value, __grad, __h)
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+
     Ok(quote! {
         #dir_rev
 
@@ -224,30 +269,7 @@ pub fn expand(
             (__g.#value_idx, #g_out, #hv_out)
         }
 
-        #[doc = #hess_doc]
-        #[allow(#allows)]
-        #vis fn #hess_name(#(#inputs),*) -> (#ret_ty, #grads_ty, #nalg::DMatrix<#ret_ty>) {
-            #prologue
-            let mut __h = #nalg::DMatrix::<#ret_ty>::zeros(__n, __n);
-            let mut __vg: ::core::option::Option<(#ret_ty, #grads_ty)> = ::core::option::Option::None;
-            for __j in 0..__n {
-                #in_unit
-                let (__value, __grad, __hv) = #hvp_in_loop;
-                let __col = &mut __h.as_mut_slice()[__j * __n..(__j + 1) * __n];
-                #(#hv_parts)*
-                __vg = ::core::option::Option::Some((__value, __grad));
-            }
-            let (__value, __grad) = match __vg {
-                ::core::option::Option::Some(vg) => vg,
-                ::core::option::Option::None => {
-                    #zero_unit
-                    let (__value, __grad, _) = #hvp_in_loop;
-                    (__value, __grad)
-                }
-            };
-            #root::symmetrize(&mut __h);
-            (__value, __grad, __h)
-        }
+        #hessian_fn
     })
 }
 
@@ -279,10 +301,18 @@ fn dir_source(
         errors: Vec::new(),
         next: 0,
         loads: Vec::new(),
+        mat: HashSet::new(),
+        tref: HashSet::new(),
     };
     for (p, s) in f.params.iter().zip(&slot_names) {
+        if !hessian_param_ok(&p.ty) && !is_constant_type(&p.ty) {
+            d.mat.insert(p.var);
+        }
         if p.active {
             d.tan.insert(p.var, quote!(#s));
+            if matches!(p.ty, Type::Reference(_)) {
+                d.tref.insert(p.var);
+            }
         }
     }
     let body = d.block(&f.body, true);
@@ -377,6 +407,19 @@ fn hessian_param_ok(ty: &Type) -> bool {
     }
 }
 
+/// An active parameter `_hvp` supports beyond [`hessian_param_ok`]: a matrix, a vector or a
+/// parameter struct by shared reference (`&DMatrix<T>`, `&DVector<T>`, `&Mlp`).
+fn hvp_param_ok(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => {
+            r.mutability.is_none()
+                && matches!(&*r.elem, Type::Path(p) if p.qself.is_none() && !is_float(&r.elem))
+        }
+        Type::Paren(p) => hvp_param_ok(&p.elem),
+        _ => false,
+    }
+}
+
 fn check(f: &Function, func: &ItemFn, ret_ty: &Type) -> Result<(), Vec<syn::Error>> {
     let mut errors = Vec::new();
     if !is_float(ret_ty) {
@@ -394,19 +437,20 @@ fn check(f: &Function, func: &ItemFn, ret_ty: &Type) -> Result<(), Vec<syn::Erro
         if p.ident == "self" {
             errors.push(syn::Error::new_spanned(
                 func.sig.inputs.first(),
-                "`hessian` is not supported on methods (a `self` parameter, such as a parameter \
-                 struct): write a free function of floats, arrays or slices",
+                "`hessian` is not supported on methods (a `self` parameter): write a free \
+                 function taking the struct by reference (`fn loss(model: &Mlp, ..)`)",
             ));
             continue;
         }
-        if p.active && !hessian_param_ok(&p.ty) {
+        if p.active && !hessian_param_ok(&p.ty) && !hvp_param_ok(&p.ty) {
             errors.push(syn::Error::new_spanned(
                 &p.ty,
                 format!(
-                    "`hessian`: the active parameter `{}` has type `{}`; `_hvp` and `_hessian` \
-                     support f32/f64 parameters and arrays and slices of them (`[f64; N]`, \
-                     `&[f64; N]`, `&[f64]`); matrices and parameter structs are not supported. \
-                     Make it a constant by listing only the other parameters in `wrt(..)`",
+                    "`hessian`: the active parameter `{}` has type `{}`; `_hvp` supports f32/f64 \
+                     parameters, arrays and slices of them (`[f64; N]`, `&[f64; N]`, `&[f64]`), \
+                     and matrices and parameter structs by reference (`&DMatrix<f32>`, `&Mlp`); \
+                     `_hessian` the first three only. Make it a constant by listing only the \
+                     other parameters in `wrt(..)`",
                     p.ident,
                     crate::forward::type_text(&p.ty)
                 ),
@@ -435,6 +479,12 @@ struct Dir<'a> {
     /// (`x[i]` three times in `x[i] * x[i] - x[i]`) is an alias of the first, so that the
     /// reverse sweep tapes and accumulates one value and one tangent instead of three.
     loads: Vec<HashMap<String, VarId>>,
+    /// The values that are matrices, vectors or parameter structs (not scalars): their
+    /// tangents are not annotated with the float type.
+    mat: HashSet<VarId>,
+    /// The values whose tangent expression is a reference (a parameter's slot, a field of a
+    /// tangent), not an owned value.
+    tref: HashSet<VarId>,
 }
 
 impl Dir<'_> {
@@ -469,13 +519,161 @@ impl Dir<'_> {
         quote!((0.0 as #t))
     }
 
+    fn is_mat(&self, o: &Operand) -> bool {
+        matches!(o, Operand::Var(v) if self.mat.contains(v))
+    }
+
+    /// A value as a reference (`x` for a reference, `&x` otherwise).
+    fn vref(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) if self.f.vars[*v].is_ref => {
+                let id = self.id(*v);
+                quote!(#id)
+            }
+            _ => {
+                let v = self.val(o);
+                quote!(&#v)
+            }
+        }
+    }
+
+    /// The tangent of an operand as a reference, `None` when it carries none.
+    fn tref_of(&self, o: &Operand) -> Option<TokenStream> {
+        let t = self.t(o)?;
+        match o {
+            Operand::Var(v) if self.tref.contains(v) => Some(t),
+            _ => Some(quote!(&#t)),
+        }
+    }
+
+    /// A path into the runtime's tensor functions for the second order.
+    fn hop(&self, name: &str, span: Span) -> TokenStream {
+        let root = &self.root;
+        let n = format_ident!("{}", name, span = span);
+        quote!(#root::hops::#n)
+    }
+
+    /// The tangent of `Linear::forward(recv, x)` (`x Wᵀ + b`): `x dWᵀ + dx Wᵀ + db`, the
+    /// terms whose tangent is zero left out (the data `x` has none).
+    fn linear_tangent(&self, recv: &Operand, x: &Operand, span: Span) -> Option<TokenStream> {
+        let (mm, ab) = (self.hop("matmul_nt", span), self.hop("add_bias", span));
+        let mut terms = Vec::new();
+        let tr = self.t(recv);
+        let r = self.val(recv);
+        if let Some(tr) = &tr {
+            let x = self.vref(x);
+            terms.push(quote!(#mm(#x, &#tr.weight)));
+        }
+        if let Some(tx) = self.tref_of(x) {
+            terms.push(quote!(#mm(#tx, &#r.weight)));
+        }
+        if terms.is_empty() {
+            return None;
+        }
+        let inner = quote!(#(#terms)+*);
+        Some(match tr {
+            Some(tr) => quote!(#ab(&(#inner), &#tr.bias)),
+            None => inner,
+        })
+    }
+
+    /// The tangent of a call of a tensor function of the runtime (`relu`, `matmul_nt`,
+    /// `cross_entropy`, ...) and whether it is a matrix; `None` for another function (a
+    /// `hessian` function of the user's, called through its `__NAME_hdir`).
+    fn tensor_call(
+        &mut self,
+        name: &str,
+        args: &[Arg],
+        dst: &Ident,
+        span: Span,
+    ) -> Option<(Option<TokenStream>, bool)> {
+        let ops: Vec<&Operand> = args.iter().map(|a| &a.operand).collect();
+        let ts: Vec<Option<TokenStream>> = ops.iter().map(|o| self.tref_of(o)).collect();
+        let rs: Vec<TokenStream> = ops.iter().map(|o| self.vref(o)).collect();
+        let n = args.len();
+        let out = match (name, n) {
+            ("relu" | "sigmoid" | "tanh" | "softmax", 1) => {
+                let f = self.hop(&format!("{name}_dir"), span);
+                (ts[0].as_ref().map(|t| quote!(#f(&#dst, #t))), true)
+            }
+            ("matmul_nt" | "matmul_tn", 2) => {
+                let f = self.hop(name, span);
+                let mut terms = Vec::new();
+                let (a, b) = (&rs[0], &rs[1]);
+                if let Some(ta) = &ts[0] {
+                    terms.push(quote!(#f(#ta, #b)));
+                }
+                if let Some(tb) = &ts[1] {
+                    terms.push(quote!(#f(#a, #tb)));
+                }
+                let t = (!terms.is_empty()).then(|| quote!(#(#terms)+*));
+                (t, true)
+            }
+            ("add_bias" | "add_col_bias" | "add_bias_relu", 2) => {
+                let f = self.hop(
+                    if name == "add_col_bias" {
+                        "add_col_bias"
+                    } else {
+                        "add_bias"
+                    },
+                    span,
+                );
+                let a = &rs[0];
+                let t = match (&ts[0], &ts[1]) {
+                    (Some(ta), Some(tb)) => Some(quote!(#f(#ta, #tb))),
+                    (Some(ta), None) => Some(quote!((#ta).clone())),
+                    (None, Some(tb)) => Some(quote!(#f(&(#a * 0.0), #tb))),
+                    (None, None) => None,
+                };
+                let t = if name == "add_bias_relu" {
+                    let r = self.hop("relu_dir", span);
+                    t.map(|t| quote!(#r(&#dst, &(#t))))
+                } else {
+                    t
+                };
+                (t, true)
+            }
+            ("cross_entropy", 2) => {
+                let f = self.hop("cross_entropy_dir", span);
+                let z = &rs[0];
+                let labels = self.arg(&args[1]);
+                (ts[0].as_ref().map(|t| quote!(#f(#z, #labels, #t))), false)
+            }
+            ("l2_penalty", 1) => {
+                let w = &rs[0];
+                (
+                    ts[0].as_ref().map(|t| quote!((#w).component_mul(#t).sum())),
+                    false,
+                )
+            }
+            _ => {
+                if ops.iter().any(|o| self.is_mat(o)) && ts.iter().any(Option::is_some) {
+                    self.unsupported(
+                        span,
+                        &format!(
+                            "`{name}` of a matrix (no second-order rule; the tensor functions \
+                             with one: relu, sigmoid, tanh, softmax, matmul_nt, matmul_tn, \
+                             add_bias, add_col_bias, add_bias_relu, cross_entropy, l2_penalty)"
+                        ),
+                    );
+                    return Some((None, false));
+                }
+                return None;
+            }
+        };
+        Some(out)
+    }
+
     fn unsupported(&mut self, span: Span, what: &str) {
         self.errors.push(syn::Error::new(
             span,
             format!(
                 "`hessian`: {what} is not supported in a function with `_hvp`/`_hessian`; \
                  the second order supports scalars, arrays and slices of f32/f64, arithmetic, \
-                 the float methods, `if`, `for`, `return` and calls of other `hessian` functions"
+                 the float methods, `if`, `for`, `return`, calls of other `hessian` functions, \
+                 and on matrices `+ - *`, scalar `*`/`/`, transposes, `component_mul`, `sum`, \
+                 `mean`, fields of parameter structs, the tensor functions with a second-order \
+                 rule and `Linear::forward`/`forward_relu`"
             ),
         ));
     }
@@ -613,21 +811,43 @@ impl Dir<'_> {
                 let all: Vec<TokenStream> = args.iter().map(|a| self.arg(a)).collect();
                 quote_spanned!(span=> #p(#(#all),*))
             }
-            Op::Call(Callee::Method { method, .. }, _) => {
-                self.unsupported(method.span(), "a method call");
-                return TokenStream::new();
+            Op::Call(
+                Callee::Method {
+                    receiver, method, ..
+                },
+                args,
+            ) => {
+                let r = self.id(*receiver);
+                let all: Vec<TokenStream> = args.iter().map(|a| self.arg(a)).collect();
+                quote_spanned!(span=> #r.#method(#(#all),*))
             }
-            Op::Field(..) => {
-                self.unsupported(span, "a field access (parameter structs)");
-                return TokenStream::new();
+            Op::Field(b, m) => {
+                let b = self.id(*b);
+                quote_spanned!(span=> &#b.#m)
             }
-            Op::MatMulNt(..) | Op::MatMulTn(..) | Op::Transpose(_) | Op::ComponentMul(..) => {
-                self.unsupported(span, "a matrix operation");
-                return TokenStream::new();
+            Op::MatMulNt(x, y) => {
+                let (x, y) = (self.val(x), self.val(y));
+                quote_spanned!(span=> #x * #y.transpose())
             }
-            Op::Sum(_) | Op::Mean(_) => {
-                self.unsupported(span, "`sum`/`mean` of a matrix");
-                return TokenStream::new();
+            Op::MatMulTn(x, y) => {
+                let (x, y) = (self.val(x), self.val(y));
+                quote_spanned!(span=> #x.transpose() * #y)
+            }
+            Op::Transpose(x) => {
+                let x = self.val(x);
+                quote_spanned!(span=> #x.transpose())
+            }
+            Op::ComponentMul(x, y) => {
+                let (x, y) = (self.val(x), self.vref(y));
+                quote_spanned!(span=> #x.component_mul(#y))
+            }
+            Op::Sum(x) => {
+                let x = self.val(x);
+                quote_spanned!(span=> #x.sum())
+            }
+            Op::Mean(x) => {
+                let x = self.val(x);
+                quote_spanned!(span=> #x.mean())
             }
             Op::Map(..) => {
                 self.unsupported(span, "a `map` of a matrix");
@@ -643,18 +863,58 @@ impl Dir<'_> {
             }
         };
         let mut out = quote_spanned!(span=> let #dst #ann = #value;);
+        let mut is_mat = match &a.op {
+            Op::Field(..)
+            | Op::Call(Callee::Method { .. }, _)
+            | Op::MatMulNt(..)
+            | Op::MatMulTn(..)
+            | Op::Transpose(_)
+            | Op::ComponentMul(..) => true,
+            Op::Add(x, y) | Op::Sub(x, y) | Op::Mul(x, y) | Op::Div(x, y) => {
+                self.is_mat(x) || self.is_mat(y)
+            }
+            Op::Neg(x) | Op::Clone(x) => self.is_mat(x),
+            _ => false,
+        };
         if !active {
+            if is_mat {
+                self.mat.insert(a.dst);
+            }
             return out;
         }
-        let Some(tangent) = self.tangent(a, &dst) else {
+        let tangent = match &a.op {
+            Op::Call(Callee::Path(p), args) => {
+                let name = p.segments.last().unwrap().ident.to_string();
+                match self.tensor_call(&name, args, &dst, span) {
+                    Some((t, m)) => {
+                        is_mat = m;
+                        t
+                    }
+                    None => self.tangent(a, &dst),
+                }
+            }
+            _ => self.tangent(a, &dst),
+        };
+        if is_mat {
+            self.mat.insert(a.dst);
+        }
+        let Some(tangent) = tangent else {
             return out;
         };
         let tid = self.tan_ident(a.dst);
         let t = self.t;
-        if matches!(a.op, Op::Clone(_)) {
+        if matches!(a.op, Op::Clone(_)) || is_mat {
             out.extend(quote_spanned!(span=> let #tid = #tangent;));
         } else {
             out.extend(quote_spanned!(span=> let #tid: #t = #tangent;));
+        }
+        let is_ref_tangent = match &a.op {
+            Op::Field(..) => true,
+            Op::Clone(Operand::Var(x)) => self.tref.contains(x),
+            _ => false,
+        };
+        if is_ref_tangent {
+            self.tref.insert(a.dst);
         }
         self.tan.insert(a.dst, quote!(#tid));
         out
@@ -721,6 +981,80 @@ impl Dir<'_> {
                 let tb = self.tan.get(b)?.clone();
                 let i = v(self, i);
                 quote!(#tb[#i])
+            }
+            Op::Field(b, m) => {
+                let tb = self.tan.get(b)?.clone();
+                quote!(&#tb.#m)
+            }
+            Op::Call(
+                Callee::Method {
+                    receiver, method, ..
+                },
+                args,
+            ) => {
+                let name = method.to_string();
+                if !matches!(name.as_str(), "forward" | "forward_relu") || args.len() != 1 {
+                    self.unsupported(
+                        method.span(),
+                        &format!(
+                            "the method call `.{name}(..)` (the methods with a second-order \
+                             rule are `Linear::forward` and `Linear::forward_relu`)"
+                        ),
+                    );
+                    return None;
+                }
+                let t = self.linear_tangent(&Operand::Var(*receiver), &args[0].operand, span)?;
+                if name == "forward_relu" {
+                    let r = self.hop("relu_dir", span);
+                    quote!(#r(&#dst, &(#t)))
+                } else {
+                    t
+                }
+            }
+            Op::MatMulNt(x, y) => {
+                let (vx, vy) = (v(self, x), v(self, y));
+                let mut terms = Vec::new();
+                if let Some(tx) = tv(self, x) {
+                    terms.push(quote!(#tx * #vy.transpose()));
+                }
+                if let Some(ty) = tv(self, y) {
+                    terms.push(quote!(#vx * #ty.transpose()));
+                }
+                sum(terms)
+            }
+            Op::MatMulTn(x, y) => {
+                let (vx, vy) = (v(self, x), v(self, y));
+                let mut terms = Vec::new();
+                if let Some(tx) = tv(self, x) {
+                    terms.push(quote!(#tx.transpose() * #vy));
+                }
+                if let Some(ty) = tv(self, y) {
+                    terms.push(quote!(#vx.transpose() * #ty));
+                }
+                sum(terms)
+            }
+            Op::Transpose(x) => {
+                let tx = tv(self, x)?;
+                quote!(#tx.transpose())
+            }
+            Op::Sum(x) => {
+                let tx = tv(self, x)?;
+                quote!(#tx.sum())
+            }
+            Op::Mean(x) => {
+                let tx = tv(self, x)?;
+                quote!(#tx.mean())
+            }
+            Op::ComponentMul(x, y) => {
+                let (vx, ry) = (v(self, x), self.vref(y));
+                let mut terms = Vec::new();
+                if let Some(tx) = tv(self, x) {
+                    terms.push(quote!(#tx.component_mul(#ry)));
+                }
+                if let Some(ty) = self.tref_of(y) {
+                    terms.push(quote!(#vx.component_mul(#ty)));
+                }
+                sum(terms)
             }
             Op::Call(Callee::Path(p), args) => {
                 let root = self.root.clone();
@@ -919,7 +1253,13 @@ impl Dir<'_> {
         let mut pre = TokenStream::new();
         for p in &i.phis {
             let id = self.id(p.dst).clone();
-            if self.f.vars[p.dst].active {
+            if self.is_mat(&p.then_v) || self.is_mat(&p.else_v) {
+                self.mat.insert(p.dst);
+            }
+            if self.f.vars[p.dst].active && self.mat.contains(&p.dst) {
+                let tid = self.tan_ident(p.dst);
+                pre.extend(quote!(let mut #id; let mut #tid;));
+            } else if self.f.vars[p.dst].active {
                 let tid = self.tan_ident(p.dst);
                 pre.extend(quote!(let mut #id: #t; let mut #tid: #t;));
             } else {
@@ -940,7 +1280,22 @@ impl Dir<'_> {
                 sets.extend(quote!(#id = #val;));
                 if g.f.vars[p.dst].active {
                     let tid = g.tan_ident(p.dst);
-                    let tv = g.t(o).unwrap_or_else(|| g.zero());
+                    let tv = if g.mat.contains(&p.dst) {
+                        // A matrix: an owned tangent on both sides, a zero of the value's
+                        // shape where there is none.
+                        match (g.t(o), o) {
+                            (Some(t), Operand::Var(v)) if g.tref.contains(v) => {
+                                quote!((#t).clone())
+                            }
+                            (Some(t), _) => t,
+                            (None, _) => {
+                                let z = g.zero();
+                                quote!((#val * #z))
+                            }
+                        }
+                    } else {
+                        g.t(o).unwrap_or_else(|| g.zero())
+                    };
                     sets.extend(quote!(#tid = #tv;));
                 }
             }
@@ -976,6 +1331,14 @@ impl Dir<'_> {
             .iter()
             .map(|c| self.f.vars[c.head].active || self.f.vars[c.after].active)
             .collect();
+        for c in &fl.carried {
+            if self.is_mat(&c.init) {
+                self.unsupported(
+                    self.f.vars[c.head].ident.span(),
+                    "a matrix carried by a loop (assigned in its body)",
+                );
+            }
+        }
         for ((c, (cv, ct)), a) in fl.carried.iter().zip(&cur).zip(&act) {
             let init = self.val(&c.init);
             let head = self.id(c.head).clone();

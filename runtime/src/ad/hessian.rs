@@ -19,6 +19,18 @@ pub trait DirZero {
     type Zero;
     /// A zero tangent of `self`'s shape.
     fn dir_zero(&self) -> Self::Zero;
+    /// A value of the tangent's type that is never read: what `NAME_hvp` passes as the slot
+    /// of a constant parameter (the data `x` of a loss), empty for a matrix, a vector or a
+    /// slice so that nothing is allocated or zeroed.
+    fn dir_empty(&self) -> Self::Zero {
+        self.dir_zero()
+    }
+}
+
+/// [`DirZero::dir_empty`].
+#[inline(always)]
+pub fn dir_empty<T: DirZero + ?Sized>(x: &T) -> T::Zero {
+    x.dir_empty()
 }
 
 /// [`DirZero::dir_zero`]: what code generated for a caller of a `hessian` function passes as
@@ -43,18 +55,22 @@ macro_rules! float_zeros {
         impl DirZero for [$t] {
             type Zero = Vec<$t>;
             fn dir_zero(&self) -> Vec<$t> { vec![0.0; self.len()] }
+            fn dir_empty(&self) -> Vec<$t> { Vec::new() }
         }
         impl DirZero for Vec<$t> {
             type Zero = Vec<$t>;
             fn dir_zero(&self) -> Vec<$t> { vec![0.0; self.len()] }
+            fn dir_empty(&self) -> Vec<$t> { Vec::new() }
         }
         impl DirZero for DMatrix<$t> {
             type Zero = DMatrix<$t>;
             fn dir_zero(&self) -> DMatrix<$t> { DMatrix::zeros(self.nrows(), self.ncols()) }
+            fn dir_empty(&self) -> DMatrix<$t> { DMatrix::zeros(0, 0) }
         }
         impl DirZero for DVector<$t> {
             type Zero = DVector<$t>;
             fn dir_zero(&self) -> DVector<$t> { DVector::zeros(self.nrows()) }
+            fn dir_empty(&self) -> DVector<$t> { DVector::zeros(0) }
         }
     )*};
 }
@@ -241,6 +257,10 @@ mod tests {
         symmetrize(&mut h);
         assert_eq!(h, DMatrix::from_row_slice(2, 2, &[1.0, 3.0, 3.0, 3.0]));
         assert_eq!(dir_zero(&3usize), ());
+        let m = DMatrix::<f32>::zeros(3, 2);
+        assert_eq!(dir_zero(&m).shape(), (3, 2));
+        assert_eq!(dir_empty(&m).shape(), (0, 0));
+        assert_eq!(dir_empty(&2.0f64), 0.0);
         assert_eq!(dir_zero(&[1.0f32, 2.0][..]), vec![0.0, 0.0]);
     }
 }

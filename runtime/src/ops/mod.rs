@@ -59,6 +59,7 @@ mod bias;
 mod dropout;
 mod elementwise;
 mod forward;
+mod hdir;
 mod linalg;
 mod loss;
 mod softmax;
@@ -86,6 +87,10 @@ pub use forward::{
     leaky_relu_jvp, log_softmax_fwd, log_softmax_jvp, matmul_nt_fwd, matmul_nt_jvp, matmul_tn_fwd,
     matmul_tn_jvp, mse_fwd, mse_jvp, relu_fwd, relu_jvp, sigmoid_fwd, sigmoid_jvp, softmax_fwd,
     softmax_jvp, tanh_fwd, tanh_jvp,
+};
+pub use hdir::{
+    cross_entropy_dir, cross_entropy_dir_pullback, relu_dir, relu_dir_pullback, sigmoid_dir,
+    sigmoid_dir_pullback, softmax_dir, softmax_dir_pullback, tanh_dir, tanh_dir_pullback,
 };
 pub use linalg::{matmul_nt_pullback, matmul_nt_vjp, matmul_tn_pullback, matmul_tn_vjp};
 pub use loss::{l2_penalty, l2_penalty_pullback, l2_penalty_vjp, mse, mse_pullback, mse_vjp};

@@ -1,9 +1,9 @@
 use symgrad::differentiable;
 use symgrad::nalgebra::DMatrix;
 
-// Matrices (and parameter structs) are not supported by `_hvp`/`_hessian` yet.
+// `_hvp` takes matrices and parameter structs by reference only.
 #[differentiable(hessian)]
-fn f(w: &DMatrix<f64>) -> f64 {
+fn f(w: DMatrix<f64>) -> f64 {
     w.sum()
 }
 
