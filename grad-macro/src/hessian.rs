@@ -303,6 +303,7 @@ fn dir_source(
         loads: Vec::new(),
         mat: HashSet::new(),
         tref: HashSet::new(),
+        checks: TokenStream::new(),
     };
     for (p, s) in f.params.iter().zip(&slot_names) {
         if !hessian_param_ok(&p.ty) && !is_constant_type(&p.ty) {
@@ -485,6 +486,9 @@ struct Dir<'a> {
     /// The values whose tangent expression is a reference (a parameter's slot, a field of a
     /// tangent), not an owned value.
     tref: HashSet<VarId>,
+    /// Statements that check, at compile time, a type the tangent of the current assignment
+    /// assumes (a `.forward(..)` receiver is a `Linear`), written before its tangent.
+    checks: TokenStream,
 }
 
 impl Dir<'_> {
@@ -895,6 +899,7 @@ impl Dir<'_> {
             }
             _ => self.tangent(a, &dst),
         };
+        out.extend(std::mem::take(&mut self.checks));
         if is_mat {
             self.mat.insert(a.dst);
         }
@@ -1003,6 +1008,14 @@ impl Dir<'_> {
                     );
                     return None;
                 }
+                // The rule is `Linear`'s: another type's `forward` is a compile error at the
+                // call (not a wrong Hessian), through a trait only `Linear` implements.
+                let r = self.val(&Operand::Var(*receiver));
+                let root = &self.root;
+                let ms = method.span();
+                self.checks.extend(
+                    quote_spanned!(ms=> debug_assert!(#root::hops::second_order_linear(&#r));),
+                );
                 let t = self.linear_tangent(&Operand::Var(*receiver), &args[0].operand, span)?;
                 if name == "forward_relu" {
                     let r = self.hop("relu_dir", span);

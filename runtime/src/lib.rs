@@ -68,6 +68,7 @@ pub mod __private {
     /// of `#[differentiable(hessian)]` call, by a path that does not depend on the user's
     /// imports.
     pub mod hops {
+        pub use crate::nn::second_order_linear;
         pub use crate::ops::{
             add_bias, add_bias_pullback, add_col_bias, add_col_bias_pullback, cross_entropy_dir,
             cross_entropy_dir_pullback, matmul_nt, matmul_nt_pullback, matmul_tn,

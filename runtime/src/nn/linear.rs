@@ -129,3 +129,27 @@ macro_rules! linear_methods {
 }
 linear_methods!(f32);
 linear_methods!(f64);
+
+/// The layers whose `.forward(x)` and `.forward_relu(x)` the second order
+/// (`#[differentiable(hessian)]`) differentiates twice with [`Linear`]'s rule
+/// (`x Wᵀ + b`). The macro checks the receiver of such a call with
+/// [`second_order_linear`], so another type's `forward` is a compile error at the call rather
+/// than a Hessian of the wrong function.
+#[diagnostic::on_unimplemented(
+    message = "`#[differentiable(hessian)]` has a second-order rule for `.forward(..)` and \
+               `.forward_relu(..)` of symgrad's `Linear` only, not of `{Self}`",
+    label = "not `Linear::forward`",
+    note = "write the layer's computation out in the `hessian` function (`matmul_nt`, \
+            `add_bias`, `relu`, ...) or make the layer a `Linear`"
+)]
+pub trait SecondOrderLinear {}
+
+impl<T> SecondOrderLinear for Linear<T> {}
+impl<L: SecondOrderLinear + ?Sized> SecondOrderLinear for &L {}
+
+/// `true`, for a [`SecondOrderLinear`] receiver only: what the code `#[differentiable(hessian)]`
+/// writes checks a `.forward(..)` receiver with (in a `debug_assert!`, so the check is at
+/// compile time and costs nothing at run time).
+pub fn second_order_linear<L: SecondOrderLinear + ?Sized>(_layer: &L) -> bool {
+    true
+}

@@ -3,4 +3,4 @@
 
 mod linear;
 
-pub use linear::Linear;
+pub use linear::{Linear, SecondOrderLinear, second_order_linear};
