@@ -1123,7 +1123,7 @@ impl Lowerer {
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
             Expr::Break(b) => self.unsupported(b.break_token.span, "this `break` is not supported here: a `break` must be a statement inside a loop (`if c { break; }`)"),
             Expr::Continue(c) => self.unsupported(c.continue_token.span, "this `continue` is not supported here: a `continue` must be a statement inside a loop (`if c { continue; }`)"),
-            Expr::Macro(m) if m.mac.path.is_ident("vec") => self.vec_macro(&m.mac, e),
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => self.vec_macro(&m.mac),
             Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in an expression of a #[differentiable] fn; statement macros (`println!`, `assert!`, ...) are, and other values can be computed in a separate function"),
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
