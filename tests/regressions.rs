@@ -908,3 +908,32 @@ fn a_constant_vec_of_a_local_length() {
     let v = |p: &[f64], s: f64| vec_of_local_length_vjp(p, s);
     check("vec_of_local_length", 23, 4, -2.0, 2.0, 1e-6, &f, &g, &v);
 }
+
+// Float methods users reach for, once rejected with "method `exp_m1` is not supported"
+// (user-style corpus): exp_m1, ln_1p, asinh, acosh, atanh have rules; clamp, to_radians,
+// to_degrees and sin_cos are lowered to max/min, a product and (sin, cos).
+#[symgrad::differentiable]
+fn more_float_methods(x: f64, y: f64) -> f64 {
+    let (s, c) = x.to_radians().sin_cos();
+    x.exp_m1()
+        + y.ln_1p()
+        + x.asinh()
+        + (2.0 + y * y).acosh()
+        + (0.5 * y).atanh()
+        + x.clamp(-0.5, 0.5) * y.to_degrees()
+        + s * c
+}
+
+#[test]
+fn more_float_methods_have_gradients() {
+    let f = |p: &[f64]| more_float_methods(p[0], p[1]);
+    let g = |p: &[f64]| {
+        let (v, (a, b)) = more_float_methods_grad(p[0], p[1]);
+        (v, vec![a, b])
+    };
+    let v = |p: &[f64], s: f64| {
+        let (v, (a, b)) = more_float_methods_vjp(p[0], p[1], s);
+        (v, vec![a, b])
+    };
+    check("more_float_methods", 24, 2, -0.9, 0.9, 1e-6, &f, &g, &v);
+}

@@ -446,6 +446,178 @@ fn float_api_f64() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Float methods that were rejected ("method is not supported") although users reach for
+// them: exp_m1, ln_1p, asinh, acosh, atanh (rules of their own), clamp, to_radians,
+// to_degrees, sin_cos (written with other rules, with the same value)
+// ---------------------------------------------------------------------------------------
+
+#[differentiable]
+fn accurate_near_zero(x: f64, y: f64) -> f64 {
+    x.exp_m1() * y.ln_1p() + f64::exp_m1(y) - f64::ln_1p(x * x)
+}
+
+#[differentiable]
+fn inverse_hyperbolic(x: f64, y: f64) -> f64 {
+    x.asinh() + (1.5 + y * y).acosh() + (0.5 * y).atanh() + f64::asinh(x * y)
+}
+
+#[differentiable]
+fn clamped(x: f64, lo: f64, hi: f64) -> f64 {
+    let c = x.clamp(lo, lo + hi.abs() + 0.1);
+    c * c + f64::clamp(x * 2.0, -1.0, 1.0)
+}
+
+#[differentiable]
+fn angles(deg: f64, rad: f64) -> f64 {
+    let theta = deg.to_radians();
+    let (s, c) = theta.sin_cos();
+    s * c + rad.to_degrees() * 0.01 + f64::sin_cos(rad).0
+}
+
+#[differentiable]
+fn rotate_point(angle_deg: f64, x: f64, y: f64) -> f64 {
+    let sc = angle_deg.to_radians().sin_cos();
+    let xr = x * sc.1 - y * sc.0;
+    let yr = x * sc.0 + y * sc.1;
+    xr * xr + 3.0 * yr
+}
+
+#[differentiable]
+fn more_methods_f32(x: f32, y: f32) -> f32 {
+    let (s, c) = x.sin_cos();
+    x.exp_m1() + y.ln_1p() + x.asinh() + s * c + x.clamp(-0.5, 0.5) + y.to_radians()
+}
+
+#[differentiable(forward, reverse)]
+fn more_methods_fwd(x: f64, y: f64) -> f64 {
+    let (s, c) = x.sin_cos();
+    x.exp_m1() * y.ln_1p()
+        + y.asinh()
+        + (0.3 * x).atanh()
+        + s * c
+        + y.clamp(-0.5, 0.5)
+        + x.to_degrees()
+}
+
+#[differentiable(hessian)]
+fn more_methods_hess(x: f64, y: f64) -> f64 {
+    x.exp_m1() * y.ln_1p()
+        + (x * y).asinh()
+        + (0.3 * x).atanh()
+        + (2.0 + y * y).acosh()
+        + x.clamp(-0.5, 0.5) * y
+        + x.to_radians() * y
+}
+
+#[test]
+fn float_methods_with_new_rules() {
+    check(
+        "accurate_near_zero",
+        2,
+        -0.9,
+        2.0,
+        &|p| accurate_near_zero(p[0], p[1]),
+        &|p| s2(accurate_near_zero_grad(p[0], p[1])),
+    );
+    // by hand: d/dx = e^x ln(1 + y) - 2x / (1 + x²), d/dy = (e^x - 1) / (1 + y) + e^y
+    let (x, y): (f64, f64) = (0.3, 0.7);
+    let (v, (gx, gy)) = accurate_near_zero_grad(x, y);
+    assert_eq!(v, accurate_near_zero(x, y));
+    assert_near(
+        "d/dx",
+        gx,
+        x.exp() * (1.0 + y).ln() - 2.0 * x / (1.0 + x * x),
+    );
+    assert_near("d/dy", gy, x.exp_m1() / (1.0 + y) + y.exp());
+    // tiny arguments keep their precision in the value
+    let (v, _) = accurate_near_zero_grad(1e-12, 1e-12);
+    assert_eq!(v, accurate_near_zero(1e-12, 1e-12));
+    check(
+        "inverse_hyperbolic",
+        2,
+        -1.5,
+        1.5,
+        &|p| inverse_hyperbolic(p[0], p[1]),
+        &|p| s2(inverse_hyperbolic_grad(p[0], p[1])),
+    );
+    let (_, (gx, _)) = inverse_hyperbolic_grad(0.5, 0.0);
+    assert_near("d asinh", gx, 1.0 / 1.25f64.sqrt());
+    check(
+        "clamped",
+        3,
+        -2.0,
+        2.0,
+        &|p| clamped(p[0], p[1], p[2]),
+        &|p| s3(clamped_grad(p[0], p[1], p[2])),
+    );
+    // by hand: inside the interval only x moves; below it the lower bound
+    assert_eq!(clamped_grad(0.2, -1.0, 5.0).1, (0.4 + 2.0, 0.0, 0.0));
+    assert_eq!(clamped_grad(-3.0, -1.0, 5.0).1, (0.0, -2.0, 0.0));
+    check(
+        "angles",
+        2,
+        -90.0,
+        90.0,
+        &|p| angles(p[0], p[1] / 30.0),
+        &|p| {
+            let (v, (a, b)) = angles_grad(p[0], p[1] / 30.0);
+            (v, vec![a, b / 30.0])
+        },
+    );
+    // by hand: d/d deg of sin θ cos θ = cos 2θ · π/180
+    let (_, (gd, _)) = angles_grad(30.0, 0.0);
+    assert_near("d/d deg", gd, (PI / 3.0).cos() * PI / 180.0);
+    assert_eq!(angles(30.0, 0.4), angles_grad(30.0, 0.4).0);
+    check(
+        "rotate_point",
+        3,
+        -2.0,
+        2.0,
+        &|p| rotate_point(p[0] * 60.0, p[1], p[2]),
+        &|p| {
+            let (v, (a, b, c)) = rotate_point_grad(p[0] * 60.0, p[1], p[2]);
+            (v, vec![a * 60.0, b, c])
+        },
+    );
+    check32(
+        "more_methods_f32",
+        2,
+        -0.9,
+        0.9,
+        &|p| more_methods_f32(p[0] as f32, p[1] as f32) as f64,
+        &|p| t2(more_methods_f32_grad(p[0] as f32, p[1] as f32)),
+    );
+    check_jvp(
+        "more_methods_fwd",
+        2,
+        -0.9,
+        0.9,
+        &|p| more_methods_fwd(p[0], p[1]),
+        &|p, v| more_methods_fwd_jvp(p[0], p[1], v[0], v[1]),
+    );
+    check(
+        "more_methods_fwd",
+        2,
+        -0.9,
+        0.9,
+        &|p| more_methods_fwd(p[0], p[1]),
+        &|p| s2(more_methods_fwd_grad(p[0], p[1])),
+    );
+    check_hvp(
+        "more_methods_hess",
+        2,
+        -0.9,
+        0.9,
+        &|p| more_methods_hess(p[0], p[1]),
+        &|p| s2(more_methods_hess_grad(p[0], p[1])),
+        &|p, v| {
+            let (y, (g0, g1), (h0, h1)) = more_methods_hess_hvp(p[0], p[1], v[0], v[1]);
+            (y, vec![g0, g1], vec![h0, h1])
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // f32
 // ---------------------------------------------------------------------------------------
 
