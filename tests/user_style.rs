@@ -2205,6 +2205,374 @@ fn second_order() {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// More idioms: Vec::with_capacity, zipped loops, chains after sum, local arrays, flat
+// matrix-vector products, guards in match, nested closures, returns from nested loops,
+// last elements, inclusive ranges, loop with a counter, derefs, enumerate inside map
+// ---------------------------------------------------------------------------------------
+
+#[differentiable]
+fn p_with_capacity(xs: &[f64]) -> f64 {
+    let mut out = Vec::with_capacity(xs.len());
+    for x in xs {
+        out.push(x * 2.0);
+    }
+    out.iter().sum::<f64>()
+}
+
+#[differentiable]
+fn p_zip_for(xs: &[f64], ys: &[f64]) -> f64 {
+    let mut acc = 0.0;
+    for (x, y) in xs.iter().zip(ys.iter()) {
+        acc += (x - y).abs();
+    }
+    acc
+}
+
+#[differentiable]
+fn p_norm_chain(xs: &[f64]) -> f64 {
+    xs.iter().map(|x| x.powi(2)).sum::<f64>().sqrt()
+}
+
+#[differentiable]
+fn p_annot_sum(xs: &[f64], ws: &[f64]) -> f64 {
+    let total: f64 = xs.iter().zip(ws).map(|(x, w)| x * w).sum();
+    total
+}
+
+#[differentiable]
+fn p_enum_map(xs: &[f64]) -> f64 {
+    xs.iter()
+        .enumerate()
+        .map(|(i, x)| x * i as f64)
+        .sum::<f64>()
+}
+
+#[differentiable]
+fn p_fold_max(xs: &[f64]) -> f64 {
+    xs.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+#[differentiable]
+fn p_local_array(x: f64, y: f64) -> f64 {
+    let mut v = [0.0; 3];
+    v[0] = x;
+    v[1] = y * x;
+    v[2] = v[0] + v[1];
+    v.iter().sum::<f64>()
+}
+
+#[differentiable]
+fn p_matvec(a: &[f64], x: &[f64]) -> f64 {
+    let m = x.len();
+    let n = a.len() / m;
+    let mut s = 0.0;
+    for row in 0..n {
+        let mut y = 0.0;
+        for col in 0..m {
+            y += a[row * m + col] * x[col];
+        }
+        s += y * y;
+    }
+    s
+}
+
+#[differentiable]
+fn p_guard_match(x: f64) -> f64 {
+    match x {
+        v if v < 0.0 => -v,
+        v => v * v,
+    }
+}
+
+#[differentiable]
+fn p_nested_closures(x: f64) -> f64 {
+    let sq = |t: f64| t * t;
+    let f = |t: f64| sq(t) + 1.0;
+    f(x) * sq(x)
+}
+
+#[differentiable]
+fn p_return_nested(x: f64, n: usize) -> f64 {
+    let mut s = x;
+    for i in 0..n {
+        for j in 0..n {
+            s = s * 1.1 + (i * j) as f64 * 0.01;
+            if s > 5.0 {
+                return s.ln();
+            }
+        }
+    }
+    s
+}
+
+#[differentiable]
+fn p_relu_map(xs: &[f64]) -> f64 {
+    xs.iter().map(|&v| v.max(0.0)).sum::<f64>()
+}
+
+#[differentiable]
+fn p_last(xs: &[f64]) -> f64 {
+    let n = xs.len();
+    xs[n - 1] * xs[0] + xs[xs.len() - 2]
+}
+
+#[differentiable]
+fn p_frac_pi(x: f64) -> f64 {
+    -(x.ln()) + 2.0 * std::f64::consts::FRAC_PI_2 * (x * 2.0).sqrt().ln()
+}
+
+#[differentiable]
+fn p_mean_cast(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+#[differentiable]
+fn p_inclusive(x: f64, n: usize) -> f64 {
+    let mut s = 0.0;
+    for k in 0..=n {
+        s += x.powi(k as i32) / (k as f64 + 1.0);
+    }
+    s
+}
+
+#[differentiable]
+fn p_loop_counter(x: f64) -> f64 {
+    let mut y = x;
+    let mut it = 0;
+    loop {
+        y = y * 0.5 + 1.0;
+        it += 1;
+        if it > 10 {
+            break;
+        }
+    }
+    y
+}
+
+#[differentiable]
+fn p_deref(xs: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for x in xs.iter() {
+        s += *x * *x;
+    }
+    s
+}
+
+#[differentiable]
+fn p_scale(xs: &[f64]) -> f64 {
+    let n = xs.len();
+    let scale = 1.0 / (n as f64).sqrt();
+    xs.iter().map(|x| x * scale).sum::<f64>()
+}
+
+#[differentiable]
+fn p_array_iter_sum(v: [f64; 2]) -> f64 {
+    v.iter().sum::<f64>() * v[0]
+}
+
+#[differentiable]
+fn p_zip_skip(xs: &[f64]) -> f64 {
+    xs.iter()
+        .zip(xs.iter().skip(1))
+        .map(|(a, b)| (b - a).powi(2))
+        .sum::<f64>()
+}
+
+#[differentiable]
+fn p_if_abs(x: f64) -> f64 {
+    let y = if x > 0.0 { x } else { -x };
+    return y * 2.0;
+}
+
+#[differentiable]
+fn p_max_by_if(a: f64, b: f64) -> f64 {
+    let m = if a > b { a } else { b };
+    m * m
+}
+
+#[differentiable]
+fn p_sum_of_squares_fold(xs: &[f64]) -> f64 {
+    xs.iter().fold(0.0, |acc, &x| acc + x * x)
+}
+
+#[differentiable]
+fn p_ternary_weights(xs: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for (i, &x) in xs.iter().enumerate() {
+        let w = if i == 0 || i == xs.len() - 1 {
+            1.0
+        } else {
+            2.0
+        };
+        s += w * x;
+    }
+    s
+}
+
+#[test]
+fn more_idioms() {
+    check(
+        "p_with_capacity",
+        4,
+        -2.0,
+        2.0,
+        &|p| p_with_capacity(p),
+        &|p| p_with_capacity_grad(p),
+    );
+    check(
+        "p_zip_for",
+        6,
+        -2.0,
+        2.0,
+        &|p| p_zip_for(&p[..3], &p[3..]),
+        &|p| svv(p_zip_for_grad(&p[..3], &p[3..])),
+    );
+    check("p_norm_chain", 4, 0.2, 2.0, &|p| p_norm_chain(p), &|p| {
+        p_norm_chain_grad(p)
+    });
+    check(
+        "p_annot_sum",
+        6,
+        -2.0,
+        2.0,
+        &|p| p_annot_sum(&p[..3], &p[3..]),
+        &|p| svv(p_annot_sum_grad(&p[..3], &p[3..])),
+    );
+    check("p_enum_map", 4, -2.0, 2.0, &|p| p_enum_map(p), &|p| {
+        p_enum_map_grad(p)
+    });
+    assert_eq!(p_enum_map_grad(&[5.0, 5.0, 5.0]).1, vec![0.0, 1.0, 2.0]);
+    check("p_fold_max", 4, -2.0, 2.0, &|p| p_fold_max(p), &|p| {
+        p_fold_max_grad(p)
+    });
+    check(
+        "p_local_array",
+        2,
+        -2.0,
+        2.0,
+        &|p| p_local_array(p[0], p[1]),
+        &|p| s2(p_local_array_grad(p[0], p[1])),
+    );
+    // by hand: the sum is 2x + 2xy: d/dx = 2 + 2y, d/dy = 2x
+    assert_eq!(p_local_array_grad(3.0, 0.5).1, (2.0 + 2.0 * 0.5, 6.0));
+    check(
+        "p_matvec",
+        8,
+        -2.0,
+        2.0,
+        &|p| p_matvec(&p[..6], &p[6..]),
+        &|p| svv(p_matvec_grad(&p[..6], &p[6..])),
+    );
+    check(
+        "p_guard_match",
+        1,
+        -2.0,
+        2.0,
+        &|p| p_guard_match(p[0]),
+        &|p| s1(p_guard_match_grad(p[0])),
+    );
+    check(
+        "p_nested_closures",
+        1,
+        -2.0,
+        2.0,
+        &|p| p_nested_closures(p[0]),
+        &|p| s1(p_nested_closures_grad(p[0])),
+    );
+    for n in [1, 3, 5] {
+        check(
+            &format!("p_return_nested/{n}"),
+            1,
+            0.5,
+            3.0,
+            &|p| p_return_nested(p[0], n),
+            &|p| s1(p_return_nested_grad(p[0], n)),
+        );
+    }
+    check("p_relu_map", 5, -2.0, 2.0, &|p| p_relu_map(p), &|p| {
+        p_relu_map_grad(p)
+    });
+    check("p_last", 4, -2.0, 2.0, &|p| p_last(p), &|p| p_last_grad(p));
+    check("p_frac_pi", 1, 0.2, 3.0, &|p| p_frac_pi(p[0]), &|p| {
+        s1(p_frac_pi_grad(p[0]))
+    });
+    check("p_mean_cast", 4, -2.0, 2.0, &|p| p_mean_cast(p), &|p| {
+        p_mean_cast_grad(p)
+    });
+    for n in [0, 2, 5] {
+        check(
+            &format!("p_inclusive/{n}"),
+            1,
+            -1.5,
+            1.5,
+            &|p| p_inclusive(p[0], n),
+            &|p| s1(p_inclusive_grad(p[0], n)),
+        );
+    }
+    check(
+        "p_loop_counter",
+        1,
+        -2.0,
+        2.0,
+        &|p| p_loop_counter(p[0]),
+        &|p| s1(p_loop_counter_grad(p[0])),
+    );
+    // by hand: eleven halvings
+    assert_eq!(p_loop_counter_grad(1.0).1, 0.5f64.powi(11));
+    check("p_deref", 4, -2.0, 2.0, &|p| p_deref(p), &|p| {
+        p_deref_grad(p)
+    });
+    check("p_scale", 4, -2.0, 2.0, &|p| p_scale(p), &|p| {
+        p_scale_grad(p)
+    });
+    check(
+        "p_array_iter_sum",
+        2,
+        -2.0,
+        2.0,
+        &|p| p_array_iter_sum([p[0], p[1]]),
+        &|p| {
+            let (v, g) = p_array_iter_sum_grad([p[0], p[1]]);
+            (v, g.to_vec())
+        },
+    );
+    check("p_zip_skip", 5, -2.0, 2.0, &|p| p_zip_skip(p), &|p| {
+        p_zip_skip_grad(p)
+    });
+    check("p_if_abs", 1, -2.0, 2.0, &|p| p_if_abs(p[0]), &|p| {
+        s1(p_if_abs_grad(p[0]))
+    });
+    check(
+        "p_max_by_if",
+        2,
+        -2.0,
+        2.0,
+        &|p| p_max_by_if(p[0], p[1]),
+        &|p| s2(p_max_by_if_grad(p[0], p[1])),
+    );
+    check(
+        "p_sum_of_squares_fold",
+        4,
+        -2.0,
+        2.0,
+        &|p| p_sum_of_squares_fold(p),
+        &|p| p_sum_of_squares_fold_grad(p),
+    );
+    check(
+        "p_ternary_weights",
+        5,
+        -2.0,
+        2.0,
+        &|p| p_ternary_weights(p),
+        &|p| p_ternary_weights_grad(p),
+    );
+    assert_eq!(
+        p_ternary_weights_grad(&[1.0; 4]).1,
+        vec![1.0, 2.0, 2.0, 1.0]
+    );
+}
+
 /// The harness rejects a gradient that is slightly off.
 #[test]
 #[should_panic(expected = "finite difference")]

@@ -1022,6 +1022,10 @@ impl Lowerer {
                 let at = self.view_of(&ix.expr).unwrap().at(&ix.index);
                 self.expr(&at)
             }
+            Expr::Index(ix) if matches!(strip_paren(&ix.index), Expr::Range(_)) => self.unsupported_node(
+                &ix.index,
+                "a sub-slice (`xs[a..b]`) is not supported in a #[differentiable] fn; iterate with `xs.iter().skip(a).take(b - a)`, or loop over the indices `for i in a..b` and read `xs[i]`",
+            ),
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr);
                 // `w[(i, j)]`: the index pair is an integer value.
@@ -1346,6 +1350,12 @@ impl Lowerer {
             return v;
         }
         let name = m.method.to_string();
+        if name == "collect" {
+            return self.unsupported(
+                m.method.span(),
+                "`collect` is not supported in a #[differentiable] fn; consume the iterator where it is built (`.sum()`, `.fold(..)`, a `for` loop), or fill a `let mut v = vec![0.0; n];` (or `Vec::new()` and `push`) in a loop",
+            );
+        }
         if let (Some(v), "len") = (self.view_of(&m.receiver), name.as_str()) {
             let len = v.len.clone();
             return self.inactive(&len, true);
