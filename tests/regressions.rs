@@ -881,3 +881,59 @@ fn a_closure_passed_by_name_in_a_condition() {
     };
     check("closure_by_name", 22, 4, -1.0, 1.0, 1e-6, &f, &g, &v);
 }
+
+// A constant `vec![x; n]` whose length is a local (user-style corpus: "cannot find value `n`";
+// the names inside the macro's tokens were not renamed), and a constant `vec![a, b]`.
+#[allow(clippy::useless_vec)]
+#[symgrad::differentiable]
+fn vec_of_local_length(xs: &[f64]) -> f64 {
+    let n = xs.len();
+    let k = 2.0;
+    let mut v = vec![0.0; n];
+    let w = vec![k, k * 3.0];
+    for i in 0..n {
+        v[i] = xs[i] * xs[i] * w[i % 2];
+    }
+    v.iter().sum::<f64>()
+}
+
+#[test]
+fn a_constant_vec_of_a_local_length() {
+    // by hand: d/dx_i = 2 x_i w_(i mod 2), w = [2, 6]
+    let (v, g) = vec_of_local_length_grad(&[1.0, 2.0, 3.0]);
+    assert_eq!(v, vec_of_local_length(&[1.0, 2.0, 3.0]));
+    assert_eq!(g, vec![4.0, 24.0, 12.0]);
+    let f = |p: &[f64]| vec_of_local_length(p);
+    let g = |p: &[f64]| vec_of_local_length_grad(p);
+    let v = |p: &[f64], s: f64| vec_of_local_length_vjp(p, s);
+    check("vec_of_local_length", 23, 4, -2.0, 2.0, 1e-6, &f, &g, &v);
+}
+
+// Float methods users reach for, once rejected with "method `exp_m1` is not supported"
+// (user-style corpus): exp_m1, ln_1p, asinh, acosh, atanh have rules; clamp, to_radians,
+// to_degrees and sin_cos are lowered to max/min, a product and (sin, cos).
+#[symgrad::differentiable]
+fn more_float_methods(x: f64, y: f64) -> f64 {
+    let (s, c) = x.to_radians().sin_cos();
+    x.exp_m1()
+        + y.ln_1p()
+        + x.asinh()
+        + (2.0 + y * y).acosh()
+        + (0.5 * y).atanh()
+        + x.clamp(-0.5, 0.5) * y.to_degrees()
+        + s * c
+}
+
+#[test]
+fn more_float_methods_have_gradients() {
+    let f = |p: &[f64]| more_float_methods(p[0], p[1]);
+    let g = |p: &[f64]| {
+        let (v, (a, b)) = more_float_methods_grad(p[0], p[1]);
+        (v, vec![a, b])
+    };
+    let v = |p: &[f64], s: f64| {
+        let (v, (a, b)) = more_float_methods_vjp(p[0], p[1], s);
+        (v, vec![a, b])
+    };
+    check("more_float_methods", 24, 2, -0.9, 0.9, 1e-6, &f, &g, &v);
+}

@@ -305,7 +305,7 @@ fn op_reverse_reads(a: &Assign, cx: &RevCtx, out: &mut BTreeSet<Kept>) {
             use MathFn::*;
             match m {
                 Signum => {}
-                Tan | Tanh | Exp | Exp2 | Sqrt | Cbrt | Recip => read(&Operand::Var(t)),
+                Tan | Tanh | Exp | Exp2 | Sqrt | Cbrt | Recip | ExpM1 => read(&Operand::Var(t)),
                 Powf | Hypot => {
                     args.iter().take(2).for_each(&mut read);
                     read(&Operand::Var(t));

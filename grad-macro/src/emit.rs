@@ -1192,7 +1192,8 @@ impl<'a> Gen<'a> {
         let a0 = &args[0];
         match m {
             Signum => {}
-            Sin | Cos | Asin | Acos | Atan | Sinh | Cosh | Ln | Log10 | Log2 | Abs => {
+            Sin | Cos | Asin | Acos | Atan | Sinh | Cosh | Ln | Log10 | Log2 | Abs | Ln1p
+            | Asinh | Acosh | Atanh => {
                 if let Some(v) = self.active(a0) {
                     let x = self.val(a0);
                     self.contribute(
@@ -1203,7 +1204,7 @@ impl<'a> Gen<'a> {
                     );
                 }
             }
-            Tan | Tanh | Exp | Exp2 | Sqrt | Cbrt | Recip => {
+            Tan | Tanh | Exp | Exp2 | Sqrt | Cbrt | Recip | ExpM1 => {
                 if let Some(v) = self.active(a0) {
                     let y = self.val(&Operand::Var(t));
                     self.contribute(

@@ -1163,6 +1163,17 @@ impl Dir<'_> {
             Log2 => quote!(#dx / (#x * (::core::f64::consts::LN_2 as #t))),
             Sqrt => quote!(#dx * 0.5 / #y),
             Cbrt => quote!(#dx / (3.0 * #y * #y)),
+            ExpM1 => quote!(#dx * (#y + 1.0)),
+            Ln1p => quote!(#dx / (1.0 + #x)),
+            Asinh => {
+                let s = call("sqrt", &quote!((#x * #x + 1.0)));
+                quote!(#dx / #s)
+            }
+            Acosh => {
+                let s = call("sqrt", &quote!((#x * #x - 1.0)));
+                quote!(#dx / #s)
+            }
+            Atanh => quote!(#dx / (1.0 - #x * #x)),
             Recip => quote!(-(#dx * #y * #y)),
             Signum => zero,
             Abs => {

@@ -88,7 +88,10 @@ struct Snapshot {
     next_id: usize,
 }
 
-const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clone, and on matrices transpose, sum, mean, component_mul, dot, norm, norm_squared, map(|v| ..)";
+const SUPPORTED_METHODS: &str = "sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, exp, exp2, ln, log10, log2, log, sqrt, cbrt, exp_m1, ln_1p, asinh, acosh, atanh, powi, powf, abs, max, min, hypot, recip, mul_add, signum, clamp, to_radians, to_degrees, sin_cos, clone, and on matrices transpose, sum, mean, component_mul, dot, norm, norm_squared, map(|v| ..)";
+
+/// Float methods lowered to others with the same value (`Lowerer::float_sugar`).
+const FLOAT_SUGAR: &[&str] = &["clamp", "to_radians", "to_degrees", "sin_cos"];
 
 /// Float methods that exist but have no rule here.
 const UNSUPPORTED_FLOAT_METHODS: &[&str] = &[
@@ -97,18 +100,9 @@ const UNSUPPORTED_FLOAT_METHODS: &[&str] = &[
     "round",
     "trunc",
     "fract",
-    "exp_m1",
-    "ln_1p",
-    "sin_cos",
-    "to_degrees",
-    "to_radians",
-    "clamp",
     "rem_euclid",
     "div_euclid",
     "copysign",
-    "asinh",
-    "acosh",
-    "atanh",
     "powi_checked",
     "sqrt_checked",
 ];
@@ -1028,6 +1022,10 @@ impl Lowerer {
                 let at = self.view_of(&ix.expr).unwrap().at(&ix.index);
                 self.expr(&at)
             }
+            Expr::Index(ix) if matches!(strip_paren(&ix.index), Expr::Range(_)) => self.unsupported_node(
+                &ix.index,
+                "a sub-slice (`xs[a..b]`) is not supported in a #[differentiable] fn; iterate with `xs.iter().skip(a).take(b - a)`, or loop over the indices `for i in a..b` and read `xs[i]`",
+            ),
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr);
                 // `w[(i, j)]`: the index pair is an integer value.
@@ -1123,7 +1121,7 @@ impl Lowerer {
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token.span, "`unsafe` blocks are not supported in a #[differentiable] fn; move the unsafe code into a function with a hand-written `_vjp`"),
             Expr::Break(b) => self.unsupported(b.break_token.span, "this `break` is not supported here: a `break` must be a statement inside a loop (`if c { break; }`)"),
             Expr::Continue(c) => self.unsupported(c.continue_token.span, "this `continue` is not supported here: a `continue` must be a statement inside a loop (`if c { continue; }`)"),
-            Expr::Macro(m) if m.mac.path.is_ident("vec") => self.vec_macro(&m.mac, e),
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => self.vec_macro(&m.mac),
             Expr::Macro(m) => self.unsupported(m.mac.path.span(), "macros are not supported in an expression of a #[differentiable] fn; statement macros (`println!`, `assert!`, ...) are, and other values can be computed in a separate function"),
             Expr::Try(t) => self.unsupported(t.question_token.span, "the `?` operator is not supported in a #[differentiable] fn"),
             Expr::Async(a) => self.unsupported(a.async_token.span, "`async` blocks are not supported in a #[differentiable] fn"),
@@ -1274,11 +1272,90 @@ impl Lowerer {
         self.assign(op, &refs, e.span(), false)
     }
 
+    /// Float methods written with the rules of others, with the same value: `x.clamp(a, b)`
+    /// is `x.max(a).min(b)`, `x.to_radians()` is `x * (π / 180)`, `x.to_degrees()` is
+    /// `x * (180 / π)` (the constants std multiplies by), `x.sin_cos()` is the tuple
+    /// `(x.sin(), x.cos())`. `ops` and `exprs` include the receiver.
+    fn float_sugar(
+        &mut self,
+        name: &str,
+        ops: &[Operand],
+        exprs: &[&Expr],
+        prefix: Option<Ident>,
+        at: Span,
+        e: &Expr,
+    ) -> Operand {
+        let arity = match name {
+            "clamp" => 3,
+            _ => 1,
+        };
+        if ops.len() != arity {
+            let given = if prefix.is_some() { arity } else { arity - 1 };
+            return self.unsupported(at, &format!("`{name}` takes {given} argument(s)"));
+        }
+        let x = ops[0].clone();
+        match name {
+            "clamp" => {
+                let lo = self.math(
+                    MathFn::Max,
+                    2,
+                    vec![x, ops[1].clone()],
+                    &[exprs[0], exprs[1]],
+                    prefix.clone(),
+                    at,
+                    e,
+                );
+                self.math(
+                    MathFn::Min,
+                    2,
+                    vec![lo, ops[2].clone()],
+                    &[exprs[0], exprs[2]],
+                    prefix,
+                    at,
+                    e,
+                )
+            }
+            "sin_cos" => {
+                let s = self.math(
+                    MathFn::Sin,
+                    1,
+                    vec![x.clone()],
+                    exprs,
+                    prefix.clone(),
+                    at,
+                    e,
+                );
+                let c = self.math(MathFn::Cos, 1, vec![x], exprs, prefix, at, e);
+                self.assign(
+                    Op::Tuple(vec![s.clone(), c.clone()]),
+                    &[&s, &c],
+                    e.span(),
+                    false,
+                )
+            }
+            _ => {
+                let k: Expr = if name == "to_radians" {
+                    syn::parse_quote_spanned!(at=> 0.017453292519943295)
+                } else {
+                    syn::parse_quote_spanned!(at=> 57.29577951308232)
+                };
+                let k = Operand::Const(k);
+                self.binary_op(Op::Mul(x.clone(), k.clone()), &x, &k, e)
+            }
+        }
+    }
+
     fn method_call(&mut self, m: &syn::ExprMethodCall, e: &Expr) -> Operand {
         if let Some(v) = self.iter_consumer(m) {
             return v;
         }
         let name = m.method.to_string();
+        if name == "collect" {
+            return self.unsupported(
+                m.method.span(),
+                "`collect` is not supported in a #[differentiable] fn; consume the iterator where it is built (`.sum()`, `.fold(..)`, a `for` loop), or fill a `let mut v = vec![0.0; n];` (or `Vec::new()` and `push`) in a loop",
+            );
+        }
         if let (Some(v), "len") = (self.view_of(&m.receiver), name.as_str()) {
             let len = v.len.clone();
             return self.inactive(&len, true);
@@ -1306,6 +1383,13 @@ impl Lowerer {
             ops.extend(args.into_iter().map(|a| a.operand));
             let exprs: Vec<&Expr> = std::iter::once(&*m.receiver).chain(&m.args).collect();
             return self.math(f, arity, ops, &exprs, None, span, e);
+        }
+        if FLOAT_SUGAR.contains(&name.as_str()) {
+            let ops: Vec<Operand> = std::iter::once(recv.clone())
+                .chain(args.iter().map(|a| a.operand.clone()))
+                .collect();
+            let exprs: Vec<&Expr> = std::iter::once(&*m.receiver).chain(&m.args).collect();
+            return self.float_sugar(&name, &ops, &exprs, None, span, e);
         }
         match (name.as_str(), args.len()) {
             ("transpose", 0) => {
@@ -1404,6 +1488,12 @@ impl Lowerer {
                 let exprs: Vec<&Expr> = c.args.iter().collect();
                 let prefix = Some(p.path.segments[0].ident.clone());
                 return self.math(f, arity, ops, &exprs, prefix, c.span(), e);
+            }
+            if FLOAT_SUGAR.contains(&name.as_str()) {
+                let ops: Vec<Operand> = args.into_iter().map(|a| a.operand).collect();
+                let exprs: Vec<&Expr> = c.args.iter().collect();
+                let prefix = Some(p.path.segments[0].ident.clone());
+                return self.float_sugar(name, &ops, &exprs, prefix, c.span(), e);
             }
             return self.unsupported(p.path.segments[1].ident.span(), &format!("`{}::{name}` is not supported in a #[differentiable] fn; supported methods: {SUPPORTED_METHODS}", segs[0]));
         }

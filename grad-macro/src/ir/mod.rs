@@ -106,6 +106,11 @@ pub enum MathFn {
     Recip,
     MulAdd,
     Signum,
+    ExpM1,
+    Ln1p,
+    Asinh,
+    Acosh,
+    Atanh,
 }
 
 impl MathFn {
@@ -137,6 +142,11 @@ impl MathFn {
         ("recip", MathFn::Recip, 1),
         ("mul_add", MathFn::MulAdd, 3),
         ("signum", MathFn::Signum, 1),
+        ("exp_m1", MathFn::ExpM1, 1),
+        ("ln_1p", MathFn::Ln1p, 1),
+        ("asinh", MathFn::Asinh, 1),
+        ("acosh", MathFn::Acosh, 1),
+        ("atanh", MathFn::Atanh, 1),
     ];
 
     pub fn lookup(name: &str) -> Option<(MathFn, usize)> {

@@ -18,7 +18,7 @@ impl Lowerer {
     ) -> Operand {
         let ops: Vec<Operand> = elems.map(|x| self.expr(x)).collect();
         if !ops.iter().any(|o| self.active(o)) {
-            return self.inactive(e, true);
+            return self.inactive_lit(e, vec);
         }
         let refs: Vec<&Operand> = ops.iter().collect();
         self.assign(Op::ArrayLit(ops.clone(), vec), &refs, e.span(), false)
@@ -27,21 +27,41 @@ impl Lowerer {
     pub(super) fn repeat(&mut self, x: &Expr, n: &Expr, e: &Expr, vec: bool) -> Operand {
         let v = self.expr(x);
         if !self.active(&v) {
-            return self.inactive(e, true);
+            return self.inactive_lit(e, vec);
         }
         let n = self.inactive_expr(n, false);
         self.assign(Op::Repeat(v.clone(), n, vec), &[&v], e.span(), false)
     }
 
+    /// A literal without values that carry a gradient: constant code. A `vec!` is passed as
+    /// its bracketed tokens (`[x; n]`), renamed like any constant expression (the names inside
+    /// a macro's tokens would not be) and wrapped in `vec!` again.
+    fn inactive_lit(&mut self, e: &Expr, vec: bool) -> Operand {
+        if !vec {
+            return self.inactive(e, true);
+        }
+        let ts = self.inactive_expr(e, true);
+        let dst = self.new_var("", false, Deps::default(), false);
+        self.cur.push(Stmt::Assign(Assign {
+            dst,
+            op: Op::Inactive(quote!(::std::vec! #ts)),
+            span: e.span(),
+        }));
+        Operand::Var(dst)
+    }
+
     /// `vec![a, b]` or `vec![x; n]`.
-    pub(super) fn vec_macro(&mut self, mac: &syn::Macro, e: &Expr) -> Operand {
+    pub(super) fn vec_macro(&mut self, mac: &syn::Macro) -> Operand {
         let tokens = &mac.tokens;
-        match syn::parse2::<Expr>(quote!([#tokens])) {
+        match syn::parse2::<Expr>(quote_spanned!(mac.delimiter.span().join()=> [#tokens])) {
             Ok(Expr::Array(a)) => {
-                let elems: Vec<Expr> = a.elems.into_iter().collect();
-                self.array_lit(elems.iter(), e, true)
+                let elems: Vec<Expr> = a.elems.iter().cloned().collect();
+                self.array_lit(elems.iter(), &Expr::Array(a), true)
             }
-            Ok(Expr::Repeat(r)) => self.repeat(&r.expr, &r.len, e, true),
+            Ok(Expr::Repeat(r)) => {
+                let inner = Expr::Repeat(r.clone());
+                self.repeat(&r.expr, &r.len, &inner, true)
+            }
             _ => self.unsupported_node(
                 mac,
                 "this `vec!` is not supported; write `vec![a, b, ..]` or `vec![x; n]`",

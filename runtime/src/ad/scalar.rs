@@ -151,6 +151,31 @@ pub fn sqrt_vjp<T: Float>(y: T, g: T) -> T {
 pub fn cbrt_vjp<T: Float>(y: T, g: T) -> T {
     g / (T::from_i32(3) * y * y)
 }
+/// d (e^x - 1) = e^x = y + 1
+#[inline(always)]
+pub fn exp_m1_vjp<T: Float>(y: T, g: T) -> T {
+    g * (y + T::ONE)
+}
+/// d ln(1 + x) = 1 / (1 + x)
+#[inline(always)]
+pub fn ln_1p_vjp<T: Float>(x: T, g: T) -> T {
+    g / (T::ONE + x)
+}
+/// d asinh x = 1 / sqrt(x² + 1)
+#[inline(always)]
+pub fn asinh_vjp<T: Float>(x: T, g: T) -> T {
+    g / (x * x + T::ONE).sqrt()
+}
+/// d acosh x = 1 / sqrt(x² - 1)
+#[inline(always)]
+pub fn acosh_vjp<T: Float>(x: T, g: T) -> T {
+    g / (x * x - T::ONE).sqrt()
+}
+/// d atanh x = 1 / (1 - x²)
+#[inline(always)]
+pub fn atanh_vjp<T: Float>(x: T, g: T) -> T {
+    g / (T::ONE - x * x)
+}
 /// d x^n = n x^(n-1) (integer n is a constant); 0 for n = 0
 #[inline(always)]
 pub fn powi_vjp<T: Float>(x: T, n: i32, g: T) -> T {

@@ -220,6 +220,31 @@ pub fn sqrt_jvp<T: Float>(_x: T, y: T, dx: T) -> T {
 pub fn cbrt_jvp<T: Float>(_x: T, y: T, dx: T) -> T {
     dx / (T::from_i32(3) * y * y)
 }
+/// d (e^x - 1) = (y + 1) dx
+#[inline(always)]
+pub fn exp_m1_jvp<T: Float>(_x: T, y: T, dx: T) -> T {
+    dx * (y + T::ONE)
+}
+/// d ln(1 + x) = dx / (1 + x)
+#[inline(always)]
+pub fn ln_1p_jvp<T: Float>(x: T, _y: T, dx: T) -> T {
+    dx / (T::ONE + x)
+}
+/// d asinh x = dx / sqrt(x² + 1)
+#[inline(always)]
+pub fn asinh_jvp<T: Float>(x: T, _y: T, dx: T) -> T {
+    dx / (x * x + T::ONE).sqrt()
+}
+/// d acosh x = dx / sqrt(x² - 1)
+#[inline(always)]
+pub fn acosh_jvp<T: Float>(x: T, _y: T, dx: T) -> T {
+    dx / (x * x - T::ONE).sqrt()
+}
+/// d atanh x = dx / (1 - x²)
+#[inline(always)]
+pub fn atanh_jvp<T: Float>(x: T, _y: T, dx: T) -> T {
+    dx / (T::ONE - x * x)
+}
 /// d x^n = n x^(n-1) dx (integer constant n); 0 for n = 0
 #[inline(always)]
 pub fn powi_jvp<T: Float>(x: T, n: i32, dx: T) -> T {
@@ -329,6 +354,11 @@ mod tests {
             ("abs", f64::abs, abs_jvp, -1.7),
             ("recip", f64::recip, recip_jvp, 1.7),
             ("signum", f64::signum, signum_jvp, 1.7),
+            ("exp_m1", f64::exp_m1, exp_m1_jvp, 0.7),
+            ("ln_1p", f64::ln_1p, ln_1p_jvp, 0.7),
+            ("asinh", f64::asinh, asinh_jvp, -0.7),
+            ("acosh", f64::acosh, acosh_jvp, 1.7),
+            ("atanh", f64::atanh, atanh_jvp, 0.6),
         ];
         for &(name, f, rule, x) in cases {
             for dx in [1.0, -0.3] {
