@@ -73,6 +73,8 @@ fn nested_iters(xs: &[f64], ys: &[f64]) -> f64 {
     total
 }
 
+// Nested, not a let chain: `*at` in a let chain's condition is not supported yet (E0614).
+#[allow(clippy::collapsible_if)]
 #[differentiable]
 fn break_in_if_let_in_loop(x: f64, stops: &[Option<usize>]) -> f64 {
     let mut y = x;
@@ -446,10 +448,11 @@ fn let_loop_labeled_break(x: f64, n: usize) -> f64 {
             }
         };
         s = r * 0.5;
-        if let Some(q) = o {
-            if q.sin() > 0.3 {
-                s += q * x;
-            }
+        // A let chain (edition 2024): the arm `Some(q) if q.sin() > 0.3`.
+        if let Some(q) = o
+            && q.sin() > 0.3
+        {
+            s += q * x;
         }
     }
     s

@@ -15,16 +15,11 @@ use symgrad::prelude::DMatrix;
 mod common;
 use common::{close, fd};
 
+type Grad<'a> = &'a dyn Fn(&[f64]) -> (f64, Vec<f64>);
+
 /// Checks `grad` against finite differences of `f` at 30 random points in `lo..hi`^n (points
 /// whose two step sizes disagree, a kink in the stencil, are skipped; most must be usable).
-fn check(
-    what: &str,
-    n: usize,
-    lo: f64,
-    hi: f64,
-    f: &dyn Fn(&[f64]) -> f64,
-    grad: &dyn Fn(&[f64]) -> (f64, Vec<f64>),
-) {
+fn check(what: &str, n: usize, lo: f64, hi: f64, f: &dyn Fn(&[f64]) -> f64, grad: Grad) {
     let mut rng = ChaCha8Rng::seed_from_u64(n as u64 * 31 + what.len() as u64);
     let (mut used, total) = (0, 30);
     for _ in 0..total {
@@ -103,9 +98,9 @@ fn branchy(xs: &[f64], c: f64) -> f64 {
                 p = p * acc + 0.5;
                 k += 1;
             }
-            acc = p.sin() + acc;
+            acc += p.sin();
         } else {
-            acc = acc * xs[i];
+            acc *= xs[i];
         }
         for j in 0..2 {
             acc = acc + (j as f64) * xs[i] * acc.cos();
@@ -127,7 +122,7 @@ fn three_levels(xs: &[f64]) -> f64 {
                 u = u * xs[i] + 0.25;
                 n += 1;
             }
-            t = t + u.tanh();
+            t += u.tanh();
         }
         s += t * t;
     }

@@ -244,10 +244,10 @@ impl Callbacks<Mlp> for Extras<'_> {
             steps_into_epoch: 0,
         };
         self.state.accuracy = Some(accuracy);
-        if let Some(log) = &mut self.metrics {
-            if let Err(e) = log.push(stats) {
-                return self.fail(format!("writing metrics: {e}"));
-            }
+        if let Some(log) = &mut self.metrics
+            && let Err(e) = log.push(stats)
+        {
+            return self.fail(format!("writing metrics: {e}"));
         }
         if let Some(path) = self.save.clone() {
             let Some(opt) = optimizer_state() else {
@@ -263,13 +263,13 @@ impl Callbacks<Mlp> for Extras<'_> {
                 }
             }
         }
-        if let Some(path) = self.save_best.clone() {
-            if self.best.is_none_or(|(b, _)| accuracy > b) {
-                self.best = Some((accuracy, stats.epoch));
-                let meta = self.state.to_metadata();
-                if let Err(e) = checkpoint::save_with_metadata(model, &path, &meta) {
-                    self.fail(format!("saving the best weights: {e}"));
-                }
+        if let Some(path) = self.save_best.clone()
+            && self.best.is_none_or(|(b, _)| accuracy > b)
+        {
+            self.best = Some((accuracy, stats.epoch));
+            let meta = self.state.to_metadata();
+            if let Err(e) = checkpoint::save_with_metadata(model, &path, &meta) {
+                self.fail(format!("saving the best weights: {e}"));
             }
         }
     }

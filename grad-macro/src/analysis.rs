@@ -261,10 +261,10 @@ fn op_reverse_reads(a: &Assign, cx: &RevCtx, out: &mut BTreeSet<Kept>) {
     };
     // A guarded contribution to `v` makes its zero from `v`.
     let guard = |o: &Operand, read: &mut dyn FnMut(&Operand)| {
-        if let Some(v) = cx.active_op(o) {
-            if cx.guarded(v, t) {
-                read(o);
-            }
+        if let Some(v) = cx.active_op(o)
+            && cx.guarded(v, t)
+        {
+            read(o);
         }
     };
     match &a.op {

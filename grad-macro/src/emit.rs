@@ -1359,10 +1359,10 @@ impl<'a> Gen<'a> {
         // heads' adjoints to the previous iteration.
         let iteration = |g: &mut Self, st: &mut Rev, out: &mut TokenStream| {
             for (c, gc) in f.carried.iter().zip(&gcs) {
-                if let Some(v) = g.active(&c.end) {
-                    if g.f.vars[c.head].active {
-                        g.contribute(st, out, v, Contrib::Ts(quote!(#gc)));
-                    }
+                if let Some(v) = g.active(&c.end)
+                    && g.f.vars[c.head].active
+                {
+                    g.contribute(st, out, v, Contrib::Ts(quote!(#gc)));
                 }
             }
             let refs: Vec<&Stmt> = f.body.stmts.iter().collect();

@@ -771,15 +771,14 @@ impl Dir<'_> {
             Op::Inactive(ts) => {
                 // A statement macro (`println!`, `assert!`) runs in `f` and `_grad`, not in
                 // the directional derivative.
-                if let Ok(b) = syn::parse2::<syn::Block>(ts.clone()) {
-                    if matches!(b.stmts.last(), Some(syn::Stmt::Macro(_)))
+                if let Ok(b) = syn::parse2::<syn::Block>(ts.clone())
+                    && (matches!(b.stmts.last(), Some(syn::Stmt::Macro(_)))
                         || matches!(
                             b.stmts.last(),
                             Some(syn::Stmt::Expr(syn::Expr::Macro(_), _))
-                        )
-                    {
-                        return TokenStream::new();
-                    }
+                        ))
+                {
+                    return TokenStream::new();
                 }
                 ts.clone()
             }

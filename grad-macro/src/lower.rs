@@ -300,13 +300,13 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
                         format_ident!("__bad_param_{}", pos)
                     }
                 };
-                if let Type::Reference(r) = &*pt.ty {
-                    if let Some(m) = &r.mutability {
-                        l.errors.push(err(
+                if let Type::Reference(r) = &*pt.ty
+                    && let Some(m) = &r.mutability
+                {
+                    l.errors.push(err(
                             m.span,
                             "`&mut` parameters are not supported: a #[differentiable] fn cannot mutate its inputs",
                         ));
-                    }
                 }
                 let is_ref = matches!(&*pt.ty, Type::Reference(_));
                 ((ident), (*pt.ty).clone(), is_ref)
@@ -706,21 +706,21 @@ impl Lowerer {
         };
         // A merged constant value (`let o: Option<f64> = if c { Some(1.0) } else { None };`)
         // gets the written type through a typed copy.
-        if let (Some(t), Operand::Var(v), false) = (&ty, &op, fresh) {
-            if !self.vars[*v].active && !self.types.contains_key(v) && !matches!(t, Type::Infer(_))
-            {
-                self.named.insert(*v);
-                let id = self.vars[*v].ident.clone();
-                let dst =
-                    self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
-                self.cur.push(Stmt::Assign(Assign {
-                    dst,
-                    op: Op::Inactive(quote!(#id)),
-                    span: init.expr.span(),
-                }));
-                self.types.insert(dst, t.clone());
-                op = Operand::Var(dst);
-            }
+        if let (Some(t), Operand::Var(v), false) = (&ty, &op, fresh)
+            && !self.vars[*v].active
+            && !self.types.contains_key(v)
+            && !matches!(t, Type::Infer(_))
+        {
+            self.named.insert(*v);
+            let id = self.vars[*v].ident.clone();
+            let dst = self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
+            self.cur.push(Stmt::Assign(Assign {
+                dst,
+                op: Op::Inactive(quote!(#id)),
+                span: init.expr.span(),
+            }));
+            self.types.insert(dst, t.clone());
+            op = Operand::Var(dst);
         }
         if let (Some(ty), Operand::Const(c)) = (&ty, &op) {
             let dst = self.new_var(name.as_deref().unwrap_or(""), false, Deps::default(), false);
@@ -752,10 +752,10 @@ impl Lowerer {
                 }
             }
         }
-        if let (Some(ty), Operand::Var(v)) = (&ty, &op) {
-            if is_float_type(ty) {
-                self.scalars.insert(*v);
-            }
+        if let (Some(ty), Operand::Var(v)) = (&ty, &op)
+            && is_float_type(ty)
+        {
+            self.scalars.insert(*v);
         }
         if let Some(n) = name {
             self.bind(n, op, mutable);
@@ -913,51 +913,49 @@ impl Lowerer {
     }
 
     fn assign_to(&mut self, left: &Expr, mut v: Operand) {
-        if let Expr::Index(ix) = strip_paren(left) {
-            if self.local_array(&ix.expr) {
-                return self.set_index(ix, v);
-            }
+        if let Expr::Index(ix) = strip_paren(left)
+            && self.local_array(&ix.expr)
+        {
+            return self.set_index(ix, v);
         }
-        if self.target(left).is_some() {
-            if let Expr::Path(p) = strip_paren(left) {
-                let name = p.path.segments[0].ident.to_string();
-                if let (Some(_), Operand::Const(c)) =
-                    (self.lookup(&name).and_then(|b| b.ty.clone()), &v)
-                {
-                    // `c = 1.5;` for `let mut c: f32`: a typed value, not a bare literal.
-                    let dst = self.new_var(&name, false, Deps::default(), false);
-                    self.cur.push(Stmt::Assign(Assign {
-                        dst,
-                        op: Op::Inactive(c.to_token_stream()),
-                        span: c.span(),
-                    }));
-                    v = Operand::Var(dst);
-                }
-                if let Operand::Var(id) = &v {
-                    if self.vars[*id].ident.to_string().starts_with("__t")
-                        && !self.named.contains(id)
-                    {
-                        self.vars[*id].ident = format_ident!(
-                            "__{}_{}",
-                            name.trim_start_matches("r#").trim_start_matches("__"),
-                            id
-                        );
-                    }
-                    // A value computed here for a name declared with a type gets the type.
-                    let declared = self.lookup(&name).and_then(|b| b.ty.clone());
-                    let fresh = matches!(
-                        self.cur.last(),
-                        Some(Stmt::Assign(a)) if a.dst == *id && !matches!(a.op, Op::Call(..))
-                    );
-                    if let (Some(ty), true) = (declared, fresh) {
-                        if is_float_type(&ty) {
-                            self.scalars.insert(*id);
-                        }
-                        self.types.entry(*id).or_insert(ty);
-                    }
-                }
-                self.rebind(&name, v);
+        if self.target(left).is_some()
+            && let Expr::Path(p) = strip_paren(left)
+        {
+            let name = p.path.segments[0].ident.to_string();
+            if let (Some(_), Operand::Const(c)) =
+                (self.lookup(&name).and_then(|b| b.ty.clone()), &v)
+            {
+                // `c = 1.5;` for `let mut c: f32`: a typed value, not a bare literal.
+                let dst = self.new_var(&name, false, Deps::default(), false);
+                self.cur.push(Stmt::Assign(Assign {
+                    dst,
+                    op: Op::Inactive(c.to_token_stream()),
+                    span: c.span(),
+                }));
+                v = Operand::Var(dst);
             }
+            if let Operand::Var(id) = &v {
+                if self.vars[*id].ident.to_string().starts_with("__t") && !self.named.contains(id) {
+                    self.vars[*id].ident = format_ident!(
+                        "__{}_{}",
+                        name.trim_start_matches("r#").trim_start_matches("__"),
+                        id
+                    );
+                }
+                // A value computed here for a name declared with a type gets the type.
+                let declared = self.lookup(&name).and_then(|b| b.ty.clone());
+                let fresh = matches!(
+                    self.cur.last(),
+                    Some(Stmt::Assign(a)) if a.dst == *id && !matches!(a.op, Op::Call(..))
+                );
+                if let (Some(ty), true) = (declared, fresh) {
+                    if is_float_type(&ty) {
+                        self.scalars.insert(*id);
+                    }
+                    self.types.entry(*id).or_insert(ty);
+                }
+            }
+            self.rebind(&name, v);
         }
     }
 
@@ -1452,10 +1450,10 @@ impl Lowerer {
         if let Some(a) = iterators::inactive_marker(c) {
             return self.inactive(a, true);
         }
-        if let Expr::Path(p) = strip_paren(&c.func) {
-            if p.path.get_ident().is_some_and(|id| *id == self.fn_name) {
-                return self.unsupported_node(&c.func, "recursion is not supported in a #[differentiable] fn; write the recursion as a loop (`while`, `loop`), or give the function a hand-written `#[custom_vjp]`");
-            }
+        if let Expr::Path(p) = strip_paren(&c.func)
+            && p.path.get_ident().is_some_and(|id| *id == self.fn_name)
+        {
+            return self.unsupported_node(&c.func, "recursion is not supported in a #[differentiable] fn; write the recursion as a loop (`while`, `loop`), or give the function a hand-written `#[custom_vjp]`");
         }
         if let Some(def) = named_binding(&self.scopes, &c.func).and_then(|b| b.closure.clone()) {
             return self.inline_closure(&def, &c.args, e);

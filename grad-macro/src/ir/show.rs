@@ -247,13 +247,15 @@ impl Verifier<'_> {
                         (&p.then_v, &then_defs, "then", i.then_b.diverges),
                         (&p.else_v, &else_defs, "else", i.else_b.diverges),
                     ] {
-                        if let Operand::Var(v) = o {
-                            if !diverges && !defs.contains(v) && !self.visible(*v) {
-                                self.errors.push(format!(
+                        if let Operand::Var(v) = o
+                            && !diverges
+                            && !defs.contains(v)
+                            && !self.visible(*v)
+                        {
+                            self.errors.push(format!(
                                     "{what}: phi %{} reads %{v} from the {side} branch, where it is not defined",
                                     p.dst
                                 ));
-                            }
                         }
                     }
                     self.define(p.dst, &format!("{what} phi"));
@@ -274,16 +276,15 @@ impl Verifier<'_> {
                 }
                 let defs = self.block(&l.body, &pre, &what);
                 for c in &l.carried {
-                    if let Operand::Var(v) = &c.end {
-                        if !l.body.diverges
-                            && !defs.contains(v)
-                            && !pre.contains(v)
-                            && !self.visible(*v)
-                        {
-                            self.errors.push(format!(
-                                "{what}: carried end %{v} is not defined in the body or before the loop"
-                            ));
-                        }
+                    if let Operand::Var(v) = &c.end
+                        && !l.body.diverges
+                        && !defs.contains(v)
+                        && !pre.contains(v)
+                        && !self.visible(*v)
+                    {
+                        self.errors.push(format!(
+                            "{what}: carried end %{v} is not defined in the body or before the loop"
+                        ));
                     }
                     self.define(c.after, &format!("{what} carried"));
                 }

@@ -47,21 +47,21 @@ impl VisitMut for PatNames {
     }
 
     fn visit_pat_mut(&mut self, p: &mut Pat) {
-        if let Pat::Ident(pi) = p {
-            if is_binding(&pi.ident) {
-                if self.wild {
-                    *p = match pi.subpat.take() {
-                        Some((_, sub)) => *sub,
-                        None => parse_quote!(_),
-                    };
-                    self.visit_pat_mut(p);
-                    return;
-                }
-                self.names.push(pi.ident.to_string());
-                pi.ident = format_ident!("__pb_{}", pi.ident);
-                pi.by_ref = None;
-                pi.mutability = None;
+        if let Pat::Ident(pi) = p
+            && is_binding(&pi.ident)
+        {
+            if self.wild {
+                *p = match pi.subpat.take() {
+                    Some((_, sub)) => *sub,
+                    None => parse_quote!(_),
+                };
+                self.visit_pat_mut(p);
+                return;
             }
+            self.names.push(pi.ident.to_string());
+            pi.ident = format_ident!("__pb_{}", pi.ident);
+            pi.by_ref = None;
+            pi.mutability = None;
         }
         syn::visit_mut::visit_pat_mut(self, p);
     }
@@ -79,14 +79,13 @@ pub(super) struct GuardNames<'n>(pub(super) &'n [String]);
 
 impl VisitMut for GuardNames<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
-        if let Expr::Path(p) = e {
-            if let Some(id) = p.path.get_ident() {
-                if self.0.contains(&id.to_string()) {
-                    let new = format_ident!("__pb_{}", id);
-                    *e = parse_quote!(#new);
-                    return;
-                }
-            }
+        if let Expr::Path(p) = e
+            && let Some(id) = p.path.get_ident()
+            && self.0.contains(&id.to_string())
+        {
+            let new = format_ident!("__pb_{}", id);
+            *e = parse_quote!(#new);
+            return;
         }
         if matches!(e, Expr::Closure(_)) {
             return;
@@ -144,11 +143,26 @@ impl Lowerer {
         let mut arms = Vec::new();
         let mut cur = i;
         loop {
-            let arm = match strip_paren(&cur.cond) {
-                Expr::Let(l) => {
+            let chain = match strip_paren(&cur.cond) {
+                c @ Expr::Binary(_) => let_chain(c),
+                _ => None,
+            };
+            let arm = match (strip_paren(&cur.cond), chain) {
+                (Expr::Let(l), _) => {
                     self.pattern_arm(&l.expr, None, &l.pat, None, &cur.then_branch.stmts)
                 }
-                c => Arm {
+                // A let chain, `if let P = e && c && ..`: the arm `P if c && ..` of a match.
+                (_, Some((l, guard))) => {
+                    let stmts = &cur.then_branch.stmts;
+                    match guard {
+                        Ok(g) => self.pattern_arm(&l.expr, None, &l.pat, Some(&g), stmts),
+                        Err(e) => {
+                            self.errors.push(e);
+                            return None;
+                        }
+                    }
+                }
+                (c, None) => Arm {
                     cond: Some(ArmCond::Expr(c)),
                     stmts: cur.then_branch.stmts.clone(),
                     binds: Vec::new(),
@@ -244,14 +258,15 @@ impl Lowerer {
         let mut binds = Vec::new();
         // `x` or `x @ pat` at the top binds the scrutinee itself (and keeps its gradient).
         let mut pat = pat.clone();
-        if let (Pat::Ident(pi), Some(s)) = (&pat, scrut) {
-            if is_binding(&pi.ident) && pi.by_ref.is_none() {
-                binds.push((pi.ident.to_string(), ArmBind::Value(s.clone())));
-                pat = match &pi.subpat {
-                    Some((_, sub)) => (**sub).clone(),
-                    None => parse_quote!(_),
-                };
-            }
+        if let (Pat::Ident(pi), Some(s)) = (&pat, scrut)
+            && is_binding(&pi.ident)
+            && pi.by_ref.is_none()
+        {
+            binds.push((pi.ident.to_string(), ArmBind::Value(s.clone())));
+            pat = match &pi.subpat {
+                Some((_, sub)) => (**sub).clone(),
+                None => parse_quote!(_),
+            };
         }
         let mut named = pat.clone();
         let mut pn = PatNames {
@@ -474,4 +489,40 @@ impl Lowerer {
         }));
         result
     }
+}
+
+/// A let chain `let P = e && c1 && c2 ..` (one `let`, first): the `let` and the conjunction
+/// of the conditions after it, or a spanned error for a chain with another `let` or with
+/// conditions before the `let`. `None` when `cond` has no `let` at all.
+fn let_chain(cond: &Expr) -> Option<(&syn::ExprLet, syn::Result<Expr>)> {
+    fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+        match strip_paren(e) {
+            Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_)) => {
+                conjuncts(&b.left, out);
+                conjuncts(&b.right, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let mut parts = Vec::new();
+    conjuncts(cond, &mut parts);
+    let lets: Vec<usize> = (0..parts.len())
+        .filter(|&k| matches!(parts[k], Expr::Let(_)))
+        .collect();
+    let first = *lets.first()?;
+    let Expr::Let(l) = parts[first] else {
+        unreachable!()
+    };
+    if lets.len() > 1 || first != 0 {
+        let at = parts[if first != 0 { first } else { lets[1] }];
+        let e = err_node(
+            at,
+            "a let chain in a #[differentiable] fn may have one `let`, first \
+             (`if let P = e && cond && ..`); nest the other `if let`s",
+        );
+        return Some((l, Err(e)));
+    }
+    let rest = &parts[1..];
+    let guard: Expr = syn::parse_quote!(#(#rest)&&*);
+    Some((l, Ok(guard)))
 }

@@ -125,13 +125,13 @@ impl<'a> Rewrite<'a> {
                     any |= sets;
                     if sets && !rest.is_empty() {
                         let (rest, _) = self.stmts(rest);
-                        if let Some(Stmt::Expr(tail, None)) = rest.last() {
-                            if !super::is_valueless(tail) {
-                                self.errors.push(syn::Error::new_spanned(
+                        if let Some(Stmt::Expr(tail, None)) = rest.last()
+                            && !super::is_valueless(tail)
+                        {
+                            self.errors.push(syn::Error::new_spanned(
                                     tail,
                                     "a block that has a value cannot follow a `break` or `continue` in the same block; assign the value to a `let mut` declared before the loop",
                                 ));
-                            }
                         }
                         let guard = self.guard();
                         out.push(parse_quote!(if #guard { #(#rest)* }));
@@ -189,13 +189,13 @@ impl<'a> Rewrite<'a> {
                     }
                 }
                 Stmt::Local(l) => {
-                    if let Some(init) = &l.init {
-                        if self.contains_exit(&init.expr) {
-                            self.errors.push(syn::Error::new_spanned(
+                    if let Some(init) = &l.init
+                        && self.contains_exit(&init.expr)
+                    {
+                        self.errors.push(syn::Error::new_spanned(
                                 &init.expr,
                                 "a `break` or `continue` inside the value of a `let` is not supported; leave the loop in a statement (`if c { break; }`) before the `let`",
                             ));
-                        }
                     }
                     out.push(s.clone());
                 }
@@ -302,14 +302,15 @@ impl<'a> Rewrite<'a> {
                     Expr::Continue(c) => Some(&c.label),
                     _ => None,
                 };
-                if let Some(label) = label {
-                    if label.is_some() && self.rw.targets_us(label, 1) {
-                        let sets = self.rw.exit_stmts(e);
-                        let inner = &self.inner;
-                        *e = parse_quote!({ #(#sets)* break #inner; });
-                        self.hits += 1;
-                        return;
-                    }
+                if let Some(label) = label
+                    && label.is_some()
+                    && self.rw.targets_us(label, 1)
+                {
+                    let sets = self.rw.exit_stmts(e);
+                    let inner = &self.inner;
+                    *e = parse_quote!({ #(#sets)* break #inner; });
+                    self.hits += 1;
+                    return;
                 }
                 if matches!(e, Expr::Closure(_)) {
                     return;

@@ -210,11 +210,11 @@ impl Lowerer {
                 // A value that carries no gradient: each name is its part, taken with a
                 // `match` on it.
                 let v = self.expr(e);
-                if let (Operand::Var(id), true) = (&v, self.active(&v)) {
-                    if matches!(p, Pat::Tuple(_)) {
-                        self.destructure(p, *id, out);
-                        return;
-                    }
+                if let (Operand::Var(id), true) = (&v, self.active(&v))
+                    && matches!(p, Pat::Tuple(_))
+                {
+                    self.destructure(p, *id, out);
+                    return;
                 }
                 if self.active(&v) {
                     self.errors.push(err_node(e, "only tuples can be destructured when they carry gradients (`let (a, b) = f(x);`); bind the parts with separate `let`s"));

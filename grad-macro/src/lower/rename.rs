@@ -88,17 +88,17 @@ impl Lowerer {
                         return;
                     }
                 }
-                if let Expr::Index(ix) = e {
-                    if let Some(v) = self.view_of(&ix.expr) {
-                        *e = v.at(&ix.index);
-                        return self.visit_expr_mut(e);
-                    }
+                if let Expr::Index(ix) = e
+                    && let Some(v) = self.view_of(&ix.expr)
+                {
+                    *e = v.at(&ix.index);
+                    return self.visit_expr_mut(e);
                 }
-                if let Expr::MethodCall(m) = e {
-                    if let (Some(v), true) = (self.view_of(&m.receiver), m.method == "len") {
-                        *e = paren(&v.len);
-                        return self.visit_expr_mut(e);
-                    }
+                if let Expr::MethodCall(m) = e
+                    && let (Some(v), true) = (self.view_of(&m.receiver), m.method == "len")
+                {
+                    *e = paren(&v.len);
+                    return self.visit_expr_mut(e);
                 }
                 if let Expr::Unary(u) = e {
                     // `*x` of a value the IR holds by value (an element bound by a pattern
@@ -118,41 +118,42 @@ impl Lowerer {
                         }
                     }
                 }
-                if let Expr::Path(p) = e {
-                    if p.qself.is_none() && p.path.segments.len() == 1 {
-                        let name = p.path.segments[0].ident.to_string();
-                        if let Some(b) = self.lookup(&name) {
-                            if let Some(def) = &b.closure {
-                                // Passed by name (`.map(f)`): as `|a| f(a)`, whose call is
-                                // inlined like any other.
-                                let args: Vec<syn::Ident> = (0..def.closure.inputs.len())
-                                    .map(|k| format_ident!("__cl_arg{}", k))
-                                    .collect();
-                                let func = &p.path.segments[0].ident;
-                                *e = parse_quote!(|#(#args),*| #func(#(#args),*));
-                                return self.visit_expr_mut(e);
-                            }
-                            match &b.op {
-                                Operand::Var(v) => {
-                                    let info = &self.l.vars[*v];
-                                    if info.active && !self.allow_active {
-                                        self.errors.push(err(
+                if let Expr::Path(p) = e
+                    && p.qself.is_none()
+                    && p.path.segments.len() == 1
+                {
+                    let name = p.path.segments[0].ident.to_string();
+                    if let Some(b) = self.lookup(&name) {
+                        if let Some(def) = &b.closure {
+                            // Passed by name (`.map(f)`): as `|a| f(a)`, whose call is
+                            // inlined like any other.
+                            let args: Vec<syn::Ident> = (0..def.closure.inputs.len())
+                                .map(|k| format_ident!("__cl_arg{}", k))
+                                .collect();
+                            let func = &p.path.segments[0].ident;
+                            *e = parse_quote!(|#(#args),*| #func(#(#args),*));
+                            return self.visit_expr_mut(e);
+                        }
+                        match &b.op {
+                            Operand::Var(v) => {
+                                let info = &self.l.vars[*v];
+                                if info.active && !self.allow_active {
+                                    self.errors.push(err(
                                             p.span(),
                                             format!(
                                                 "`{name}` carries a gradient and cannot be used here; only constants and integer values can (casts, indices, loop bounds)"
                                             ),
                                         ));
-                                    }
-                                    let id = &info.ident;
-                                    *e = syn::parse_quote!(#id);
-                                    self.named.push(*v);
                                 }
-                                Operand::Const(c) => {
-                                    *e = syn::parse_quote!((#c));
-                                }
+                                let id = &info.ident;
+                                *e = syn::parse_quote!(#id);
+                                self.named.push(*v);
                             }
-                            return;
+                            Operand::Const(c) => {
+                                *e = syn::parse_quote!((#c));
+                            }
                         }
+                        return;
                     }
                 }
                 if let Expr::MethodCall(m) = e {

@@ -23,11 +23,12 @@ pub(super) fn single_exit(block: &syn::Block, ret: &Type, float: bool) -> Option
     }
     let mut stmts = block.stmts.clone();
     // The tail value is the last return.
-    if let Some(Stmt::Expr(e, None)) = stmts.last() {
-        if !super::is_valueless(e) && !matches!(e, Expr::Return(_)) {
-            let e = e.clone();
-            *stmts.last_mut().unwrap() = parse_quote!(return #e;);
-        }
+    if let Some(Stmt::Expr(e, None)) = stmts.last()
+        && !super::is_valueless(e)
+        && !matches!(e, Expr::Return(_))
+    {
+        let e = e.clone();
+        *stmts.last_mut().unwrap() = parse_quote!(return #e;);
     }
     let (mut body, _) = rewrite(&stmts, 0)?;
     let mut out: Vec<Stmt> = vec![
@@ -94,10 +95,10 @@ fn rewrite(stmts: &[Stmt], depth: usize) -> Option<(Vec<Stmt>, bool)> {
                 any |= sets;
                 if sets && !rest.is_empty() {
                     let (rest, _) = rewrite(rest, depth)?;
-                    if let Some(Stmt::Expr(tail, None)) = rest.last() {
-                        if !super::is_valueless(tail) {
-                            return None;
-                        }
+                    if let Some(Stmt::Expr(tail, None)) = rest.last()
+                        && !super::is_valueless(tail)
+                    {
+                        return None;
                     }
                     out.push(parse_quote!(if !__ret { #(#rest)* }));
                     return Some((out, true));
@@ -176,10 +177,11 @@ fn expr(e: &Expr, depth: usize) -> Option<(Expr, bool)> {
 /// A block in statement position: rewritten, and without a value (else the rewrite gives up).
 fn block_without_value(stmts: &[Stmt], depth: usize) -> Option<(Vec<Stmt>, bool)> {
     let (out, sets) = rewrite(stmts, depth)?;
-    if let Some(Stmt::Expr(tail, None)) = out.last() {
-        if sets && !super::is_valueless(tail) {
-            return None;
-        }
+    if let Some(Stmt::Expr(tail, None)) = out.last()
+        && sets
+        && !super::is_valueless(tail)
+    {
+        return None;
     }
     Some((out, sets))
 }
