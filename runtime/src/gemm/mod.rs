@@ -182,46 +182,37 @@ pub enum KernelChoice {
     Avx512,
 }
 
-/// Whether the AVX2+FMA kernels can run on this CPU.
-pub fn avx2_fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static CACHE: AtomicU8 = AtomicU8::new(0);
-        match CACHE.load(Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => {
-                let yes = x86::available();
-                CACHE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
-                yes
-            }
+/// `probe()`, run once per `cache` (0 = not probed yet, 1 = no, 2 = yes).
+fn cached(cache: &AtomicU8, probe: fn() -> bool) -> bool {
+    match cache.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let yes = probe();
+            cache.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
         }
     }
+}
+
+/// Whether the AVX2+FMA kernels can run on this CPU.
+pub fn avx2_fma_available() -> bool {
+    static CACHE: AtomicU8 = AtomicU8::new(0);
+    #[cfg(target_arch = "x86_64")]
+    let probe: fn() -> bool = x86::available;
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    let probe: fn() -> bool = || false;
+    cached(&CACHE, probe)
 }
 
 /// Whether the AVX-512F kernels can run on this CPU (and the OS saves `zmm` state).
 pub fn avx512_available() -> bool {
+    static CACHE: AtomicU8 = AtomicU8::new(0);
     #[cfg(target_arch = "x86_64")]
-    {
-        static CACHE: AtomicU8 = AtomicU8::new(0);
-        match CACHE.load(Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => {
-                let yes = x86::avx512_available();
-                CACHE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
-                yes
-            }
-        }
-    }
+    let probe: fn() -> bool = x86::avx512_available;
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    let probe: fn() -> bool = || false;
+    cached(&CACHE, probe)
 }
 
 /// The fastest kernel this CPU runs.
