@@ -65,11 +65,81 @@ pub fn relu_dir_pullback<T: RealField + Copy>(
     )
 }
 
+/// The tangent of an element-wise activation whose derivative is `d(y)` at output `y`:
+/// `d(y) .* dx`.
+#[track_caller]
+fn act_dir<T: RealField + Copy>(
+    name: &str,
+    y: &DMatrix<T>,
+    dx: &DMatrix<T>,
+    d: fn(T) -> T,
+) -> DMatrix<T> {
+    assert_same_shape(name, "y", y, "dx", dx);
+    y.zip_map(dx, |v, t| d(v) * t)
+}
+
+/// [`act_dir`] and its pullback: `d y = seed dx d'(y)` (`dd` is `d'`), `d dx = seed d(y)`.
+#[track_caller]
+fn act_dir_pullback<T: RealField + Copy>(
+    name: &'static str,
+    y: &DMatrix<T>,
+    dx: &DMatrix<T>,
+    d: fn(T) -> T,
+    dd: fn(T) -> T,
+) -> (
+    DMatrix<T>,
+    impl FnOnce(&DMatrix<T>, &DMatrix<T>, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DMatrix<T>) + use<T>,
+) {
+    let shape = y.shape();
+    (
+        act_dir(name, y, dx, d),
+        move |y: &DMatrix<T>, dx: &DMatrix<T>, seed: DMatrix<T>, need: [bool; 2]| {
+            assert_arg_shape(name, "y", y, shape);
+            assert_arg_shape(name, "dx", dx, shape);
+            assert_seed_shape(name, &seed, shape);
+            let gy = if need[0] {
+                let mut g = seed.component_mul(dx);
+                for (g, &v) in g.iter_mut().zip(y.iter()) {
+                    *g *= dd(v);
+                }
+                g
+            } else {
+                lazy_zero()
+            };
+            let gd = if need[1] {
+                let mut g = seed;
+                for (g, &v) in g.iter_mut().zip(y.iter()) {
+                    *g *= d(v);
+                }
+                g
+            } else {
+                lazy_zero()
+            };
+            (gy, gd)
+        },
+    )
+}
+
+fn sigmoid_d<T: RealField + Copy>(v: T) -> T {
+    v * (T::one() - v)
+}
+
+fn sigmoid_dd<T: RealField + Copy>(v: T) -> T {
+    T::one() - lit::<T>(2.0) * v
+}
+
+fn tanh_d<T: RealField + Copy>(v: T) -> T {
+    T::one() - v * v
+}
+
+fn tanh_dd<T: RealField + Copy>(v: T) -> T {
+    -lit::<T>(2.0) * v
+}
+
 /// The tangent of `sigmoid` at an input whose output is `y`, along `dx`: `y (1 - y) dx`.
 #[track_caller]
 pub fn sigmoid_dir<T: RealField + Copy>(y: &DMatrix<T>, dx: &DMatrix<T>) -> DMatrix<T> {
-    assert_same_shape("sigmoid_dir", "y", y, "dx", dx);
-    y.zip_map(dx, |v, d| v * (T::one() - v) * d)
+    act_dir("sigmoid_dir", y, dx, sigmoid_d)
 }
 
 /// [`sigmoid_dir`] and its pullback: `d y = seed dx (1 - 2y)`, `d dx = seed y (1 - y)`.
@@ -81,42 +151,13 @@ pub fn sigmoid_dir_pullback<T: RealField + Copy>(
     DMatrix<T>,
     impl FnOnce(&DMatrix<T>, &DMatrix<T>, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DMatrix<T>) + use<T>,
 ) {
-    let shape = y.shape();
-    (
-        sigmoid_dir(y, dx),
-        move |y: &DMatrix<T>, dx: &DMatrix<T>, seed: DMatrix<T>, need: [bool; 2]| {
-            assert_arg_shape("sigmoid_dir", "y", y, shape);
-            assert_arg_shape("sigmoid_dir", "dx", dx, shape);
-            assert_seed_shape("sigmoid_dir", &seed, shape);
-            let two = lit::<T>(2.0);
-            let gy = if need[0] {
-                let mut g = seed.component_mul(dx);
-                for (g, &v) in g.iter_mut().zip(y.iter()) {
-                    *g *= T::one() - two * v;
-                }
-                g
-            } else {
-                lazy_zero()
-            };
-            let gd = if need[1] {
-                let mut g = seed;
-                for (g, &v) in g.iter_mut().zip(y.iter()) {
-                    *g *= v * (T::one() - v);
-                }
-                g
-            } else {
-                lazy_zero()
-            };
-            (gy, gd)
-        },
-    )
+    act_dir_pullback("sigmoid_dir", y, dx, sigmoid_d, sigmoid_dd)
 }
 
 /// The tangent of `tanh` at an input whose output is `y`, along `dx`: `(1 - y²) dx`.
 #[track_caller]
 pub fn tanh_dir<T: RealField + Copy>(y: &DMatrix<T>, dx: &DMatrix<T>) -> DMatrix<T> {
-    assert_same_shape("tanh_dir", "y", y, "dx", dx);
-    y.zip_map(dx, |v, d| (T::one() - v * v) * d)
+    act_dir("tanh_dir", y, dx, tanh_d)
 }
 
 /// [`tanh_dir`] and its pullback: `d y = -2 seed dx y`, `d dx = seed (1 - y²)`.
@@ -128,35 +169,7 @@ pub fn tanh_dir_pullback<T: RealField + Copy>(
     DMatrix<T>,
     impl FnOnce(&DMatrix<T>, &DMatrix<T>, DMatrix<T>, [bool; 2]) -> (DMatrix<T>, DMatrix<T>) + use<T>,
 ) {
-    let shape = y.shape();
-    (
-        tanh_dir(y, dx),
-        move |y: &DMatrix<T>, dx: &DMatrix<T>, seed: DMatrix<T>, need: [bool; 2]| {
-            assert_arg_shape("tanh_dir", "y", y, shape);
-            assert_arg_shape("tanh_dir", "dx", dx, shape);
-            assert_seed_shape("tanh_dir", &seed, shape);
-            let two = lit::<T>(2.0);
-            let gy = if need[0] {
-                let mut g = seed.component_mul(dx);
-                for (g, &v) in g.iter_mut().zip(y.iter()) {
-                    *g *= -two * v;
-                }
-                g
-            } else {
-                lazy_zero()
-            };
-            let gd = if need[1] {
-                let mut g = seed;
-                for (g, &v) in g.iter_mut().zip(y.iter()) {
-                    *g *= T::one() - v * v;
-                }
-                g
-            } else {
-                lazy_zero()
-            };
-            (gy, gd)
-        },
-    )
+    act_dir_pullback("tanh_dir", y, dx, tanh_d, tanh_dd)
 }
 
 /// The tangent of the row-wise `softmax` at an input whose output is `y`, along `dx`:
