@@ -660,6 +660,63 @@ fn small_path_boundaries_exact() {
 /// like the packed path: the first columns of a product too large for the small path equal,
 /// bit for bit, the small product of those columns alone. A is a sub-view, so its column
 /// stride exceeds its rows.
+/// Products with few rows (`m <= 64`) read A and B in place at every depth, split into the
+/// same k blocks as the packed path: rows of a taller (packed) product and the short product
+/// of those rows agree bit for bit, for A stored either way.
+#[test]
+fn few_rows_in_place_matches_packed_bitwise() {
+    let mut rng = Rng(91);
+    for kernel in kernels() {
+        let opts = GemmOptions {
+            kernel,
+            threads: Some(1),
+        };
+        for k in [300, 600, 784] {
+            let b: DMatrix<f32> = filled(k, 70, || rng.unit());
+            for ta in [Trans::No, Trans::Yes] {
+                // 130 rows: the packed path (more than 64 rows, more than 2^20 products).
+                let stored: DMatrix<f32> = match ta {
+                    Trans::No => filled(130, k, || rng.unit()),
+                    Trans::Yes => filled(k, 130, || rng.unit()),
+                };
+                let mut tall = DMatrix::<f32>::zeros(130, 70);
+                gemm_with(
+                    &opts,
+                    1.0,
+                    stored.as_view(),
+                    ta,
+                    b.as_view(),
+                    Trans::No,
+                    0.0,
+                    tall.as_view_mut(),
+                );
+                for (i0, m) in [(0, 1), (3, 5), (0, 32), (7, 33), (50, 64)] {
+                    let a = match ta {
+                        Trans::No => stored.view((i0, 0), (m, k)),
+                        Trans::Yes => stored.view((0, i0), (k, m)),
+                    };
+                    let mut short = DMatrix::<f32>::from_element(m, 70, f32::NAN);
+                    gemm_with(
+                        &opts,
+                        1.0,
+                        a,
+                        ta,
+                        b.as_view(),
+                        Trans::No,
+                        0.0,
+                        short.as_view_mut(),
+                    );
+                    assert!(
+                        short == tall.rows(i0, m),
+                        "{kernel:?}: k = {k}, {ta:?}, rows {i0}..{}: in-place path differs from packed path",
+                        i0 + m
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn small_path_matches_packed_bitwise() {
     let mut rng = Rng(77);

@@ -8,15 +8,16 @@
 //!
 //! | kernel | tile (`MR x NR`) | accumulators | `KC` / `MC` / `NC` |
 //! |---|---|---|---|
-//! | AVX2+FMA f32 | 16 x 6 | 12 of 16 `ymm` | 256 / 96 / 3072 |
+//! | AVX2+FMA f32 | 16 x 6 | 12 of 16 `ymm` | 256 / 192 / 3072 |
 //! | AVX2+FMA f64 | 8 x 6 | 12 of 16 `ymm` | 256 / 96 / 3072 |
-//! | AVX-512F f32 | 32 x 12 | 24 of 32 `zmm` | 128 / 384 / 3072 |
-//! | AVX-512F f64 | 16 x 12 | 24 of 32 `zmm` | 128 / 192 / 3072 |
+//! | AVX-512F f32 | 32 x 12 | 24 of 32 `zmm` | 256 / 384 / 3072 |
+//! | AVX-512F f64 | 16 x 12 | 24 of 32 `zmm` | 128 / 384 / 3072 |
 //!
-//! The 512-bit blocking keeps the A micro-panel (`MR * KC` elements, 16 KiB) in a 32 KiB L1
-//! beside the streamed B micro-panel, and a packed A block (`MC * KC`, 192 KiB) in L2. It was
-//! chosen from the cache sizes of AVX-512 server cores, not tuned by measurement: the machines
-//! this was written on had no AVX-512.
+//! The driver's loop nest keeps a B micro-panel (`KC * NR`, 12 KiB for the 512-bit kernels)
+//! in L1 while the A micro-panels of a packed A block (`MC * KC`, 384 KiB) stream from a 1 MiB
+//! L2. Measured on 1 core of an AMD EPYC (Zen 4, AVX-512 executed as two 256-bit halves):
+//! `KC = 256` over 128 and this loop order over the A-panel-outer one took 2048² f32 from 72
+//! to 92-95 GFLOP/s (peak 114) and 1000x784x128 from 75 to 87; see `runtime/BENCHMARKS.md`.
 //!
 //! All kernels are one macro, [`simd_kernel`], instantiated with each instruction set's
 //! operations (load, store, broadcast, FMA, and a load/store of the first `n` lanes). The same
@@ -393,7 +394,7 @@ macro_rules! avx2_f64 {
 
 mod avx2_f32_kernel {
     use super::*;
-    avx2_f32!(Avx2F32, nr: 6, kc: 256, mc: 96, arms: [1 2 3 4 5]);
+    avx2_f32!(Avx2F32, nr: 6, kc: 256, mc: 192, arms: [1 2 3 4 5]);
 }
 
 mod avx2_f64_kernel {
@@ -403,7 +404,7 @@ mod avx2_f64_kernel {
 
 mod avx512_f32_kernel {
     use super::*;
-    simd_kernel!(Avx512F32, f32, __m512, lanes: 16, nr: 12, kc: 128, mc: 384, nc: 3072,
+    simd_kernel!(Avx512F32, f32, __m512, lanes: 16, nr: 12, kc: 256, mc: 384, nc: 3072,
         feature: "avx512f", arms: [1 2 3 4 5 6 7 8 9 10 11],
         ops: (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, avx512_ops::bcast_ps,
               _mm512_fmadd_ps, _mm512_mul_ps, _mm512_set1_ps, avx512_ops::load_part_ps,
@@ -412,14 +413,14 @@ mod avx512_f32_kernel {
 
 mod avx512_f64_kernel {
     use super::*;
-    simd_kernel!(Avx512F64, f64, __m512d, lanes: 8, nr: 12, kc: 128, mc: 192, nc: 3072,
+    simd_kernel!(Avx512F64, f64, __m512d, lanes: 8, nr: 12, kc: 128, mc: 384, nc: 3072,
         feature: "avx512f", arms: [1 2 3 4 5 6 7 8 9 10 11],
         ops: (_mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd, avx512_ops::bcast_pd,
               _mm512_fmadd_pd, _mm512_mul_pd, _mm512_set1_pd, avx512_ops::load_part_pd,
               avx512_ops::store_part_pd));
 }
 
-/// The AVX-512 kernels' geometry (`x 12` tiles, `KC = 128`, their `MC`) built from AVX2
+/// The AVX-512 kernels' geometry (`x 12` tiles, their `KC` and `MC`) built from AVX2
 /// operations, so that the macro's paths for that geometry (twelve columns, the eleven
 /// in-place edge arms, the B pack width, masked row edges in the first and the second vector)
 /// are exercised on machines without AVX-512.
@@ -430,9 +431,9 @@ pub(crate) mod wide {
     pub(crate) struct WideF32;
     /// f64 `8 x 12` AVX2 kernel (for tests only).
     pub(crate) struct WideF64;
-    avx2_f32!(WideF32, nr: 12, kc: 128, mc: 384, arms: [1 2 3 4 5 6 7 8 9 10 11]);
+    avx2_f32!(WideF32, nr: 12, kc: 256, mc: 384, arms: [1 2 3 4 5 6 7 8 9 10 11]);
     mod f64_body {
         use super::*;
-        avx2_f64!(WideF64, nr: 12, kc: 128, mc: 192, arms: [1 2 3 4 5 6 7 8 9 10 11]);
+        avx2_f64!(WideF64, nr: 12, kc: 128, mc: 384, arms: [1 2 3 4 5 6 7 8 9 10 11]);
     }
 }
