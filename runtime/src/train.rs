@@ -1150,7 +1150,8 @@ where
 /// few milliseconds), and two threads also get more CPU time from the OS than one, so only the
 /// mean tells which mode trains faster. The schedule starts parallel and, after
 /// [`FIRST_PROBE`] steps, tries the other mode for [`PROBE_STEPS`] steps; it then keeps the
-/// faster one (the other must be at least 3% faster to win). Probes recur after an interval
+/// faster one (the other must be at least 3% faster to win); a probe whose first
+/// [`PROBE_MIN`] steps are already 25% slower than the current mode ends there. Probes recur after an interval
 /// that doubles each time they confirm the choice (up to [`MAX_INTERVAL`] steps, so probing
 /// costs little), and sooner when the current mode's mean becomes 30% slower than the other's
 /// last one (another process started). Set `SYMGRAD_SHARDS=parallel` or
@@ -1174,8 +1175,12 @@ struct ShardSchedule {
 const RECENT: usize = 32;
 /// Steps of the other mode per probe.
 const PROBE_STEPS: u32 = 32;
+/// Steps a probe runs before it may end early ([`PROBE_GIVE_UP`]).
+const PROBE_MIN: u32 = 4;
+/// A probe whose mean step time is this many times the current mode's ends early.
+const PROBE_GIVE_UP: f64 = 1.25;
 /// Steps before the first probe (the first steps warm caches and start the workers).
-const FIRST_PROBE: u64 = 48;
+const FIRST_PROBE: u64 = 16;
 /// The longest interval between probes.
 const MAX_INTERVAL: u64 = 4096;
 
@@ -1255,6 +1260,23 @@ impl ShardSchedule {
         let (cur, other) = (usize::from(self.current), usize::from(!self.current));
         if self.probing > 0 {
             self.probing -= 1;
+            // A probe that is clearly slower after its first few steps ends there: on a busy
+            // machine a probe of the parallel mode waits for a descheduled worker at every
+            // step, and 32 such steps every few hundred cost more than the probing finds.
+            let probed = PROBE_STEPS - self.probing;
+            if self.probing > 0
+                && probed >= PROBE_MIN
+                && let (Some(c), Some(o)) = (
+                    Self::mean(&self.recent[cur]),
+                    Self::mean(&self.recent[other]),
+                )
+                && o > PROBE_GIVE_UP * c
+            {
+                self.probing = 0;
+                self.interval = (2 * self.interval).min(MAX_INTERVAL);
+                self.since_probe = 0;
+                return;
+            }
             if self.probing == 0 {
                 let (c, o) = (
                     Self::mean(&self.recent[cur]),
@@ -1493,8 +1515,8 @@ mod tests {
         let modes = drive(&mut s, 20_000, |inline| if inline { 500 } else { 300 });
         assert!(!s.prefers_inline());
         let probes = modes.iter().filter(|&&m| m).count();
-        // 32-step probes at intervals 48, 96, ... 4096, then every 4096 steps.
-        assert!(probes <= 32 * 11, "{probes} inline steps in 20,000");
+        // 32-step probes at intervals 16, 32, ... 4096, then every 4096 steps.
+        assert!(probes <= 32 * 13, "{probes} inline steps in 20,000");
     }
 
     #[test]
@@ -1514,6 +1536,30 @@ mod tests {
         // The core is free again: found at the next probe (at most 4096 + 7 steps later).
         drive(&mut s, 5000, |inline| if inline { 500 } else { 300 });
         assert!(!s.prefers_inline());
+    }
+
+    #[test]
+    fn a_clearly_slower_probe_ends_early() {
+        // One core busy elsewhere from the start: parallel steps cost three times inline ones.
+        let mut s = ShardSchedule::with_forced(true, None);
+        let modes = drive(&mut s, 2000, |inline| if inline { 500 } else { 1500 });
+        assert!(s.prefers_inline());
+        // The first FIRST_PROBE steps are parallel; after the switch each probe of the parallel mode
+        // ends after PROBE_MIN steps instead of 32.
+        let parallel = modes[FIRST_PROBE as usize..]
+            .iter()
+            .filter(|&&m| !m)
+            .count();
+        assert!(
+            parallel <= 6 * PROBE_MIN as usize,
+            "{parallel} parallel steps of 2000 after the first switch"
+        );
+        // A probe only a little slower (10%) runs to its end, so noise does not end it.
+        let mut s = ShardSchedule::with_forced(true, None);
+        let modes = drive(&mut s, FIRST_PROBE as usize + 32, |inline| {
+            if inline { 330 } else { 300 }
+        });
+        assert_eq!(modes.iter().filter(|&&m| m).count(), 32);
     }
 
     #[test]
