@@ -660,9 +660,9 @@ fn small_path_boundaries_exact() {
 /// like the packed path: the first columns of a product too large for the small path equal,
 /// bit for bit, the small product of those columns alone. A is a sub-view, so its column
 /// stride exceeds its rows.
-/// Products with few rows (`m <= 64`) read A and B in place at every depth, split into the
-/// same k blocks as the packed path: rows of a taller (packed) product and the short product
-/// of those rows agree bit for bit, for A stored either way.
+/// Products with few rows (`m <= 64`, on the kernels that do: AVX-512) read A and B in place at
+/// every depth, split into the same k blocks as the packed path: rows of a taller (packed)
+/// product and the short product of those rows agree bit for bit, for A stored either way.
 #[test]
 fn few_rows_in_place_matches_packed_bitwise() {
     let mut rng = Rng(91);

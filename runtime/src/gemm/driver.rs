@@ -49,7 +49,7 @@ fn serial<K: GemmKernel>(task: &Task<K::Elem>) {
         return;
     }
     let kc_max = k_block(k, K::KC);
-    if m <= SMALL_M || (k <= K::KC && m * n * k <= SMALL_MNK) {
+    if m <= K::IN_PLACE_M || (k <= K::KC && m * n * k <= SMALL_MNK) {
         in_place::<K>(task, kc_max);
         return;
     }
@@ -127,12 +127,8 @@ fn k_block(k: usize, kc: usize) -> usize {
 /// [`in_place`] path, which packs (almost) nothing.
 pub(crate) const SMALL_MNK: usize = 1 << 20;
 
-/// Products with at most this many rows take the [`in_place`] path at any depth: B would be
-/// packed for only one or two A micro-panels, which costs more than reading it in place
-/// (64x784x128 f32 on one Zen 4 core: 81 GFLOP/s packed, 109 in place).
-pub(crate) const SMALL_M: usize = 64;
-
-/// The path that packs (almost) nothing: for each k block (the same blocks as the packed
+/// The path that packs (almost) nothing (small products, and products of at most
+/// [`GemmKernel::IN_PLACE_M`] rows at any depth): for each k block (the same blocks as the packed
 /// path, so results are bitwise identical to it), each tile is one kernel call. B is read in
 /// place at its strides (the kernel reads only the `nr` columns a tile has); A is read in
 /// place when its rows are contiguous (`rsa == 1`) for full `MR`-row tiles. Only edge-row

@@ -35,6 +35,9 @@ pub(crate) trait GemmKernel {
     const MC: usize;
     /// Columns of a packed B block (multiple of `NR`), sized for L3.
     const NC: usize;
+    /// Products with at most this many rows read A and B in place at every depth instead of
+    /// packing them (0: never; see `driver::serial`).
+    const IN_PLACE_M: usize = 0;
 
     /// Computes one micro-tile; see the trait documentation for the contract.
     ///

@@ -103,8 +103,8 @@ fn check<K: GemmKernel>(
 }
 
 /// Shapes around `K`'s tile and block edges: rows around `MR`, `MR / 2` (one vector) and
-/// `MC`, columns around `NR`, depths on both sides of `KC` (the small path and the packed one,
-/// several k blocks).
+/// `MC` and `IN_PLACE_M`, columns around `NR`, depths on both sides of `KC` (the in-place path
+/// and the packed one, several k blocks).
 fn grid<K: GemmKernel>()
 where
     K::Elem: TestElem,
@@ -118,6 +118,8 @@ where
         mr,
         mr + 1,
         2 * mr + 3,
+        K::IN_PLACE_M.max(1),
+        K::IN_PLACE_M + 1,
         mc + 5,
     ];
     let ns = [1, nr - 1, nr, nr + 1, 2 * nr + 5];

@@ -15,9 +15,14 @@
 //!
 //! The driver's loop nest keeps a B micro-panel (`KC * NR`, 12 KiB for the 512-bit kernels)
 //! in L1 while the A micro-panels of a packed A block (`MC * KC`, 384 KiB) stream from a 1 MiB
-//! L2. Measured on 1 core of an AMD EPYC (Zen 4, AVX-512 executed as two 256-bit halves):
-//! `KC = 256` over 128 and this loop order over the A-panel-outer one took 2048² f32 from 72
-//! to 92-95 GFLOP/s (peak 114) and 1000x784x128 from 75 to 87; see `runtime/BENCHMARKS.md`.
+//! L2. The 512-bit kernels read A and B in place (no packing) for products of at most 64
+//! rows at any depth: B would be packed for one or two A micro-panels only (64x784x128 f32:
+//! 81 GFLOP/s packed, 108 in place). The AVX2 kernels pack there: reading their 6 columns of
+//! B in place was slower on an AVX2-only EPYC (session 5) and no faster on Zen 4.
+//!
+//! Measured on 1 core of an AMD EPYC (Zen 4, AVX-512 executed as two 256-bit halves): `KC =
+//! 256` over 128 and this loop order over the A-panel-outer one took 2048² f32 from 71 to 99
+//! GFLOP/s (FMA peak 114) and 1000x784x128 from 65 to 95; see `runtime/BENCHMARKS.md`.
 //!
 //! All kernels are one macro, [`simd_kernel`], instantiated with each instruction set's
 //! operations (load, store, broadcast, FMA, and a load/store of the first `n` lanes). The same
@@ -59,7 +64,8 @@ pub(crate) fn avx512_available() -> bool {
 /// `$mul`, `$set1`, and `$load_part(p, n)` / `$store_part(p, v, n)` touching only lanes `0..n`.
 macro_rules! simd_kernel {
     ($name:ident, $t:ty, $vec:ty, lanes: $lanes:expr, nr: $nr:expr, kc: $kc:expr,
-     mc: $mc:expr, nc: $nc:expr, feature: $feat:literal, arms: [$($arm:literal)*],
+     mc: $mc:expr, nc: $nc:expr, in_place_m: $ipm:expr, feature: $feat:literal,
+     arms: [$($arm:literal)*],
      ops: ($zero:path, $load:path, $store:path, $bcast:path, $fmadd:path, $mul:path,
            $set1:path, $load_part:path, $store_part:path)) => {
         impl GemmKernel for $name {
@@ -69,6 +75,7 @@ macro_rules! simd_kernel {
             const KC: usize = $kc;
             const MC: usize = $mc;
             const NC: usize = $nc;
+            const IN_PLACE_M: usize = $ipm;
 
             /// # Safety
             ///
@@ -372,8 +379,10 @@ mod avx512_ops {
 
 /// `simd_kernel!` with the AVX2+FMA operations on f32.
 macro_rules! avx2_f32 {
-    ($name:ident, nr: $nr:expr, kc: $kc:expr, mc: $mc:expr, arms: [$($arm:literal)*]) => {
+    ($name:ident, nr: $nr:expr, kc: $kc:expr, mc: $mc:expr, in_place_m: $ipm:expr,
+     arms: [$($arm:literal)*]) => {
         simd_kernel!($name, f32, __m256, lanes: 8, nr: $nr, kc: $kc, mc: $mc, nc: 3072,
+            in_place_m: $ipm,
             feature: "avx2,fma", arms: [$($arm)*],
             ops: (_mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
                   _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps, avx2_ops::load_part_ps,
@@ -383,8 +392,10 @@ macro_rules! avx2_f32 {
 
 /// `simd_kernel!` with the AVX2+FMA operations on f64.
 macro_rules! avx2_f64 {
-    ($name:ident, nr: $nr:expr, kc: $kc:expr, mc: $mc:expr, arms: [$($arm:literal)*]) => {
+    ($name:ident, nr: $nr:expr, kc: $kc:expr, mc: $mc:expr, in_place_m: $ipm:expr,
+     arms: [$($arm:literal)*]) => {
         simd_kernel!($name, f64, __m256d, lanes: 4, nr: $nr, kc: $kc, mc: $mc, nc: 3072,
+            in_place_m: $ipm,
             feature: "avx2,fma", arms: [$($arm)*],
             ops: (_mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
                   _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, avx2_ops::load_part_pd,
@@ -394,18 +405,18 @@ macro_rules! avx2_f64 {
 
 mod avx2_f32_kernel {
     use super::*;
-    avx2_f32!(Avx2F32, nr: 6, kc: 256, mc: 192, arms: [1 2 3 4 5]);
+    avx2_f32!(Avx2F32, nr: 6, kc: 256, mc: 192, in_place_m: 0, arms: [1 2 3 4 5]);
 }
 
 mod avx2_f64_kernel {
     use super::*;
-    avx2_f64!(Avx2F64, nr: 6, kc: 256, mc: 96, arms: [1 2 3 4 5]);
+    avx2_f64!(Avx2F64, nr: 6, kc: 256, mc: 96, in_place_m: 0, arms: [1 2 3 4 5]);
 }
 
 mod avx512_f32_kernel {
     use super::*;
     simd_kernel!(Avx512F32, f32, __m512, lanes: 16, nr: 12, kc: 256, mc: 384, nc: 3072,
-        feature: "avx512f", arms: [1 2 3 4 5 6 7 8 9 10 11],
+        in_place_m: 64, feature: "avx512f", arms: [1 2 3 4 5 6 7 8 9 10 11],
         ops: (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, avx512_ops::bcast_ps,
               _mm512_fmadd_ps, _mm512_mul_ps, _mm512_set1_ps, avx512_ops::load_part_ps,
               avx512_ops::store_part_ps));
@@ -414,7 +425,7 @@ mod avx512_f32_kernel {
 mod avx512_f64_kernel {
     use super::*;
     simd_kernel!(Avx512F64, f64, __m512d, lanes: 8, nr: 12, kc: 128, mc: 384, nc: 3072,
-        feature: "avx512f", arms: [1 2 3 4 5 6 7 8 9 10 11],
+        in_place_m: 64, feature: "avx512f", arms: [1 2 3 4 5 6 7 8 9 10 11],
         ops: (_mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd, avx512_ops::bcast_pd,
               _mm512_fmadd_pd, _mm512_mul_pd, _mm512_set1_pd, avx512_ops::load_part_pd,
               avx512_ops::store_part_pd));
@@ -431,9 +442,9 @@ pub(crate) mod wide {
     pub(crate) struct WideF32;
     /// f64 `8 x 12` AVX2 kernel (for tests only).
     pub(crate) struct WideF64;
-    avx2_f32!(WideF32, nr: 12, kc: 256, mc: 384, arms: [1 2 3 4 5 6 7 8 9 10 11]);
+    avx2_f32!(WideF32, nr: 12, kc: 256, mc: 384, in_place_m: 64, arms: [1 2 3 4 5 6 7 8 9 10 11]);
     mod f64_body {
         use super::*;
-        avx2_f64!(WideF64, nr: 12, kc: 128, mc: 384, arms: [1 2 3 4 5 6 7 8 9 10 11]);
+        avx2_f64!(WideF64, nr: 12, kc: 128, mc: 384, in_place_m: 64, arms: [1 2 3 4 5 6 7 8 9 10 11]);
     }
 }
