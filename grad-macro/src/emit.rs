@@ -117,6 +117,9 @@ pub struct Gen<'a> {
     scalars: std::collections::HashSet<VarId>,
     /// Active values read element by element inside a loop (`x[i]`).
     indexed: std::collections::HashSet<VarId>,
+    /// Values read by index whose adjoint the enclosing loop reversals made full-size before
+    /// their loops (element updates in those loops skip the size check).
+    sized: std::collections::HashSet<VarId>,
     /// Ids of the nested loops whose instances share one tape (see `shared.rs`).
     shared: std::collections::HashSet<usize>,
 }
@@ -167,6 +170,7 @@ impl<'a> Gen<'a> {
             remat,
             scalars,
             indexed,
+            sized: Default::default(),
             shared: Default::default(),
         };
         g.decide_shared();
@@ -1083,7 +1087,14 @@ impl<'a> Gen<'a> {
                 let gb = self.materialize(st, out, *b);
                 let base = self.rev_name(*b);
                 let i = self.val(i);
-                out.extend(quote!(#root::acc_at(&mut #gb, &#base, #i, #gt);));
+                // Inside a loop whose reversal made this gradient full-size beforehand, the
+                // update needs no size check (see `rev_loop`).
+                let f = if self.sized.contains(b) {
+                    quote!(acc_at_sized)
+                } else {
+                    quote!(acc_at)
+                };
+                out.extend(quote!(#root::#f(&mut #gb, &#base, #i, #gt);));
             }
             Op::Transpose(x) => {
                 if let Some(v) = self.active(x) {
@@ -1296,9 +1307,20 @@ impl<'a> Gen<'a> {
         }
         targets.sort();
         targets.dedup();
+        // The adjoints the iterations add to, named before the loop. Those of values read by
+        // index are made full-size here (a new one is allocated so by `materialize`; one that
+        // exists may still be a lazy zero), so that the element updates inside the loop need
+        // no size check: the gradient's length and pointer stay in registers.
+        let mut sized = Vec::new();
         for v in targets {
-            if !matches!(st.adj.get(&v), Some(Adj::Var(_))) {
-                self.materialize(st, out, v);
+            let existed = matches!(st.adj.get(&v), Some(Adj::Var(_)));
+            let g = self.materialize(st, out, v);
+            if self.indexed.contains(&v) {
+                if existed {
+                    let base = self.rev_name(v);
+                    out.extend(quote!(#root::size_grad(&mut #g, &#base);));
+                }
+                sized.push(v);
             }
         }
         let mut arms = TokenStream::new();
@@ -1392,9 +1414,20 @@ impl<'a> Gen<'a> {
         let targets = analysis::adjoint_targets(&f.body, &ends, &extra, |v| self.f.vars[v].active);
         let mut locals = self.local_names(&f.body);
         locals.extend(extra.iter().map(|v| self.id(*v).to_string()));
+        // The adjoints the iterations add to, named before the loop. Those of values read by
+        // index are made full-size here (a new one is allocated so by `materialize`; one that
+        // exists may still be a lazy zero), so that the element updates inside the loop need
+        // no size check: the gradient's length and pointer stay in registers.
+        let mut sized = Vec::new();
         for v in targets {
-            if !matches!(st.adj.get(&v), Some(Adj::Var(_))) {
-                self.materialize(st, out, v);
+            let existed = matches!(st.adj.get(&v), Some(Adj::Var(_)));
+            let g = self.materialize(st, out, v);
+            if self.indexed.contains(&v) {
+                if existed {
+                    let base = self.rev_name(v);
+                    out.extend(quote!(#root::size_grad(&mut #g, &#base);));
+                }
+                sized.push(v);
             }
         }
         for ((c, gc), a) in f.carried.iter().zip(&gcs).zip(init) {
@@ -1428,7 +1461,10 @@ impl<'a> Gen<'a> {
             body.extend(self.fwd_assign(a));
         }
         self.in_tape += 1;
+        let outer_sized = self.sized.clone();
+        self.sized.extend(sized);
         iteration(self, &mut scratch, &mut body);
+        self.sized = outer_sized;
         self.in_tape -= 1;
         self.reads
             .retain(|n, _| !locals.contains(n) || outer_reads.contains_key(n));

@@ -150,6 +150,65 @@ pub trait IndexGrad<I>: Differentiable {
     type Elem;
     /// `grad[i] += g`, first making a lazy-zero gradient the shape of `self`.
     fn add_at(&self, grad: &mut Self::Grad, i: I, g: Self::Elem);
+    /// `grad[i] += g` for a gradient already the shape of `self` ([`SizeGrad::size_grad`]):
+    /// no size check, so inside a loop LLVM keeps the gradient in registers and merges the
+    /// updates of one element. Panics (index out of bounds) on a lazy-zero gradient.
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut Self::Grad, i: I, g: Self::Elem) {
+        self.add_at(grad, i, g)
+    }
+}
+
+/// A value whose gradient can be made its full shape ahead of element updates.
+pub trait SizeGrad: Differentiable {
+    /// Makes a lazy-zero `grad` zeros of the shape of `self` (nothing if it already has it).
+    fn size_grad(&self, grad: &mut Self::Grad);
+}
+
+impl<B: SizeGrad + ?Sized> SizeGrad for &B {
+    #[inline(always)]
+    fn size_grad(&self, grad: &mut B::Grad) {
+        (**self).size_grad(grad)
+    }
+}
+
+impl<T: Differentiable<Grad = T> + Accumulate + Copy, const N: usize> SizeGrad for [T; N] {
+    #[inline(always)]
+    fn size_grad(&self, _grad: &mut [T; N]) {}
+}
+
+impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> SizeGrad for [T] {
+    #[inline]
+    fn size_grad(&self, grad: &mut Vec<T>) {
+        if grad.len() != self.len() {
+            grad.resize(self.len(), T::default());
+        }
+    }
+}
+
+impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> SizeGrad for Vec<T> {
+    #[inline]
+    fn size_grad(&self, grad: &mut Vec<T>) {
+        self.as_slice().size_grad(grad)
+    }
+}
+
+impl<T: Scalar> SizeGrad for DVector<T> {
+    #[inline]
+    fn size_grad(&self, grad: &mut DVector<T>) {
+        if grad.is_empty() {
+            *grad = DVector::zeros(self.len());
+        }
+    }
+}
+
+impl<T: Scalar> SizeGrad for DMatrix<T> {
+    #[inline]
+    fn size_grad(&self, grad: &mut DMatrix<T>) {
+        if grad.is_empty() {
+            *grad = DMatrix::zeros(self.nrows(), self.ncols());
+        }
+    }
 }
 
 impl<B: IndexGrad<I> + ?Sized, I> IndexGrad<I> for &B {
@@ -157,6 +216,10 @@ impl<B: IndexGrad<I> + ?Sized, I> IndexGrad<I> for &B {
     #[inline(always)]
     fn add_at(&self, grad: &mut B::Grad, i: I, g: B::Elem) {
         (**self).add_at(grad, i, g)
+    }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut B::Grad, i: I, g: B::Elem) {
+        (**self).add_at_sized(grad, i, g)
     }
 }
 
@@ -177,6 +240,10 @@ impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> IndexGrad<usize>
         }
         grad[i].accumulate(g);
     }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut Vec<T>, i: usize, g: T) {
+        grad[i].accumulate(g);
+    }
 }
 
 impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> IndexGrad<usize> for Vec<T> {
@@ -184,6 +251,10 @@ impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> IndexGrad<usize>
     #[inline(always)]
     fn add_at(&self, grad: &mut Vec<T>, i: usize, g: T) {
         self.as_slice().add_at(grad, i, g)
+    }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut Vec<T>, i: usize, g: T) {
+        self.as_slice().add_at_sized(grad, i, g)
     }
 }
 
@@ -231,6 +302,23 @@ impl<T: Scalar> IndexGrad<usize> for DMatrix<T> {
 #[inline(always)]
 pub fn acc_at<B: IndexGrad<I> + ?Sized, I>(grad: &mut B::Grad, base: &B, i: I, g: B::Elem) {
     base.add_at(grad, i, g)
+}
+
+/// [`acc_at`] for a gradient made full-size by [`size_grad`] before the loop this runs in.
+#[inline(always)]
+pub fn acc_at_sized<B: IndexGrad<I> + ?Sized, I>(
+    grad: &mut B::Grad,
+    base: &B,
+    i: I,
+    g: B::Elem,
+) {
+    base.add_at_sized(grad, i, g)
+}
+
+/// Makes the gradient of `base` full-size ahead of a loop that adds to its elements.
+#[inline]
+pub fn size_grad<B: SizeGrad + ?Sized>(grad: &mut B::Grad, base: &B) {
+    base.size_grad(grad)
 }
 
 // ----- element-wise maps -----
