@@ -884,6 +884,37 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// Names the adjoints of `targets` (what a branch or loop adds to) before it, so that its
+    /// arms or iterations accumulate into them. With `size`, the adjoints of values read by
+    /// index are also made full-size (`materialize` allocates a new one so; one that exists
+    /// may still be a lazy zero) and returned: element updates need no size check then, and
+    /// inside a loop the gradient's length and pointer stay in registers.
+    fn name_targets(
+        &mut self,
+        st: &mut Rev,
+        out: &mut TokenStream,
+        targets: Vec<VarId>,
+        size: bool,
+    ) -> Vec<VarId> {
+        let root = self.root.clone();
+        let mut sized = Vec::new();
+        for v in targets {
+            let existed = matches!(st.adj.get(&v), Some(Adj::Var(_)));
+            if existed && !size {
+                continue;
+            }
+            let g = self.materialize(st, out, v);
+            if size && self.indexed.contains(&v) {
+                if existed {
+                    let base = self.rev_name(v);
+                    out.extend(quote!(#root::size_grad(&mut #g, &#base);));
+                }
+                sized.push(v);
+            }
+        }
+        sized
+    }
+
     fn take(&mut self, st: &mut Rev, v: VarId) -> Option<Adj> {
         if !self.f.vars[v].active {
             return None;
@@ -1307,22 +1338,8 @@ impl<'a> Gen<'a> {
         }
         targets.sort();
         targets.dedup();
-        // The adjoints the iterations add to, named before the loop. Those of values read by
-        // index are made full-size here (a new one is allocated so by `materialize`; one that
-        // exists may still be a lazy zero), so that the element updates inside the loop need
-        // no size check: the gradient's length and pointer stay in registers.
-        let mut sized = Vec::new();
-        for v in targets {
-            let existed = matches!(st.adj.get(&v), Some(Adj::Var(_)));
-            let g = self.materialize(st, out, v);
-            if self.indexed.contains(&v) {
-                if existed {
-                    let base = self.rev_name(v);
-                    out.extend(quote!(#root::size_grad(&mut #g, &#base);));
-                }
-                sized.push(v);
-            }
-        }
+        // The adjoints the arms add to, named before the `if`.
+        self.name_targets(st, out, targets, false);
         let mut arms = TokenStream::new();
         for which in [true, false] {
             if (which && i.then_b.diverges) || (!which && i.else_b.diverges) {
@@ -1414,22 +1431,9 @@ impl<'a> Gen<'a> {
         let targets = analysis::adjoint_targets(&f.body, &ends, &extra, |v| self.f.vars[v].active);
         let mut locals = self.local_names(&f.body);
         locals.extend(extra.iter().map(|v| self.id(*v).to_string()));
-        // The adjoints the iterations add to, named before the loop. Those of values read by
-        // index are made full-size here (a new one is allocated so by `materialize`; one that
-        // exists may still be a lazy zero), so that the element updates inside the loop need
-        // no size check: the gradient's length and pointer stay in registers.
-        let mut sized = Vec::new();
-        for v in targets {
-            let existed = matches!(st.adj.get(&v), Some(Adj::Var(_)));
-            let g = self.materialize(st, out, v);
-            if self.indexed.contains(&v) {
-                if existed {
-                    let base = self.rev_name(v);
-                    out.extend(quote!(#root::size_grad(&mut #g, &#base);));
-                }
-                sized.push(v);
-            }
-        }
+        // The adjoints the iterations add to, named before the loop; the read-by-index ones
+        // full-size, so that element updates in the iterations skip the size check.
+        let sized = self.name_targets(st, out, targets, true);
         for ((c, gc), a) in f.carried.iter().zip(&gcs).zip(init) {
             if !self.f.vars[c.head].active {
                 continue;

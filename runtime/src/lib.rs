@@ -46,8 +46,7 @@ pub mod __private {
         mean_vjp, mul, mul_grad_lhs, mul_grad_rhs, sub, sum_vjp, transpose_vjp,
     };
     pub use crate::ad::matrix::{
-        acc_at, acc_at_sized, map_capture_vjp, map_jvp, map_pullback, map_vjp, one_like,
-        size_grad,
+        acc_at, acc_at_sized, map_capture_vjp, map_jvp, map_pullback, map_vjp, one_like, size_grad,
     };
     pub use crate::ad::scalar::*;
     pub use crate::ad::tangent::{

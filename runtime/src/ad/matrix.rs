@@ -306,12 +306,7 @@ pub fn acc_at<B: IndexGrad<I> + ?Sized, I>(grad: &mut B::Grad, base: &B, i: I, g
 
 /// [`acc_at`] for a gradient made full-size by [`size_grad`] before the loop this runs in.
 #[inline(always)]
-pub fn acc_at_sized<B: IndexGrad<I> + ?Sized, I>(
-    grad: &mut B::Grad,
-    base: &B,
-    i: I,
-    g: B::Elem,
-) {
+pub fn acc_at_sized<B: IndexGrad<I> + ?Sized, I>(grad: &mut B::Grad, base: &B, i: I, g: B::Elem) {
     base.add_at_sized(grad, i, g)
 }
 
