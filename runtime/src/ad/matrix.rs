@@ -266,6 +266,10 @@ impl<T: Scalar> IndexGrad<usize> for DVector<T> {
         }
         grad[i] += g;
     }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut DVector<T>, i: usize, g: T) {
+        grad[i] += g;
+    }
 }
 
 impl<T: Scalar> IndexGrad<(usize, usize)> for DVector<T> {
@@ -274,6 +278,10 @@ impl<T: Scalar> IndexGrad<(usize, usize)> for DVector<T> {
         if grad.is_empty() {
             *grad = DVector::zeros(self.len());
         }
+        grad[i] += g;
+    }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut DVector<T>, i: (usize, usize), g: T) {
         grad[i] += g;
     }
 }
@@ -286,6 +294,10 @@ impl<T: Scalar> IndexGrad<(usize, usize)> for DMatrix<T> {
         }
         grad[i] += g;
     }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut DMatrix<T>, i: (usize, usize), g: T) {
+        grad[i] += g;
+    }
 }
 
 impl<T: Scalar> IndexGrad<usize> for DMatrix<T> {
@@ -294,6 +306,10 @@ impl<T: Scalar> IndexGrad<usize> for DMatrix<T> {
         if grad.is_empty() {
             *grad = DMatrix::zeros(self.nrows(), self.ncols());
         }
+        grad[i] += g;
+    }
+    #[inline(always)]
+    fn add_at_sized(&self, grad: &mut DMatrix<T>, i: usize, g: T) {
         grad[i] += g;
     }
 }
