@@ -1,10 +1,10 @@
 //! Code as users write it, second round: the idioms `user_style.rs` did not cover (match
-//! guards with derefs on `&Option<usize>`, `Option` parameters, let chains and `let .. else`,
-//! `loop` with `break value`, labelled exits, `chunks`, `iter_mut`, `fold` with tuples and
-//! function paths, sub-slices `&xs[a..]` bound, iterated and passed to helpers, `collect`
-//! into a `Vec` then indexed, `to_vec`, `first`/`last`, array patterns, casts between f32 and
-//! f64, consts and statics, methods on `&self`, f32, forward and second order), laid out by
-//! rustfmt, nobody tuning them for the macro.
+//! guards with derefs on `&Option<usize>`, `Option`, enum and `&str` settings, let chains and
+//! `let .. else`, `loop` with `break value`, labelled exits, `chunks`, `iter_mut`, `fold` with
+//! tuples and function paths, sub-slices `&xs[a..]` bound, iterated and passed to helpers,
+//! `collect` into a `Vec` then indexed, `to_vec`, `first`/`last`, array patterns, casts
+//! between f32 and f64, consts and statics, methods on `&self`, f32, forward and second
+//! order), laid out by rustfmt, nobody tuning them for the macro.
 //!
 //! Every gradient is compared with central finite differences of the ORIGINAL function at
 //! random points (and, where it is short, with a derivative worked out by hand), never with
@@ -1410,6 +1410,162 @@ fn q_hess_first_last(xs: &[f64]) -> f64 {
     let b = *xs.last().unwrap();
     a * a * b + b.sin()
 }
+// ---------------------------------------------------------------------------------------
+// Round three: enum and &str settings, closures over slices, `Some(&k)` patterns, folds
+// into tuples and with `mul_add`, slices of arrays
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Act {
+    Relu,
+    Tanh,
+    Leaky(f64),
+}
+
+#[differentiable(wrt(x))]
+fn r_enum_param(x: f64, act: Act) -> f64 {
+    match act {
+        Act::Relu => x.max(0.0),
+        Act::Tanh => x.tanh(),
+        Act::Leaky(a) if a > 0.0 => {
+            if x > 0.0 {
+                x
+            } else {
+                a * x
+            }
+        }
+        Act::Leaky(_) => x,
+    }
+}
+
+#[differentiable]
+fn r_str_param(x: f64, kind: &str) -> f64 {
+    match kind {
+        "square" => x * x,
+        "cube" => x * x * x,
+        _ => x,
+    }
+}
+
+#[differentiable]
+fn r_closure_over_slice(xs: &[f64], w: f64) -> f64 {
+    let f = |i: usize| xs[i] * w;
+    let mut s = 0.0;
+    for i in 0..xs.len() {
+        s += f(i).sin();
+    }
+    s
+}
+
+#[differentiable]
+fn r_sub_slice_in_closure(xs: &[f64]) -> f64 {
+    let tail = &xs[1..];
+    let g = |t: f64| t * xs[0];
+    tail.iter().map(|&t| g(t)).sum()
+}
+
+#[differentiable]
+fn r_if_let_ref_slice_elem(xs: &[f64], idx: &[usize]) -> f64 {
+    let mut s = 0.0;
+    for &i in idx {
+        s += xs[i];
+    }
+    if let Some(&last) = idx.last() {
+        s += xs[last];
+    }
+    s
+}
+
+#[differentiable]
+fn r_nested_loops_break_value(xs: &[f64]) -> f64 {
+    let mut found = 0.0;
+    'search: for i in 0..xs.len() {
+        for j in (i + 1)..xs.len() {
+            if xs[i] * xs[j] > 1.0 {
+                found = xs[i] * xs[j];
+                break 'search;
+            }
+        }
+    }
+    found
+}
+
+#[differentiable]
+fn r_tuple_vec_fold(xs: &[f64], ys: &[f64]) -> f64 {
+    let (sx, sy, sxy) = xs
+        .iter()
+        .zip(ys)
+        .fold((0.0, 0.0, 0.0), |(a, b, c), (x, y)| {
+            (a + x, b + y, c + x * y)
+        });
+    sxy - sx * sy / xs.len() as f64
+}
+
+#[differentiable]
+fn r_sum_sq_diff_iter(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+#[differentiable]
+fn r_count_then_mean(xs: &[f64]) -> f64 {
+    let n = xs.iter().count();
+    xs.iter().sum::<f64>() / n as f64
+}
+
+#[differentiable]
+fn r_min_index(xs: &[f64]) -> f64 {
+    let mut best = f64::INFINITY;
+    let mut at = 0usize;
+    for (i, &x) in xs.iter().enumerate() {
+        if x < best {
+            best = x;
+            at = i;
+        }
+    }
+    best * (at as f64 + 1.0)
+}
+
+#[differentiable]
+fn r_array_of_arrays_read(p: [[f64; 2]; 2]) -> f64 {
+    p[0][0] * p[1][1] - p[0][1] * p[1][0]
+}
+
+#[differentiable]
+fn r_slice_of_arrays(pts: &[[f64; 2]]) -> f64 {
+    let mut s = 0.0;
+    for p in pts {
+        s += (p[0] * p[0] + p[1] * p[1]).sqrt();
+    }
+    s
+}
+
+#[differentiable]
+fn r_two_sub_slices_zip(xs: &[f64]) -> f64 {
+    let n = xs.len() / 2;
+    let a = &xs[..n];
+    let b = &xs[n..];
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[differentiable]
+fn r_mul_add_chain(x: f64, cs: &[f64; 4]) -> f64 {
+    cs.iter().rev().fold(0.0, |acc, &c| acc.mul_add(x, c))
+}
+
+#[differentiable]
+fn r_powi_loop_index(x: f64, n: i32) -> f64 {
+    let mut s = 0.0;
+    for k in -n..=n {
+        if k != 0 {
+            s += x.powi(k) / k as f64;
+        }
+    }
+    s
+}
 
 fn s3v(r: (f64, (Vec<f64>, Vec<f64>, Vec<f64>))) -> (f64, Vec<f64>) {
     let mut g = r.1.0;
@@ -2713,4 +2869,154 @@ fn round_two() {
         &|p| q_hess_first_last_grad(p),
         &|p, v| q_hess_first_last_hvp(p, v),
     );
+}
+
+#[test]
+fn round_three() {
+    for act in [Act::Relu, Act::Tanh, Act::Leaky(0.1), Act::Leaky(-1.0)] {
+        check(
+            "r_enum_param",
+            1,
+            -2.0,
+            2.0,
+            &|p| r_enum_param(p[0], act),
+            &|p| s1(r_enum_param_grad(p[0], act)),
+        );
+    }
+    assert_eq!(r_enum_param_grad(-1.0, Act::Leaky(0.1)).1, 0.1);
+    for kind in ["square", "cube", "other"] {
+        check(
+            &format!("r_str_param/{kind}"),
+            1,
+            -2.0,
+            2.0,
+            &|p| r_str_param(p[0], kind),
+            &|p| s1(r_str_param_grad(p[0], kind)),
+        );
+    }
+    check(
+        "r_closure_over_slice",
+        4,
+        -2.0,
+        2.0,
+        &|p| r_closure_over_slice(&p[..3], p[3]),
+        &|p| svx(r_closure_over_slice_grad(&p[..3], p[3])),
+    );
+    check(
+        "r_sub_slice_in_closure",
+        4,
+        -2.0,
+        2.0,
+        &|p| r_sub_slice_in_closure(p),
+        &|p| r_sub_slice_in_closure_grad(p),
+    );
+    for idx in [vec![], vec![0, 2], vec![1, 1, 3]] {
+        check(
+            "r_if_let_ref_slice_elem",
+            4,
+            -2.0,
+            2.0,
+            &|p| r_if_let_ref_slice_elem(p, &idx),
+            &|p| r_if_let_ref_slice_elem_grad(p, &idx),
+        );
+    }
+    // by hand: idx [1, 1, 3]: x1 twice, x3 twice (the last again)
+    assert_eq!(
+        r_if_let_ref_slice_elem_grad(&[0.0; 4], &[1, 1, 3]).1,
+        vec![0.0, 2.0, 0.0, 2.0]
+    );
+    check(
+        "r_nested_loops_break_value",
+        4,
+        -2.0,
+        2.0,
+        &|p| r_nested_loops_break_value(p),
+        &|p| r_nested_loops_break_value_grad(p),
+    );
+    check(
+        "r_tuple_vec_fold",
+        6,
+        -2.0,
+        2.0,
+        &|p| r_tuple_vec_fold(&p[..3], &p[3..]),
+        &|p| svv(r_tuple_vec_fold_grad(&p[..3], &p[3..])),
+    );
+    check(
+        "r_sum_sq_diff_iter",
+        6,
+        -2.0,
+        2.0,
+        &|p| r_sum_sq_diff_iter(&p[..3], &p[3..]),
+        &|p| svv(r_sum_sq_diff_iter_grad(&p[..3], &p[3..])),
+    );
+    check(
+        "r_count_then_mean",
+        4,
+        -2.0,
+        2.0,
+        &|p| r_count_then_mean(p),
+        &|p| r_count_then_mean_grad(p),
+    );
+    check("r_min_index", 4, -2.0, 2.0, &|p| r_min_index(p), &|p| {
+        r_min_index_grad(p)
+    });
+    check(
+        "r_array_of_arrays_read",
+        4,
+        -2.0,
+        2.0,
+        &|p| r_array_of_arrays_read([[p[0], p[1]], [p[2], p[3]]]),
+        &|p| {
+            let (v, g) = r_array_of_arrays_read_grad([[p[0], p[1]], [p[2], p[3]]]);
+            (v, vec![g[0][0], g[0][1], g[1][0], g[1][1]])
+        },
+    );
+    // by hand: the determinant's gradient is the cofactor matrix
+    let (_, g) = r_array_of_arrays_read_grad([[1.0, 2.0], [3.0, 4.0]]);
+    assert_eq!(g, [[4.0, -3.0], [-2.0, 1.0]]);
+    check(
+        "r_slice_of_arrays",
+        6,
+        0.2,
+        2.0,
+        &|p| r_slice_of_arrays(&[[p[0], p[1]], [p[2], p[3]], [p[4], p[5]]]),
+        &|p| {
+            let (v, g) = r_slice_of_arrays_grad(&[[p[0], p[1]], [p[2], p[3]], [p[4], p[5]]]);
+            (v, g.iter().flatten().copied().collect())
+        },
+    );
+    for n in [4, 5] {
+        check(
+            &format!("r_two_sub_slices_zip/{n}"),
+            n,
+            -2.0,
+            2.0,
+            &|p| r_two_sub_slices_zip(p),
+            &|p| r_two_sub_slices_zip_grad(p),
+        );
+    }
+    check(
+        "r_mul_add_chain",
+        5,
+        -1.5,
+        1.5,
+        &|p| r_mul_add_chain(p[0], &[p[1], p[2], p[3], p[4]]),
+        &|p| {
+            let (v, (gx, gc)) = r_mul_add_chain_grad(p[0], &[p[1], p[2], p[3], p[4]]);
+            (v, vec![gx, gc[0], gc[1], gc[2], gc[3]])
+        },
+    );
+    // by hand: c0 + c1 x + c2 x² + c3 x³
+    let (_, (gx, _)) = r_mul_add_chain_grad(0.5, &[1.0, 2.0, 3.0, 4.0]);
+    assert_near("r_mul_add_chain d/dx", gx, 2.0 + 6.0 * 0.5 + 12.0 * 0.25);
+    for n in [1, 3] {
+        check(
+            &format!("r_powi_loop_index/{n}"),
+            1,
+            0.5,
+            2.0,
+            &|p| r_powi_loop_index(p[0], n),
+            &|p| s1(r_powi_loop_index_grad(p[0], n)),
+        );
+    }
 }

@@ -243,6 +243,12 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         }
     }
     FLOAT_PARAMS.with(|f| *f.borrow_mut() = float_params);
+    RETURN_FLOAT.with(|r| {
+        *r.borrow_mut() = match &sig.output {
+            ReturnType::Type(_, t) if cast_float_target(t).is_some() => Some((**t).clone()),
+            _ => None,
+        }
+    });
     if let Some(w) = &sig.generics.where_clause {
         l.errors.push(err_node(
             &w,
@@ -325,6 +331,11 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
             Some(list) => list.contains(&ident) && !is_constant_type(&ty),
             None => is_self || !is_constant_type(&ty),
         };
+        if active && slices::nested_vec(&ty) {
+            l.errors.push(err_node(&ty,
+                "a collection of `Vec`s (`&[Vec<f64>]`, `Vec<Vec<f64>>`) cannot carry gradients in a #[differentiable] fn; flatten it into one slice (`&[f64]`, read `m[i * n + j]`), use arrays (`&[[f64; N]]`) or a `DMatrix`, or leave it out of `wrt(..)`",
+            ));
+        }
         let deps = if active {
             Deps::single(pos)
         } else {
@@ -1950,6 +1961,18 @@ fn block_has_value(b: &syn::Block) -> bool {
 thread_local! {
     /// The type parameters of the function being expanded that are float types (`T: Float`).
     static FLOAT_PARAMS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// The result type of the function being expanded when it is `f32` or `f64`.
+    static RETURN_FLOAT: std::cell::RefCell<Option<Type>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The result type of the function being expanded when it is `f32` or `f64`: the type of a
+/// `fold`'s untyped float literal seed (`fold(0.0, |acc, &c| acc.mul_add(x, c))`), which
+/// the generated code must name to call methods on it.
+pub(crate) fn return_float() -> Option<Type> {
+    RETURN_FLOAT.with(|r| r.borrow().clone())
 }
 
 /// The float type parameter of the function being expanded, if it is generic (`T` of

@@ -125,6 +125,25 @@ fn arm_stmts(body: &Expr) -> Vec<syn::Stmt> {
     }
 }
 
+/// `&scrut`, matched without moving it; `scrut` itself when the pattern has a `&` pattern
+/// (`Some(&k)` on an `Option<&usize>`), which edition 2024 forbids under an implicit borrow
+/// (the parts under `&` are references: nothing moves).
+fn borrowed(scrut: &Expr, pat: &Pat) -> Expr {
+    struct HasRef(bool);
+    impl<'a> syn::visit::Visit<'a> for HasRef {
+        fn visit_pat_reference(&mut self, _: &'a syn::PatReference) {
+            self.0 = true;
+        }
+    }
+    let mut h = HasRef(false);
+    syn::visit::Visit::visit_pat(&mut h, pat);
+    if h.0 {
+        scrut.clone()
+    } else {
+        parse_quote!(&#scrut)
+    }
+}
+
 /// For each name bound by `named` (bindings renamed `__pb_name`), the expression that takes
 /// it out of `scrut`.
 fn extractions(scrut: &Expr, named: &Pat, names: &[String]) -> Vec<(String, Expr)> {
@@ -132,8 +151,11 @@ fn extractions(scrut: &Expr, named: &Pat, names: &[String]) -> Vec<(String, Expr
         .iter()
         .map(|n| {
             let pb = format_ident!("__pb_{}", n);
-            let e: Expr = parse_quote!(match &#scrut {
-                #named => ::core::clone::Clone::clone(#pb),
+            let scrut = borrowed(scrut, named);
+            let e: Expr = parse_quote!(match #scrut {
+                // A method call, so that a binding by value (`Some(&k)`) and one by reference
+                // (`Some(k)` on `&Option<usize>`) both give the value.
+                #named => #pb.clone(),
                 #[allow(unreachable_patterns)]
                 _ => ::core::unreachable!(),
             });
@@ -333,8 +355,9 @@ impl Lowerer {
                 GuardNames(&names).visit_expr_mut(&mut g);
                 let owned = names.iter().map(|n| format_ident!("__pb_{}", n));
                 let owned2 = owned.clone();
-                parse_quote!(match &#scrut_ts {
-                    #named => { #(let #owned = ::core::clone::Clone::clone(#owned2);)* #g }
+                let scrut_b = borrowed(&scrut_ts, &named);
+                parse_quote!(match #scrut_b {
+                    #named => { #(let #owned = #owned2.clone();)* #g }
                     _ => false,
                 })
             }

@@ -593,7 +593,21 @@ impl Lowerer {
                     return Some(Self::dummy());
                 }
                 let call = apply(f, &[Elem::One(parse_quote!(#acc)), e]);
-                (init.clone(), parse_quote!(#acc = #call;))
+                // An untyped float literal seed (`0.0`) whose closure parameter has no type
+                // either: the function's float type, so that methods on it resolve.
+                let untyped_seed = matches!(strip_paren(init), Expr::Lit(syn::ExprLit { lit: syn::Lit::Float(l), .. }) if l.suffix().is_empty());
+                let untyped_param = match (strip_paren(f), ty.is_none()) {
+                    (Expr::Closure(c), true) => !matches!(c.inputs.first(), Some(Pat::Type(_))),
+                    _ => false,
+                };
+                if untyped_seed
+                    && untyped_param
+                    && let Some(t) = return_float()
+                {
+                    (parse_quote!(#init as #t), parse_quote!(#acc = #call;))
+                } else {
+                    (init.clone(), parse_quote!(#acc = #call;))
+                }
             }
         };
         let block: Expr = parse_quote!({

@@ -60,6 +60,35 @@ pub(super) fn first_or_last(m: &syn::ExprMethodCall) -> Option<Expr> {
     }
 }
 
+/// A slice, array or `Vec` whose elements are `Vec`s or slices.
+pub(super) fn nested_vec(ty: &Type) -> bool {
+    fn elem(t: &Type) -> Option<&Type> {
+        match t {
+            Type::Path(p) => {
+                let last = p.path.segments.last()?;
+                match &last.arguments {
+                    syn::PathArguments::AngleBracketed(a) if last.ident == "Vec" => {
+                        match a.args.first()? {
+                            syn::GenericArgument::Type(t) => Some(t),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            Type::Slice(s) => Some(&s.elem),
+            Type::Array(a) => Some(&a.elem),
+            Type::Reference(r) => elem(&r.elem),
+            _ => None,
+        }
+    }
+    match elem(ty) {
+        Some(Type::Path(p)) => p.path.segments.last().is_some_and(|s| s.ident == "Vec"),
+        Some(Type::Slice(_) | Type::Reference(_)) => true,
+        _ => false,
+    }
+}
+
 /// `f32` or `f64` as the target of a cast: the conversion.
 pub(super) fn cast_float_target(ty: &Type) -> Option<MathFn> {
     match ty {
