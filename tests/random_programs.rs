@@ -435,7 +435,7 @@ fn run_batch(dir: &Path, progs: &[(usize, generator::Program)]) -> Outcome {
     let mut check = BTreeMap::new();
     let mut ran = 0;
     for line in stdout.lines() {
-        // With `--nocapture` the first program's line follows libtest's "test fuzz ... ".
+        // With `--nocapture` the first program's line may follow libtest's `test fuzz ... `.
         let line = line.strip_prefix("test fuzz ... ").unwrap_or(line);
         if line.starts_with("PASS ") {
             ran += 1;

@@ -361,6 +361,10 @@ impl<'a> Gen<'a> {
                 let name = format_ident!("{}", m.name(), span = span);
                 let all: Vec<TokenStream> = args.iter().map(|a| self.fwd_val(a)).collect();
                 match prefix {
+                    _ if m.cast_target().is_some() => {
+                        let (x, ty) = (&all[0], m.cast_target());
+                        quote_spanned!(span=> (#x as #ty))
+                    }
                     Some(ty) => quote_spanned!(span=> #ty::#name(#(#all),*)),
                     None => {
                         let (recv, rest) = (&all[0], &all[1..]);
@@ -1235,7 +1239,7 @@ impl<'a> Gen<'a> {
         match m {
             Signum => {}
             Sin | Cos | Asin | Acos | Atan | Sinh | Cosh | Ln | Log10 | Log2 | Abs | Ln1p
-            | Asinh | Acosh | Atanh => {
+            | Asinh | Acosh | Atanh | AsF32 | AsF64 => {
                 if let Some(v) = self.active(a0) {
                     let x = self.val(a0);
                     self.contribute(

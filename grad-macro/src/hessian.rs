@@ -780,7 +780,14 @@ impl Dir<'_> {
                 {
                     return TokenStream::new();
                 }
-                ts.clone()
+                // A value taken out of a pattern (`match &o { Some(k) => k.clone(), _ =>
+                // unreachable!() }`) is constant code as it stands: the marker keeps the
+                // re-lowering from reading it as a `match` of its own.
+                if let Ok(syn::Expr::Match(_)) = syn::parse2::<syn::Expr>(ts.clone()) {
+                    quote_spanned!(span=> __symgrad_inactive(#ts))
+                } else {
+                    ts.clone()
+                }
             }
             Op::Clone(x) => {
                 let x = self.val(x);
@@ -793,6 +800,13 @@ impl Dir<'_> {
             Op::Neg(x) => {
                 let x = self.val(x);
                 quote_spanned!(span=> -#x)
+            }
+            Op::Math(m, _, _) if m.cast_target().is_some() => {
+                self.unsupported(
+                    span,
+                    "a cast between `f32` and `f64` of a value that carries a gradient",
+                );
+                return TokenStream::new();
             }
             Op::Math(m, args, prefix) => {
                 let name = format_ident!("{}", m.name(), span = span);
@@ -1173,6 +1187,8 @@ impl Dir<'_> {
                 quote!(#dx / #s)
             }
             Atanh => quote!(#dx / (1.0 - #x * #x)),
+            // Rejected where the value is written (`Op::Math` above).
+            AsF32 | AsF64 => quote!(#dx),
             Recip => quote!(-(#dx * #y * #y)),
             Signum => zero,
             Abs => {

@@ -44,7 +44,7 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 ///   what the code generated for a caller of `f` calls.
 ///
 /// Arguments: `wrt(a, b)` names the active parameters (default: every parameter whose type
-/// is not an integer, `bool`, `char`, string, or a collection of those); `crate = path`
+/// is not an integer, `bool`, `char`, string, `Option`, or a collection of those); `crate = path`
 /// names the `symgrad` crate when it is renamed; `forward` generates the forward mode,
 /// `f_jvp(args.., tangents..) -> (value, tangent)` with one tangent per active parameter of
 /// that parameter's type (and the hidden `f_fwd` that callers' generated code calls), instead

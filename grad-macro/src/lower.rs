@@ -20,6 +20,11 @@ mod iterators;
 mod locals;
 mod rename;
 mod returns;
+mod slices;
+use slices::{
+    SLICE_METHODS, cast_float_target, collect_span, collected_chain, copied_slice, first_or_last,
+    let_else,
+};
 
 /// A parameter of the differentiated function.
 pub struct Param {
@@ -156,8 +161,10 @@ pub(crate) fn is_constant_type(ty: &Type) -> bool {
                 return false;
             };
             let name = last.ident.to_string();
+            // An `Option` (`scale: Option<f64>`) is a setting, read by `if let`/`match`.
             NON_FLOAT_TYPES.contains(&name.as_str())
-                || (name == "Vec" || name == "Option")
+                || name == "Option"
+                || name == "Vec"
                     && match &last.arguments {
                         syn::PathArguments::AngleBracketed(a) => a.args.iter().all(|g| match g {
                             syn::GenericArgument::Type(t) => is_constant_type(t),
@@ -236,6 +243,12 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
         }
     }
     FLOAT_PARAMS.with(|f| *f.borrow_mut() = float_params);
+    RETURN_FLOAT.with(|r| {
+        *r.borrow_mut() = match &sig.output {
+            ReturnType::Type(_, t) if cast_float_target(t).is_some() => Some((**t).clone()),
+            _ => None,
+        }
+    });
     if let Some(w) = &sig.generics.where_clause {
         l.errors.push(err_node(
             &w,
@@ -318,6 +331,11 @@ pub fn lower(func: &ItemFn, args: &Args) -> Result<Function, Vec<syn::Error>> {
             Some(list) => list.contains(&ident) && !is_constant_type(&ty),
             None => is_self || !is_constant_type(&ty),
         };
+        if active && slices::nested_vec(&ty) {
+            l.errors.push(err_node(&ty,
+                "a collection of `Vec`s (`&[Vec<f64>]`, `Vec<Vec<f64>>`) cannot carry gradients in a #[differentiable] fn; flatten it into one slice (`&[f64]`, read `m[i * n + j]`), use arrays (`&[[f64; N]]`) or a `DMatrix`, or leave it out of `wrt(..)`",
+            ));
+        }
         let deps = if active {
             Deps::single(pos)
         } else {
@@ -643,6 +661,9 @@ impl Lowerer {
     }
 
     fn local(&mut self, local: &syn::Local) {
+        if let Some(desugared) = let_else(local) {
+            return self.local(&desugared);
+        }
         let (pat, ty) = match &local.pat {
             Pat::Type(pt) => (&*pt.pat, Some((*pt.ty).clone())),
             p => (p, None),
@@ -654,6 +675,9 @@ impl Lowerer {
             Pat::Wild(_) => (None, false),
             Pat::Tuple(_) if local.init.as_ref().is_some_and(|i| i.diverge.is_none()) => {
                 return self.let_tuple(pat, &local.init.as_ref().unwrap().expr);
+            }
+            Pat::Slice(ps) if local.init.as_ref().is_some_and(|i| i.diverge.is_none()) => {
+                return self.let_array(ps, &local.init.as_ref().unwrap().expr);
             }
             other => {
                 self.errors.push(err_node(
@@ -681,6 +705,26 @@ impl Lowerer {
         if let (Some(n), Expr::Closure(c)) = (&name, strip_paren(&init.expr)) {
             self.bind_closure(n.clone(), c);
             return;
+        }
+        if let (Some(n), Some(c)) = (&name, collected_chain(&init.expr))
+            && init.diverge.is_none()
+        {
+            return self.let_collect(n, ty.as_ref(), c, collect_span(&init.expr));
+        }
+        // `let mut v = xs.to_vec();` of a slice that carries a gradient: a `Vec` filled by
+        // `push`, as `collect` does.
+        if let (Some(n), Some(xs)) = (&name, copied_slice(&init.expr))
+            && init.diverge.is_none()
+            && self.reads_active(xs)
+        {
+            let chain: Expr = parse_quote!((#xs).iter());
+            return self.let_collect(n, ty.as_ref(), &chain, collect_span(&init.expr));
+        }
+        if let (Some(n), Some(view)) = (&name, iterators::sub_slice(&init.expr))
+            && init.diverge.is_none()
+            && ty.is_none()
+        {
+            return self.let_sub_slice(n, view);
         }
         if let (Some(n), Some(view)) = (&name, iterators::window_marker(&init.expr)) {
             self.bind(n.clone(), Self::dummy(), false);
@@ -858,6 +902,9 @@ impl Lowerer {
 
     /// The current value of an assignment target, checking that it can be assigned.
     fn target(&mut self, left: &Expr) -> Option<Operand> {
+        if let Some(at) = self.deref_view(left) {
+            return self.target(&at);
+        }
         match strip_paren(left) {
             Expr::Path(p) if p.path.segments.len() == 1 && p.qself.is_none() => {
                 let name = p.path.segments[0].ident.to_string();
@@ -898,6 +945,9 @@ impl Lowerer {
                         "cannot assign into parameter `{}`: parameters are read-only in a #[differentiable] fn",
                         root.unwrap_or_default()
                     )
+                } else if matches!(strip_paren(left), Expr::Index(ix) if matches!(strip_paren(&ix.expr), Expr::Index(_)))
+                {
+                    "assignment into a nested array (`m[i][j] = v`) is not supported in a #[differentiable] fn; keep the matrix in a flat array or `Vec` (`m[i * n + j] = v`)".to_string()
                 } else {
                     "assignment to an element or a field is not supported in a #[differentiable] fn; compute a new value with `let`".to_string()
                 };
@@ -913,6 +963,9 @@ impl Lowerer {
     }
 
     fn assign_to(&mut self, left: &Expr, mut v: Operand) {
+        if let Some(at) = self.deref_view(left) {
+            return self.assign_to(&at, v);
+        }
         if let Expr::Index(ix) = strip_paren(left)
             && self.local_array(&ix.expr)
         {
@@ -976,8 +1029,12 @@ impl Lowerer {
                 if p.qself.is_none() && p.path.segments.len() == 1 {
                     let name = p.path.segments[0].ident.to_string();
                     if let Some(b) = self.lookup(&name) {
-                        if b.view.is_some() {
-                            return self.unsupported_node(p, "a window (`xs.windows(k)`) can only be indexed (`w[0]`), measured (`w.len()`) or iterated (`w.iter()`) in a #[differentiable] fn");
+                        if let Some(v) = b.view.clone() {
+                            // An element of `iter_mut` read as a value (`t.sin()`): the element.
+                            if v.is_element() {
+                                return self.expr(&v.at(&parse_quote!(0usize)));
+                            }
+                            return self.unsupported_node(p, "a window or sub-slice (`xs.windows(k)`, `&xs[a..b]`) can only be indexed (`w[0]`), measured (`w.len()`), iterated (`w.iter()`) or passed to a function in a #[differentiable] fn");
                         }
                         if b.closure.is_some() {
                             return self.unsupported_node(p, "a closure can only be called (`f(x)`) or passed to an iterator adaptor in a #[differentiable] fn; write a #[differentiable] fn to pass it to other functions");
@@ -1006,10 +1063,30 @@ impl Lowerer {
                     }
                     self.assign(Op::Neg(a.clone()), &[&a], e.span(), false)
                 }
+                // `*a` for an element of `iter_mut`: the element.
+                UnOp::Deref(_) if self.view_of(&u.expr).is_some() => {
+                    let at = self.view_of(&u.expr).unwrap().at(&parse_quote!(0usize));
+                    self.expr(&at)
+                }
                 UnOp::Deref(_) => self.expr(&u.expr),
                 _ => self.inactive(e, true),
             },
             Expr::Binary(b) => self.binary(b, e),
+            // `x as f64` of an `f32` (or `x as f32` of an `f64`) that carries a gradient:
+            // a conversion, whose adjoint converts back.
+            Expr::Cast(c) if cast_float_target(&c.ty).is_some() && self.reads_active(&c.expr) => {
+                let x = self.expr(&c.expr);
+                if !self.active(&x) {
+                    return self.inactive(e, false);
+                }
+                let f = cast_float_target(&c.ty).unwrap();
+                let refs = [&x];
+                let op = self.assign(Op::Math(f, vec![x.clone()], None), &refs, e.span(), false);
+                if let Operand::Var(v) = op {
+                    self.scalars.insert(v);
+                }
+                op
+            }
             Expr::Cast(c) => {
                 let _ = c;
                 self.inactive(e, false)
@@ -1022,7 +1099,7 @@ impl Lowerer {
             }
             Expr::Index(ix) if matches!(strip_paren(&ix.index), Expr::Range(_)) => self.unsupported_node(
                 &ix.index,
-                "a sub-slice (`xs[a..b]`) is not supported in a #[differentiable] fn; iterate with `xs.iter().skip(a).take(b - a)`, or loop over the indices `for i in a..b` and read `xs[i]`",
+                "a sub-slice (`xs[a..b]`) is supported bound by `let` (`let t = &xs[a..b];`), iterated (`xs[a..b].iter()`) or passed to a function (`f(&xs[a..b])`), not as a value here; bind it with `let` first",
             ),
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr);
@@ -1131,6 +1208,7 @@ impl Lowerer {
             Expr::Assign(a) => self.unsupported(a.eq_token.span, "an assignment is a statement, not a value; end it with `;`"),
             Expr::Let(l) => self.unsupported(l.let_token.span, "`if let` is not supported in a #[differentiable] fn"),
             Expr::Range(r) => self.unsupported_node(&r, "ranges are only supported as `for` loop bounds"),
+            Expr::Struct(st) => self.unsupported_node(&st, "a struct literal is not supported in a #[differentiable] fn; keep its fields in local variables or a tuple (`let p = (a, b);`), or differentiate a method of the struct that takes it as `&self`"),
             other => self.unsupported_node(&other, "this expression is not supported in a #[differentiable] fn"),
         }
     }
@@ -1230,10 +1308,13 @@ impl Lowerer {
     /// The arguments of a call: operand, whether written `&expr`, and the span for errors.
     fn call_args(&mut self, args: &syn::punctuated::Punctuated<Expr, syn::Token![,]>) -> Vec<Arg> {
         args.iter()
-            .map(|a| Arg {
-                by_ref: matches!(strip_paren(a), Expr::Reference(_)),
-                operand: self.expr(a),
-                span: a.span(),
+            .map(|a| {
+                let (operand, copied) = self.sub_slice_arg(a);
+                Arg {
+                    by_ref: copied || matches!(strip_paren(a), Expr::Reference(_)),
+                    operand,
+                    span: a.span(),
+                }
             })
             .collect()
     }
@@ -1348,10 +1429,27 @@ impl Lowerer {
             return v;
         }
         let name = m.method.to_string();
+        // `xs.first().unwrap()`, `*xs.last().unwrap()`: `xs[0]`, `xs[xs.len() - 1]`.
+        if let Some(at) = first_or_last(m) {
+            return self.expr(&at);
+        }
+        if let Some(msg) = SLICE_METHODS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, msg)| *msg)
+            && self.reads_active(&m.receiver)
+        {
+            return self.unsupported(
+                m.method.span(),
+                &format!(
+                    "`{name}` is not supported on a slice or `Vec` in a #[differentiable] fn; {msg}"
+                ),
+            );
+        }
         if name == "collect" {
             return self.unsupported(
                 m.method.span(),
-                "`collect` is not supported in a #[differentiable] fn; consume the iterator where it is built (`.sum()`, `.fold(..)`, a `for` loop), or fill a `let mut v = vec![0.0; n];` (or `Vec::new()` and `push`) in a loop",
+                "`collect` is supported as the value of a `let` in a #[differentiable] fn (`let v: Vec<f64> = xs.iter().map(..).collect();`), not inside an expression; bind the `Vec` first, or consume the iterator where it is built (`.sum()`, `.fold(..)`, a `for` loop)",
             );
         }
         if let (Some(v), "len") = (self.view_of(&m.receiver), name.as_str()) {
@@ -1828,13 +1926,31 @@ fn is_valueless(e: &Expr) -> bool {
         Expr::If(i) => !block_has_value(&i.then_branch),
         Expr::ForLoop(_) | Expr::While(_) | Expr::Assign(_) => true,
         Expr::Loop(l) => exits::has_break(l) && !exits::breaks_with_value(l),
-        Expr::Match(m) => m.arms.iter().all(|a| match &*a.body {
-            Expr::Block(b) => !block_has_value(&b.block),
-            e => is_valueless(e),
-        }),
+        // Arms that leave (`k if k == stop => return s,`) have no say; the others decide.
+        Expr::Match(m) => {
+            let staying: Vec<&Expr> = m
+                .arms
+                .iter()
+                .map(|a| &*a.body)
+                .filter(|b| !leaves(b))
+                .collect();
+            !staying.is_empty()
+                && staying.iter().all(|b| match b {
+                    Expr::Block(b) => !block_has_value(&b.block),
+                    e => is_valueless(e),
+                })
+        }
         Expr::Binary(b) => is_compound_assign(&b.op),
         _ => false,
     }
+}
+
+/// `return ..`, `break ..` or `continue`: an arm that does not end with a value.
+fn leaves(e: &Expr) -> bool {
+    matches!(
+        strip_paren(e),
+        Expr::Return(_) | Expr::Break(_) | Expr::Continue(_)
+    )
 }
 
 /// The block ends with an expression that has a value.
@@ -1845,6 +1961,18 @@ fn block_has_value(b: &syn::Block) -> bool {
 thread_local! {
     /// The type parameters of the function being expanded that are float types (`T: Float`).
     static FLOAT_PARAMS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// The result type of the function being expanded when it is `f32` or `f64`.
+    static RETURN_FLOAT: std::cell::RefCell<Option<Type>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The result type of the function being expanded when it is `f32` or `f64`: the type of a
+/// `fold`'s untyped float literal seed (`fold(0.0, |acc, &c| acc.mul_add(x, c))`), which
+/// the generated code must name to call methods on it.
+pub(crate) fn return_float() -> Option<Type> {
+    RETURN_FLOAT.with(|r| r.borrow().clone())
 }
 
 /// The float type parameter of the function being expanded, if it is generic (`T` of

@@ -50,11 +50,12 @@ pub mod __private {
     };
     pub use crate::ad::scalar::*;
     pub use crate::ad::tangent::{
-        ConstantParameter, abs_jvp, acos_jvp, acosh_jvp, asin_jvp, asinh_jvp, atan_jvp, atan2_jvp,
-        atanh_jvp, cbrt_jvp, component_mul_jvp, cos_jvp, cosh_jvp, div_jvp, div_jvp_rhs, exp_jvp,
-        exp_m1_jvp, exp2_jvp, hypot_jvp, ln_1p_jvp, ln_jvp, log_jvp, log2_jvp, log10_jvp,
-        matmul_nt_jvp, matmul_tn_jvp, max_jvp, min_jvp, mul_add_jvp, mul_jvp, powf_jvp, powi_jvp,
-        recip_jvp, signum_jvp, sin_jvp, sinh_jvp, sqrt_jvp, tan_jvp, tanh_jvp, zero_tangent,
+        ConstantParameter, abs_jvp, acos_jvp, acosh_jvp, as_f32_jvp, as_f64_jvp, asin_jvp,
+        asinh_jvp, atan_jvp, atan2_jvp, atanh_jvp, cbrt_jvp, component_mul_jvp, cos_jvp, cosh_jvp,
+        div_jvp, div_jvp_rhs, exp_jvp, exp_m1_jvp, exp2_jvp, hypot_jvp, ln_1p_jvp, ln_jvp, log_jvp,
+        log2_jvp, log10_jvp, matmul_nt_jvp, matmul_tn_jvp, max_jvp, min_jvp, mul_add_jvp, mul_jvp,
+        powf_jvp, powi_jvp, recip_jvp, signum_jvp, sin_jvp, sinh_jvp, sqrt_jvp, tan_jvp, tanh_jvp,
+        zero_tangent,
     };
     pub use crate::ad::{
         Accumulate, Branch, Differentiable, GradOf, Real, acc, acc_index, finalize, grad_at,

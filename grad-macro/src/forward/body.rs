@@ -332,6 +332,10 @@ impl<'a> Fwd<'a> {
                 let name = format_ident!("{}", m.name(), span = span);
                 let all: Vec<TokenStream> = args.iter().map(|a| self.val(a, Form::Val)).collect();
                 match prefix {
+                    _ if m.cast_target().is_some() => {
+                        let (x, ty) = (&all[0], m.cast_target());
+                        quote_spanned!(span=> (#x as #ty))
+                    }
                     Some(ty) => quote_spanned!(span=> #ty::#name(#(#all),*)),
                     None => {
                         let (recv, rest) = (&all[0], &all[1..]);

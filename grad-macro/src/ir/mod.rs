@@ -111,6 +111,10 @@ pub enum MathFn {
     Asinh,
     Acosh,
     Atanh,
+    /// `x as f32` of a value that carries a gradient (an `f64`, or an `f32`).
+    AsF32,
+    /// `x as f64`
+    AsF64,
 }
 
 impl MathFn {
@@ -157,7 +161,21 @@ impl MathFn {
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, f, _)| *f == self).unwrap().0
+        match self {
+            MathFn::AsF32 => "as_f32",
+            MathFn::AsF64 => "as_f64",
+            _ => Self::ALL.iter().find(|(_, f, _)| *f == self).unwrap().0,
+        }
+    }
+
+    /// The float type a cast converts to (`AsF32`: `f32`), `None` for the other functions.
+    pub fn cast_target(self) -> Option<proc_macro2::Ident> {
+        let t = match self {
+            MathFn::AsF32 => "f32",
+            MathFn::AsF64 => "f64",
+            _ => return None,
+        };
+        Some(proc_macro2::Ident::new(t, proc_macro2::Span::call_site()))
     }
 }
 

@@ -94,11 +94,53 @@ impl VisitMut for GuardNames<'_> {
     }
 }
 
+/// `*name` to `name` for the given names: a pattern matched against a reference binds
+/// references (`Some(k)` on a `&Option<usize>` binds `k: &usize`), but the arm sees an owned
+/// copy of each binding (a value the tape can keep), so the user's `*k` is `k` there.
+struct DerefNames<'n>(&'n [String]);
+
+impl VisitMut for DerefNames<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        if let Expr::Unary(u) = e
+            && matches!(u.op, syn::UnOp::Deref(_))
+            && let Expr::Path(p) = strip_paren(&u.expr)
+            && let Some(id) = p.path.get_ident()
+            && self.0.contains(&id.to_string())
+        {
+            *e = (*u.expr).clone();
+            return;
+        }
+        if matches!(e, Expr::Closure(_)) {
+            return;
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
 /// The statements of an arm's body (an expression arm is one statement).
 fn arm_stmts(body: &Expr) -> Vec<syn::Stmt> {
     match body {
         Expr::Block(b) if b.label.is_none() => b.block.stmts.clone(),
         other => vec![syn::Stmt::Expr(other.clone(), None)],
+    }
+}
+
+/// `&scrut`, matched without moving it; `scrut` itself when the pattern has a `&` pattern
+/// (`Some(&k)` on an `Option<&usize>`), which edition 2024 forbids under an implicit borrow
+/// (the parts under `&` are references: nothing moves).
+fn borrowed(scrut: &Expr, pat: &Pat) -> Expr {
+    struct HasRef(bool);
+    impl<'a> syn::visit::Visit<'a> for HasRef {
+        fn visit_pat_reference(&mut self, _: &'a syn::PatReference) {
+            self.0 = true;
+        }
+    }
+    let mut h = HasRef(false);
+    syn::visit::Visit::visit_pat(&mut h, pat);
+    if h.0 {
+        scrut.clone()
+    } else {
+        parse_quote!(&#scrut)
     }
 }
 
@@ -109,8 +151,11 @@ fn extractions(scrut: &Expr, named: &Pat, names: &[String]) -> Vec<(String, Expr
         .iter()
         .map(|n| {
             let pb = format_ident!("__pb_{}", n);
-            let e: Expr = parse_quote!(match &#scrut {
-                #named => ::core::clone::Clone::clone(#pb),
+            let scrut = borrowed(scrut, named);
+            let e: Expr = parse_quote!(match #scrut {
+                // A method call, so that a binding by value (`Some(&k)`) and one by reference
+                // (`Some(k)` on `&Option<usize>`) both give the value.
+                #named => #pb.clone(),
                 #[allow(unreachable_patterns)]
                 _ => ::core::unreachable!(),
             });
@@ -275,6 +320,20 @@ impl Lowerer {
         };
         pn.visit_pat_mut(&mut named);
         let names = pn.names;
+        // Bindings in a pattern on a reference are references in the original; here they
+        // are owned copies: `*k` reads `k`.
+        let by_ref = self.binds_by_ref(scrut_expr);
+        let mut guard = guard.cloned();
+        let mut stmts = stmts.to_vec();
+        if by_ref {
+            let mut d = DerefNames(&names);
+            if let Some(g) = guard.as_mut() {
+                d.visit_expr_mut(g);
+            }
+            for s in &mut stmts {
+                d.visit_stmt_mut(s);
+            }
+        }
         let mut wild = pat.clone();
         PatNames {
             names: Vec::new(),
@@ -289,15 +348,16 @@ impl Lowerer {
                 ArmBind::Extract(_) => None,
             })
             .collect();
-        let test: Expr = match guard {
+        let test: Expr = match &guard {
             None => parse_quote!(match #scrut_ts { #wild => true, _ => false }),
             Some(g) => {
                 let mut g = g.clone();
                 GuardNames(&names).visit_expr_mut(&mut g);
                 let owned = names.iter().map(|n| format_ident!("__pb_{}", n));
                 let owned2 = owned.clone();
-                parse_quote!(match &#scrut_ts {
-                    #named => { #(let #owned = ::core::clone::Clone::clone(#owned2);)* #g }
+                let scrut_b = borrowed(&scrut_ts, &named);
+                parse_quote!(match #scrut_b {
+                    #named => { #(let #owned = #owned2.clone();)* #g }
                     _ => false,
                 })
             }
@@ -309,9 +369,23 @@ impl Lowerer {
         }
         Arm {
             cond: Some(ArmCond::Tokens(cond)),
-            stmts: stmts.to_vec(),
+            stmts,
             binds,
             kind: "if",
+        }
+    }
+
+    /// Whether a pattern matched against `scrut` binds references (by Rust's default binding
+    /// modes): `scrut` is `&e` or names a reference (a parameter `o: &Option<usize>`).
+    fn binds_by_ref(&self, scrut: &Expr) -> bool {
+        match strip_paren(scrut) {
+            Expr::Reference(_) => true,
+            Expr::Path(p) => p
+                .path
+                .get_ident()
+                .and_then(|id| self.lookup(&id.to_string()))
+                .is_some_and(|b| matches!(b.op, Operand::Var(v) if self.vars[v].is_ref)),
+            _ => false,
         }
     }
 

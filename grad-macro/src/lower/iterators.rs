@@ -11,6 +11,7 @@
 //! Everything is then lowered as if written by hand, so gradients flow through the
 //! elements exactly as through indexing.
 
+pub(super) use super::slices::sub_slice;
 use super::*;
 use std::rc::Rc;
 
@@ -54,6 +55,13 @@ pub(super) fn window_marker(e: &Expr) -> Option<View> {
 }
 
 impl View {
+    /// The one-element view of an `iter_mut` element (its length is the literal `1usize`,
+    /// which no window or sub-slice written by a user has): the name stands for the element.
+    pub fn is_element(&self) -> bool {
+        matches!(&self.len, Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. })
+            if i.base10_digits() == "1" && i.suffix() == "usize")
+    }
+
     /// `base[start + index]`
     pub fn at(&self, index: &Expr) -> Expr {
         let (b, s) = (&self.base, &self.start);
@@ -72,7 +80,10 @@ struct Seq {
 
 /// The methods that make or adapt an iterator.
 const ITER_METHODS: &[&str] = &[
+    "iter_mut",
     "windows",
+    "chunks",
+    "chunks_exact",
     "iter",
     "into_iter",
     "copied",
@@ -86,10 +97,27 @@ const ITER_METHODS: &[&str] = &[
     "map",
 ];
 
+/// Iterator adaptors with no rule here (their length depends on the values): an error that
+/// says what to write instead.
+const UNSUPPORTED_ADAPTORS: &[&str] = &[
+    "filter",
+    "filter_map",
+    "flat_map",
+    "flatten",
+    "take_while",
+    "skip_while",
+    "map_while",
+    "scan",
+    "chain",
+    "peekable",
+    "inspect",
+    "cycle",
+];
+
 /// The marker under which generated constant code is lowered as one opaque expression.
 const INACTIVE: &str = "__symgrad_inactive";
 
-fn inactive(e: Expr) -> Expr {
+pub(super) fn inactive(e: Expr) -> Expr {
     let m = format_ident!("{}", INACTIVE);
     parse_quote!(#m(#e))
 }
@@ -111,7 +139,11 @@ pub(super) fn is_chain(e: &Expr) -> bool {
         {
             is_chain(&m.receiver)
         }
-        Expr::MethodCall(m) => ITER_METHODS.contains(&m.method.to_string().as_str()),
+        Expr::MethodCall(m) => {
+            let name = m.method.to_string();
+            ITER_METHODS.contains(&name.as_str())
+                || UNSUPPORTED_ADAPTORS.contains(&name.as_str()) && is_chain(&m.receiver)
+        }
         Expr::Range(r) => r.start.is_some() && r.end.is_some(),
         _ => false,
     }
@@ -125,6 +157,11 @@ fn error(node: &impl ToTokens, msg: &str) -> syn::Error {
 fn seq(e: &Expr) -> Result<Seq, syn::Error> {
     let e = strip_paren(e);
     match e {
+        // `for a in &mut v`: `v.iter_mut()`.
+        Expr::Reference(r) if r.mutability.is_some() => {
+            let v = &r.expr;
+            seq(&parse_quote!(#v.iter_mut()))
+        }
         Expr::Range(r) if r.start.is_some() && r.end.is_some() => {
             let range = e.clone();
             Ok(Seq {
@@ -152,7 +189,33 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                 }
             };
             match name.as_str() {
+                n if UNSUPPORTED_ADAPTORS.contains(&n) => Err(error(
+                    &m.method,
+                    &format!(
+                        "`{n}` is not supported in a #[differentiable] fn (the number of elements it yields depends on their values); write a `for` loop over the elements with an `if` (`for &x in xs {{ if x > 0.0 {{ s += x; }} }}`)"
+                    ),
+                )),
                 "iter" | "into_iter" | "copied" | "cloned" => inner(),
+                // Each element a one-element view of a local array or `Vec`: `*a = v` and
+                // `*a += v` write `xs[p]`, `*a` reads it.
+                "iter_mut" => {
+                    let base = match strip_paren(&m.receiver) {
+                        Expr::Reference(r) => (*r.expr).clone(),
+                        other => other.clone(),
+                    };
+                    if is_chain(&base) || sub_slice(&base).is_some() {
+                        return Err(error(
+                            &m.method,
+                            "`iter_mut` is supported on a local array or `Vec` (`v.iter_mut()`)",
+                        ));
+                    }
+                    Ok(Seq {
+                        len: inactive(parse_quote!((#base).len())),
+                        elem: Rc::new(move |p| {
+                            Elem::Window(Box::new((base.clone(), p.clone(), parse_quote!(1usize))))
+                        }),
+                    })
+                }
                 "windows" => {
                     let k = arg(0)?;
                     let base = match strip_paren(&m.receiver) {
@@ -170,6 +233,42 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                         len: inactive(parse_quote!((#base).len().saturating_sub(#k - 1))),
                         elem: Rc::new(move |p| {
                             Elem::Window(Box::new((base.clone(), p.clone(), k2.clone())))
+                        }),
+                    })
+                }
+                "chunks" | "chunks_exact" => {
+                    let k = arg(0)?;
+                    let base = match strip_paren(&m.receiver) {
+                        Expr::Reference(r) => (*r.expr).clone(),
+                        other => other.clone(),
+                    };
+                    if is_chain(&base) {
+                        return Err(error(
+                            &m.method,
+                            &format!(
+                                "`{name}` is supported on a slice, array or `Vec` (`xs.{name}(2)`)"
+                            ),
+                        ));
+                    }
+                    let exact = name == "chunks_exact";
+                    let len: Expr = if exact {
+                        parse_quote!((#base).len() / (#k))
+                    } else {
+                        parse_quote!((#base).len().div_ceil(#k))
+                    };
+                    Ok(Seq {
+                        len: inactive(len),
+                        elem: Rc::new(move |p| {
+                            let start: Expr = inactive(parse_quote!(#p * (#k)));
+                            // The last chunk may be shorter.
+                            let n: Expr = if exact {
+                                k.clone()
+                            } else {
+                                inactive(
+                                    parse_quote!(::core::cmp::min(#k, (#base).len() - #p * (#k))),
+                                )
+                            };
+                            Elem::Window(Box::new((base.clone(), start, n)))
                         }),
                     })
                 }
@@ -249,12 +348,20 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
     }
 }
 
-/// A slice, array, `Vec` or vector: `len()` elements, `xs[p]`.
+/// A slice, array, `Vec` or vector: `len()` elements, `xs[p]`; a sub-slice `xs[a..b]`:
+/// `b - a` elements, `xs[a + p]`.
 fn container(e: &Expr) -> Seq {
     let e = match strip_paren(e) {
         Expr::Reference(r) => (*r.expr).clone(),
         other => other.clone(),
     };
+    if let Some(v) = sub_slice(&e) {
+        let len = v.len.clone();
+        return Seq {
+            len: inactive(len),
+            elem: Rc::new(move |p| Elem::One(v.at(p))),
+        };
+    }
     let e2 = e.clone();
     Seq {
         len: parse_quote!((#e).len()),
@@ -486,7 +593,21 @@ impl Lowerer {
                     return Some(Self::dummy());
                 }
                 let call = apply(f, &[Elem::One(parse_quote!(#acc)), e]);
-                (init.clone(), parse_quote!(#acc = #call;))
+                // An untyped float literal seed (`0.0`) whose closure parameter has no type
+                // either: the function's float type, so that methods on it resolve.
+                let untyped_seed = matches!(strip_paren(init), Expr::Lit(syn::ExprLit { lit: syn::Lit::Float(l), .. }) if l.suffix().is_empty());
+                let untyped_param = match (strip_paren(f), ty.is_none()) {
+                    (Expr::Closure(c), true) => !matches!(c.inputs.first(), Some(Pat::Type(_))),
+                    _ => false,
+                };
+                if untyped_seed
+                    && untyped_param
+                    && let Some(t) = return_float()
+                {
+                    (parse_quote!(#init as #t), parse_quote!(#acc = #call;))
+                } else {
+                    (init.clone(), parse_quote!(#acc = #call;))
+                }
             }
         };
         let block: Expr = parse_quote!({

@@ -100,6 +100,14 @@ impl Lowerer {
                     *e = paren(&v.len);
                     return self.visit_expr_mut(e);
                 }
+                if let Expr::Unary(u) = e
+                    && matches!(u.op, UnOp::Deref(_))
+                    && let Some(v) = self.view_of(&u.expr)
+                {
+                    // `*a` of an element of `iter_mut`.
+                    *e = v.at(&parse_quote!(0usize));
+                    return self.visit_expr_mut(e);
+                }
                 if let Expr::Unary(u) = e {
                     // `*x` of a value the IR holds by value (an element bound by a pattern
                     // or an iterator): the value itself.

@@ -104,6 +104,13 @@ unit_zeros!(
     i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char
 );
 
+/// An `Option` parameter is a setting (`k: Option<usize>`), never differentiated.
+impl<T> DirZero for Option<T> {
+    type Zero = ();
+    #[inline(always)]
+    fn dir_zero(&self) {}
+}
+
 impl DirZero for str {
     type Zero = ();
     #[inline(always)]

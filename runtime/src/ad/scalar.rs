@@ -253,3 +253,14 @@ pub fn mul_add_vjp<T: Float>(a: T, b: T, g: T) -> (T, T, T) {
 pub fn signum_vjp<T: Float>(_x: T, _g: T) -> T {
     T::ZERO
 }
+
+/// `x as f64` for an `f32` (or `f64`) `x`: the adjoint, in `x`'s type.
+#[inline(always)]
+pub fn as_f64_vjp<S: Float>(_x: S, g: f64) -> S {
+    <S as num_traits::NumCast>::from(g).unwrap()
+}
+/// `x as f32` for an `f64` (or `f32`) `x`: the adjoint, in `x`'s type.
+#[inline(always)]
+pub fn as_f32_vjp<S: Float>(_x: S, g: f32) -> S {
+    <S as num_traits::NumCast>::from(g).unwrap()
+}

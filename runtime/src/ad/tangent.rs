@@ -125,6 +125,18 @@ fn term<T: Float>(d: T, f: impl FnOnce() -> T) -> T {
     if d == T::ZERO { T::ZERO } else { d * f() }
 }
 
+/// `x as f64`: the tangent, converted.
+#[inline(always)]
+pub fn as_f64_jvp<S: Float>(_x: S, _y: f64, dx: S) -> f64 {
+    num_traits::ToPrimitive::to_f64(&dx).unwrap()
+}
+
+/// `x as f32`: the tangent, converted.
+#[inline(always)]
+pub fn as_f32_jvp<S: Float>(_x: S, _y: f32, dx: S) -> f32 {
+    num_traits::ToPrimitive::to_f32(&dx).unwrap()
+}
+
 /// d sin x = cos x dx
 #[inline(always)]
 pub fn sin_jvp<T: Float>(x: T, _y: T, dx: T) -> T {
