@@ -218,16 +218,7 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                 }
                 "windows" => {
                     let k = arg(0)?;
-                    let base = match strip_paren(&m.receiver) {
-                        Expr::Reference(r) => (*r.expr).clone(),
-                        other => other.clone(),
-                    };
-                    if is_chain(&base) {
-                        return Err(error(
-                            &m.method,
-                            "`windows` is supported on a slice, array or `Vec` (`xs.windows(2)`)",
-                        ));
-                    }
+                    let base = slice_receiver(m, &name)?;
                     let k2 = k.clone();
                     Ok(Seq {
                         len: inactive(parse_quote!((#base).len().saturating_sub(#k - 1))),
@@ -238,18 +229,7 @@ fn seq(e: &Expr) -> Result<Seq, syn::Error> {
                 }
                 "chunks" | "chunks_exact" => {
                     let k = arg(0)?;
-                    let base = match strip_paren(&m.receiver) {
-                        Expr::Reference(r) => (*r.expr).clone(),
-                        other => other.clone(),
-                    };
-                    if is_chain(&base) {
-                        return Err(error(
-                            &m.method,
-                            &format!(
-                                "`{name}` is supported on a slice, array or `Vec` (`xs.{name}(2)`)"
-                            ),
-                        ));
-                    }
+                    let base = slice_receiver(m, &name)?;
                     let exact = name == "chunks_exact";
                     let len: Expr = if exact {
                         parse_quote!((#base).len() / (#k))
@@ -688,4 +668,20 @@ impl Lowerer {
             .1
             .closure = Some(def);
     }
+}
+
+/// The slice, array or `Vec` that `windows`/`chunks`/`chunks_exact` (`name`) is called on
+/// (`xs.windows(2)`, `(&xs).chunks(2)`); an iterator chain there is a spanned error.
+fn slice_receiver(m: &syn::ExprMethodCall, name: &str) -> syn::Result<Expr> {
+    let base = match strip_paren(&m.receiver) {
+        Expr::Reference(r) => (*r.expr).clone(),
+        other => other.clone(),
+    };
+    if is_chain(&base) {
+        return Err(error(
+            &m.method,
+            &format!("`{name}` is supported on a slice, array or `Vec` (`xs.{name}(2)`)"),
+        ));
+    }
+    Ok(base)
 }
