@@ -1151,9 +1151,9 @@ where
 /// mean tells which mode trains faster. The schedule starts parallel and, after
 /// [`FIRST_PROBE`] steps, tries the other mode for [`PROBE_STEPS`] steps; it then keeps the
 /// faster one (the other must be at least 3% faster to win); a probe whose first
-/// [`PROBE_MIN`] steps are already 25% slower than the current mode ends there. Probes recur after an interval
-/// that doubles each time they confirm the choice (up to [`MAX_INTERVAL`] steps, so probing
-/// costs little), and sooner when the current mode's mean becomes 30% slower than the other's
+/// [`PROBE_MIN`] steps are already 25% slower than the current mode ends there. Probes recur
+/// after an interval that doubles each time they confirm the choice (up to [`MAX_INTERVAL`]
+/// steps, so probing costs little), and sooner when the current mode's mean becomes 30% slower than the other's
 /// last one (another process started). Set `SYMGRAD_SHARDS=parallel` or
 /// `SYMGRAD_SHARDS=inline` to force one mode (measurements).
 struct ShardSchedule {
@@ -1263,9 +1263,9 @@ impl ShardSchedule {
             // A probe that is clearly slower after its first few steps ends there: on a busy
             // machine a probe of the parallel mode waits for a descheduled worker at every
             // step, and 32 such steps every few hundred cost more than the probing finds.
+            // It then ends as any probe that confirms the current mode does.
             let probed = PROBE_STEPS - self.probing;
-            if self.probing > 0
-                && probed >= PROBE_MIN
+            if probed >= PROBE_MIN
                 && let (Some(c), Some(o)) = (
                     Self::mean(&self.recent[cur]),
                     Self::mean(&self.recent[other]),
@@ -1273,9 +1273,6 @@ impl ShardSchedule {
                 && o > PROBE_GIVE_UP * c
             {
                 self.probing = 0;
-                self.interval = (2 * self.interval).min(MAX_INTERVAL);
-                self.since_probe = 0;
-                return;
             }
             if self.probing == 0 {
                 let (c, o) = (
@@ -1544,8 +1541,8 @@ mod tests {
         let mut s = ShardSchedule::with_forced(true, None);
         let modes = drive(&mut s, 2000, |inline| if inline { 500 } else { 1500 });
         assert!(s.prefers_inline());
-        // The first FIRST_PROBE steps are parallel; after the switch each probe of the parallel mode
-        // ends after PROBE_MIN steps instead of 32.
+        // The first FIRST_PROBE steps are parallel; after the switch each probe of the
+        // parallel mode ends after PROBE_MIN steps instead of 32.
         let parallel = modes[FIRST_PROBE as usize..]
             .iter()
             .filter(|&&m| !m)

@@ -143,26 +143,27 @@ vector_scalar_products!(f32, f64);
 
 // ----- indexing -----
 
-/// A value whose elements generated code reads by index `I`; the gradient of an element
-/// read is added into the gradient of the whole at that index.
-pub trait IndexGrad<I>: Differentiable {
-    /// The element type.
-    type Elem;
-    /// `grad[i] += g`, first making a lazy-zero gradient the shape of `self`.
-    fn add_at(&self, grad: &mut Self::Grad, i: I, g: Self::Elem);
-    /// `grad[i] += g` for a gradient already the shape of `self` ([`SizeGrad::size_grad`]):
-    /// no size check, so inside a loop LLVM keeps the gradient in registers and merges the
-    /// updates of one element. Panics (index out of bounds) on a lazy-zero gradient.
-    #[inline(always)]
-    fn add_at_sized(&self, grad: &mut Self::Grad, i: I, g: Self::Elem) {
-        self.add_at(grad, i, g)
-    }
-}
-
 /// A value whose gradient can be made its full shape ahead of element updates.
 pub trait SizeGrad: Differentiable {
     /// Makes a lazy-zero `grad` zeros of the shape of `self` (nothing if it already has it).
     fn size_grad(&self, grad: &mut Self::Grad);
+}
+
+/// A value whose elements generated code reads by index `I`; the gradient of an element
+/// read is added into the gradient of the whole at that index.
+pub trait IndexGrad<I>: SizeGrad {
+    /// The element type.
+    type Elem;
+    /// `grad[i] += g` for a gradient already the shape of `self` ([`SizeGrad::size_grad`]):
+    /// no size check, so inside a loop LLVM keeps the gradient in registers and merges the
+    /// updates of one element. Panics (index out of bounds) on a lazy-zero gradient.
+    fn add_at_sized(&self, grad: &mut Self::Grad, i: I, g: Self::Elem);
+    /// `grad[i] += g`, first making a lazy-zero gradient the shape of `self`.
+    #[inline(always)]
+    fn add_at(&self, grad: &mut Self::Grad, i: I, g: Self::Elem) {
+        self.size_grad(grad);
+        self.add_at_sized(grad, i, g)
+    }
 }
 
 impl<B: SizeGrad + ?Sized> SizeGrad for &B {
@@ -178,7 +179,7 @@ impl<T: Differentiable<Grad = T> + Accumulate + Copy, const N: usize> SizeGrad f
 }
 
 impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> SizeGrad for [T] {
-    #[inline]
+    #[inline(always)]
     fn size_grad(&self, grad: &mut Vec<T>) {
         if grad.len() != self.len() {
             grad.resize(self.len(), T::default());
@@ -187,14 +188,14 @@ impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> SizeGrad for [T]
 }
 
 impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> SizeGrad for Vec<T> {
-    #[inline]
+    #[inline(always)]
     fn size_grad(&self, grad: &mut Vec<T>) {
         self.as_slice().size_grad(grad)
     }
 }
 
 impl<T: Scalar> SizeGrad for DVector<T> {
-    #[inline]
+    #[inline(always)]
     fn size_grad(&self, grad: &mut DVector<T>) {
         if grad.is_empty() {
             *grad = DVector::zeros(self.len());
@@ -203,7 +204,7 @@ impl<T: Scalar> SizeGrad for DVector<T> {
 }
 
 impl<T: Scalar> SizeGrad for DMatrix<T> {
-    #[inline]
+    #[inline(always)]
     fn size_grad(&self, grad: &mut DMatrix<T>) {
         if grad.is_empty() {
             *grad = DMatrix::zeros(self.nrows(), self.ncols());
@@ -214,10 +215,6 @@ impl<T: Scalar> SizeGrad for DMatrix<T> {
 impl<B: IndexGrad<I> + ?Sized, I> IndexGrad<I> for &B {
     type Elem = B::Elem;
     #[inline(always)]
-    fn add_at(&self, grad: &mut B::Grad, i: I, g: B::Elem) {
-        (**self).add_at(grad, i, g)
-    }
-    #[inline(always)]
     fn add_at_sized(&self, grad: &mut B::Grad, i: I, g: B::Elem) {
         (**self).add_at_sized(grad, i, g)
     }
@@ -226,20 +223,13 @@ impl<B: IndexGrad<I> + ?Sized, I> IndexGrad<I> for &B {
 impl<T: Differentiable<Grad = T> + Accumulate + Copy, const N: usize> IndexGrad<usize> for [T; N] {
     type Elem = T;
     #[inline(always)]
-    fn add_at(&self, grad: &mut [T; N], i: usize, g: T) {
+    fn add_at_sized(&self, grad: &mut [T; N], i: usize, g: T) {
         grad[i].accumulate(g);
     }
 }
 
 impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> IndexGrad<usize> for [T] {
     type Elem = T;
-    #[inline(always)]
-    fn add_at(&self, grad: &mut Vec<T>, i: usize, g: T) {
-        if grad.len() != self.len() {
-            grad.resize(self.len(), T::default());
-        }
-        grad[i].accumulate(g);
-    }
     #[inline(always)]
     fn add_at_sized(&self, grad: &mut Vec<T>, i: usize, g: T) {
         grad[i].accumulate(g);
@@ -249,70 +239,29 @@ impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> IndexGrad<usize>
 impl<T: Differentiable<Grad = T> + Accumulate + Copy + Default> IndexGrad<usize> for Vec<T> {
     type Elem = T;
     #[inline(always)]
-    fn add_at(&self, grad: &mut Vec<T>, i: usize, g: T) {
-        self.as_slice().add_at(grad, i, g)
-    }
-    #[inline(always)]
     fn add_at_sized(&self, grad: &mut Vec<T>, i: usize, g: T) {
         self.as_slice().add_at_sized(grad, i, g)
     }
 }
 
-impl<T: Scalar> IndexGrad<usize> for DVector<T> {
-    type Elem = T;
-    fn add_at(&self, grad: &mut DVector<T>, i: usize, g: T) {
-        if grad.is_empty() {
-            *grad = DVector::zeros(self.len());
+/// Matrices and vectors indexed by `usize` (column-major) or `(row, column)`.
+macro_rules! index_grad_matrix {
+    ($($m:ident[$i:ty]),*) => {$(
+        impl<T: Scalar> IndexGrad<$i> for $m<T> {
+            type Elem = T;
+            #[inline(always)]
+            fn add_at_sized(&self, grad: &mut $m<T>, i: $i, g: T) {
+                grad[i] += g;
+            }
         }
-        grad[i] += g;
-    }
-    #[inline(always)]
-    fn add_at_sized(&self, grad: &mut DVector<T>, i: usize, g: T) {
-        grad[i] += g;
-    }
+    )*};
 }
-
-impl<T: Scalar> IndexGrad<(usize, usize)> for DVector<T> {
-    type Elem = T;
-    fn add_at(&self, grad: &mut DVector<T>, i: (usize, usize), g: T) {
-        if grad.is_empty() {
-            *grad = DVector::zeros(self.len());
-        }
-        grad[i] += g;
-    }
-    #[inline(always)]
-    fn add_at_sized(&self, grad: &mut DVector<T>, i: (usize, usize), g: T) {
-        grad[i] += g;
-    }
-}
-
-impl<T: Scalar> IndexGrad<(usize, usize)> for DMatrix<T> {
-    type Elem = T;
-    fn add_at(&self, grad: &mut DMatrix<T>, i: (usize, usize), g: T) {
-        if grad.is_empty() {
-            *grad = DMatrix::zeros(self.nrows(), self.ncols());
-        }
-        grad[i] += g;
-    }
-    #[inline(always)]
-    fn add_at_sized(&self, grad: &mut DMatrix<T>, i: (usize, usize), g: T) {
-        grad[i] += g;
-    }
-}
-
-impl<T: Scalar> IndexGrad<usize> for DMatrix<T> {
-    type Elem = T;
-    fn add_at(&self, grad: &mut DMatrix<T>, i: usize, g: T) {
-        if grad.is_empty() {
-            *grad = DMatrix::zeros(self.nrows(), self.ncols());
-        }
-        grad[i] += g;
-    }
-    #[inline(always)]
-    fn add_at_sized(&self, grad: &mut DMatrix<T>, i: usize, g: T) {
-        grad[i] += g;
-    }
-}
+index_grad_matrix!(
+    DVector[usize],
+    DVector[(usize, usize)],
+    DMatrix[usize],
+    DMatrix[(usize, usize)]
+);
 
 /// Adds `g` to the gradient of `base` at index `i` (`v[i]`, `w[(i, j)]`).
 #[inline(always)]
